@@ -1,0 +1,71 @@
+"""One launch path: pick the runtime, move the arrays there, compute, bring results back.
+
+The public functions validate and build the geometry, then call :func:`run` with an op
+name. ``numpy`` runs the reference; ``cuda`` and ``emulator`` run the CUDA kernels through
+``gpuconv.kernels`` on the GPU or on the CPU runtime. No op knows where it runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+
+from . import backend, reference
+
+# op -> (reference function taking (*inputs, g), name of the gpuconv.kernels launcher)
+_OPS = {
+    "conv2d_fprop": (reference.conv2d, "conv2d_fprop"),
+    "conv2d_dgrad": (reference.conv2d_input, "conv2d_dgrad"),
+    "conv2d_wgrad": (reference.conv2d_weight, "conv2d_wgrad"),
+    "conv2d_bgrad": (lambda dy, g: reference.conv2d_bias(dy), "conv2d_bgrad"),
+    "maxpool2d_fwd": (reference.max_pool2d, "maxpool2d_fwd"),
+    "maxpool2d_bwd": (reference.max_pool2d_input, "maxpool2d_bwd"),
+}
+
+
+def _cupy():
+    import cupy
+    return cupy
+
+
+def run(op: str, g, inputs: list, outputs: list, lib: str) -> list:
+    """Compute ``op`` over ``inputs`` (None allowed, e.g. no bias).
+
+    ``outputs`` lists (shape, dtype) of the results; ``lib`` is the callers' array library,
+    and the results are returned as arrays of that library.
+    """
+    reference_fn, kernel_name = _OPS[op]
+    where = backend.resolve(on_gpu_arrays=(lib == "cupy"))
+    if g.N == 0:  # an empty batch: nothing to launch; sums over it are zero
+        results = [np.zeros(shape, dtype) for shape, dtype in outputs]
+    elif where == "numpy":
+        host = [None if a is None else _to_numpy(a) for a in inputs]
+        results = reference_fn(*host, g)
+        results = list(results) if isinstance(results, tuple) else [results]
+    else:
+        from . import kernels
+        from .runtime import get_runtime
+        rt = get_runtime(where)
+        # CuPy inputs are computed on their own device (validation made sure it is one).
+        device = inputs[0].device if lib == "cupy" else contextlib.nullcontext()
+        with device:
+            args = [None if a is None else rt.xp.ascontiguousarray(_to_runtime(a, where))
+                    for a in inputs]
+            results = [rt.xp.empty(shape, dtype) for shape, dtype in outputs]
+            getattr(kernels, kernel_name)(rt, g, *args, *results)
+    return [_to_library(r, lib) for r in results]
+
+
+def _to_numpy(a):
+    return a if isinstance(a, np.ndarray) else _cupy().asnumpy(a)
+
+
+def _to_runtime(a, where: str):
+    return _cupy().asarray(a) if where == "cuda" else _to_numpy(a)
+
+
+def _to_library(a, lib: str):
+    if lib == "cupy":
+        return _cupy().asarray(a)
+    return _to_numpy(a)
