@@ -75,3 +75,100 @@ def assert_close(actual, expected, dtype=None, scale: float = 1.0, what: str = "
     result = compare(actual, expected, dtype, scale)
     if not result:
         raise AssertionError((what + ": " if what else "") + result.report)
+
+
+# ----------------------------------------------------------------------------------------
+# inputs and the op matrix (shared by `gpuconv check` and the tests)
+
+DTYPES = (np.float16, np.float32, np.float64)
+OPS = ("conv2d", "conv2d_input", "conv2d_weight", "conv2d_bias", "max_pool2d",
+       "max_pool2d_input")
+
+
+def conv_inputs(problem, dtype, seed: int = 0):
+    """(x, w, b, dy) for a ConvProblem: standard normal values rounded to ``dtype``."""
+    from .geometry import conv2d_geometry
+    rng = np.random.default_rng(seed)
+    g = conv2d_geometry(problem.x_shape, problem.w_shape, **problem.kwargs)
+    x = rng.standard_normal(g.x_shape).astype(dtype)
+    w = rng.standard_normal(g.w_shape).astype(dtype)
+    b = rng.standard_normal(g.K).astype(dtype) if problem.bias else None
+    dy = rng.standard_normal(g.y_shape).astype(dtype)
+    return x, w, b, dy
+
+
+def distinct_values(shape, dtype, rng) -> np.ndarray:
+    """Values distinct within every plane (last two axes) and exact in ``dtype``.
+
+    A shuffled range per plane, centred on 0, plus sub-integer jitter where the dtype can
+    hold it. Max-pool checks use them so every window has a unique maximum: no accidental
+    ties (float16 holds every integer up to 2048, which bounds the plane size).
+    """
+    plane = shape[-2] * shape[-1]
+    planes = int(np.prod(shape[:-2]))
+    if np.dtype(dtype) == np.float16 and plane > 4096:
+        raise ValueError(f"a float16 plane of {plane} elements cannot hold distinct integers")
+    values = np.stack([rng.permutation(plane) for _ in range(planes)]).astype(np.float64)
+    values -= plane // 2
+    if np.dtype(dtype) != np.float16:
+        values += rng.uniform(0.0, 0.5, values.shape)
+    return values.reshape(shape).astype(dtype)
+
+
+def pool_inputs(problem, dtype, seed: int = 0):
+    """(x, dy) for a PoolProblem; x has distinct values within every (n, c) plane."""
+    from .geometry import pool2d_geometry
+    rng = np.random.default_rng(seed)
+    g = pool2d_geometry(problem.x_shape, **problem.kwargs)
+    x = distinct_values(g.x_shape, dtype, rng)
+    dy = rng.standard_normal(g.y_shape).astype(dtype)
+    return x, dy
+
+
+def check_case(op: str, problem, dtype, to_device=lambda a: a, to_host=np.asarray) -> Comparison:
+    """Run one op of the public API on ``problem`` in ``dtype`` and compare it with the reference.
+
+    ``to_device``/``to_host`` move arrays to the backend's library (CuPy for the GPU).
+    """
+    from . import functional, grad, reference
+    from .geometry import conv2d_geometry, pool2d_geometry
+    if op.startswith("conv2d"):
+        x, w, b, dy = conv_inputs(problem, dtype)
+        g = conv2d_geometry(problem.x_shape, problem.w_shape, **problem.kwargs)
+        kw = problem.kwargs
+        d = lambda a: None if a is None else to_device(a)
+        if op == "conv2d":
+            got, want = functional.conv2d(d(x), d(w), d(b), **kw), reference.conv2d(x, w, b, g)
+        elif op == "conv2d_input":
+            got = grad.conv2d_input(x.shape, d(w), d(dy), **kw)
+            want = reference.conv2d_input(dy, w, g)
+        elif op == "conv2d_weight":
+            got = grad.conv2d_weight(d(x), w.shape, d(dy), **kw)
+            want = reference.conv2d_weight(x, dy, g)
+        else:
+            got, want = grad.conv2d_bias(d(dy)), reference.conv2d_bias(dy)
+        return compare(to_host(got), want, dtype)
+    x, dy = pool_inputs(problem, dtype)
+    g = pool2d_geometry(problem.x_shape, **problem.kwargs)
+    want_y, want_idx = reference.max_pool2d(x, g)
+    if op == "max_pool2d":
+        y, idx = functional.max_pool2d(to_device(x), return_indices=True, **problem.kwargs)
+        result = compare(to_host(y), want_y, dtype)
+        idx = to_host(idx)
+        if result and not np.array_equal(idx, want_idx):
+            bad = np.argwhere(idx != want_idx)[:5]
+            result = Comparison(False, result.max_error, result.atol, result.rtol,
+                                "indices differ at " + ", ".join(str(tuple(b)) for b in bad))
+        return result
+    got = grad.max_pool2d_input(to_device(dy), to_device(want_idx), x.shape, **problem.kwargs)
+    return compare(to_host(got), reference.max_pool2d_input(dy, want_idx, g), dtype)
+
+
+def cases(ops=OPS, dtypes=DTYPES):
+    """Every (op, dtype, problem) of the matrix: conv ops over CONV_PROBLEMS, pooling ops
+    over POOL_PROBLEMS."""
+    from .problems import CONV_PROBLEMS, POOL_PROBLEMS
+    for op in ops:
+        for dtype in dtypes:
+            for problem in CONV_PROBLEMS if op.startswith("conv2d") else POOL_PROBLEMS:
+                yield op, np.dtype(dtype), problem

@@ -1,0 +1,95 @@
+"""Command line: ``gpuconv check`` (also ``python -m gpuconv check``).
+
+``check`` runs every op x dtype x problem of the curated matrix through the public API on
+the best runtime present (the GPU when CuPy sees one, else the CUDA kernels on the CPU
+runtime, else the NumPy reference) and compares each result with the NumPy reference.
+It prints one row per case and exits non-zero if any case fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+
+import numpy as np
+
+from . import backend, checking
+
+
+def best_runtime() -> str:
+    """'cuda' when CuPy sees a GPU, else 'emulator' when the CPU runtime can build, else 'numpy'."""
+    try:
+        from .runtime import cuda_available
+    except ImportError:  # no kernel layer in this build
+        return "numpy"
+    if cuda_available():
+        return "cuda"
+    if shutil.which("g++") or shutil.which("c++"):
+        return "emulator"
+    return "numpy"
+
+
+def _movers(runtime: str):
+    """(to_device, to_host) for the arrays a runtime works on."""
+    if runtime == "cuda":
+        import cupy
+        return cupy.asarray, cupy.asnumpy
+    return (lambda a: a), np.asarray
+
+
+def check(runtime: str | None = None, ops=checking.OPS, dtypes=checking.DTYPES,
+          out=sys.stdout) -> int:
+    """Run the matrix; return the number of failed cases."""
+    runtime = runtime or best_runtime()
+    to_device, to_host = _movers(runtime)
+    todo = list(checking.cases(ops, dtypes))
+    print(f"gpuconv check: {len(todo)} cases on runtime '{runtime}' against the NumPy "
+          f"reference", file=out)
+    header = f"{'':>11} {'op':<17} {'dtype':<8} {'problem':<22} {'runtime':<9} " \
+             f"{'max error':>10} {'tolerance':>17}  result"
+    print(header, file=out)
+    failures = []
+    start = time.perf_counter()
+    with backend.use_backend(runtime):
+        for i, (op, dtype, problem) in enumerate(todo, 1):
+            try:
+                result = checking.check_case(op, problem, dtype, to_device, to_host)
+                error, ok, report = result.max_error, result.ok, result.report
+                tol = f"{result.atol:.0e}+{result.rtol:.0e}*|ref|"
+            except Exception as exc:  # a crash is a failure with its message, not an abort
+                error, ok, report, tol = float("nan"), False, f"{type(exc).__name__}: {exc}", "-"
+            print(f"[{i:4d}/{len(todo)}] {op:<17} {dtype.name:<8} {problem.name:<22} "
+                  f"{runtime:<9} {error:10.2e} {tol:>17}  {'pass' if ok else 'FAIL'}",
+                  file=out, flush=True)
+            if not ok:
+                failures.append((op, dtype.name, problem.name, report))
+    seconds = time.perf_counter() - start
+    for op, dtype, name, report in failures:
+        print(f"\nFAIL {op} {dtype} {name}:\n{report}", file=out)
+    print(f"\n{len(todo) - len(failures)} passed, {len(failures)} failed "
+          f"({seconds:.1f} s on runtime '{runtime}')", file=out)
+    return len(failures)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="gpuconv", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_check = sub.add_parser("check", help="check every kernel against the NumPy reference")
+    p_check.add_argument("--runtime", choices=("cuda", "emulator", "numpy"),
+                         help="where to run (default: the best one present)")
+    p_check.add_argument("--op", action="append", choices=checking.OPS,
+                         help="only this op (repeatable)")
+    p_check.add_argument("--dtype", action="append", choices=("float16", "float32", "float64"),
+                         help="only this dtype (repeatable)")
+    args = parser.parse_args(argv)
+    if args.command == "check":
+        failed = check(args.runtime, ops=tuple(args.op or checking.OPS),
+                       dtypes=tuple(args.dtype or checking.DTYPES))
+        return 1 if failed else 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
