@@ -1,0 +1,128 @@
+// maxpool2d.cu — 2-D max-pooling with argmax indices, forward and backward, with PyTorch's
+// exact rules (torch.nn.functional.max_pool2d(..., return_indices=True)):
+//
+//   forward:   y[n, c, p, q]   = max over the window's in-bounds taps
+//                                x[n, c, p*stride_h - pad_h + r*dilation_h,
+//                                        q*stride_w - pad_w + s*dilation_w],  0 <= r < R, 0 <= s < S
+//              idx[n, c, p, q] = h*W + w of the chosen tap, within the (n, c) plane (int64)
+//   backward:  dx[n, c, h, w]  = sum of dy[n, c, p, q] over the outputs with
+//                                idx[n, c, p, q] == h*W + w
+//
+//   Window scan: row-major, a tap replaces the running maximum when `val > max || isnan(val)`,
+//   so ties keep the first maximum, and a NaN anywhere gives y = NaN with the index of the
+//   LAST NaN. The padding acts as -inf and never becomes an index: the first in-bounds tap
+//   is always taken, so an all -inf window returns -inf and that first tap's index.
+//   ceil_mode windows are clipped to the input the same way (P, Q come from the caller).
+//
+// Layouts (all C-contiguous): x, dx (N, C, H, W); y, dy, idx (N, C, P, Q), idx int64.
+// T is float, double or __half; comparisons and the backward sums use accumulator<T>::type
+// (float for __half: converting a __half to float and back is exact, so y is unchanged).
+//
+// Kernels:
+//   maxpool2d_fwd_v1_direct<T>  one thread per y element, a grid-stride loop over N*C*P*Q;
+//                               each thread scans its R x S window from global memory.
+//   maxpool2d_bwd_v1_gather<T>  one thread per dx element, a grid-stride loop over N*C*H*W;
+//                               each thread visits, in row-major order, the outputs whose
+//                               window span covers its element and sums dy where idx points at
+//                               it. Deterministic, no atomics; overlapping windows accumulate.
+
+#include "common.cuh"
+
+template <typename T>
+__global__ void maxpool2d_fwd_v1_direct(const T* __restrict__ x, T* __restrict__ y,
+                                        long long* __restrict__ idx, int N, int C, int H,
+                                        int W, int R, int S, int P, int Q, int pad_h, int pad_w,
+                                        int stride_h, int stride_w, int dilation_h,
+                                        int dilation_w) {
+    typedef typename accumulator<T>::type Acc;
+    const long long y_count = (long long)N * C * P * Q;
+
+    // Grid-stride loop over y; consecutive threads take consecutive q, so y and idx stores
+    // are coalesced.
+    for (long long i = grid_first_index(); i < y_count; i += grid_stride()) {
+        long long n, c, p, q;
+        split4(i, C, P, Q, n, c, p, q);
+        const T* x_plane = x + offset4(n, c, 0, 0, C, H, W);
+        const long long h_first = p * stride_h - pad_h;  // window's top-left (may be padding)
+        const long long w_first = q * stride_w - pad_w;
+
+        Acc max_val = -INFINITY;
+        long long max_idx = -1;  // -1: no in-bounds tap seen yet
+        for (int r = 0; r < R; ++r) {
+            const long long h = h_first + (long long)r * dilation_h;
+            // Rows in the padding (or past a ceil_mode edge) are -inf: never chosen.
+            if (h < 0 || h >= H) continue;
+            for (int s = 0; s < S; ++s) {
+                // wi: the width coordinate (w is the filter's name elsewhere).
+                const long long wi = w_first + (long long)s * dilation_w;
+                // Columns in the padding (or past a ceil_mode edge) are -inf: never chosen.
+                if (wi < 0 || wi >= W) continue;
+                const Acc val = to_acc(x_plane[h * W + wi]);
+                // First in-bounds tap always (PyTorch starts from it even when it is -inf),
+                // then PyTorch's rule: strictly greater, or NaN (so the last NaN wins).
+                if (max_idx < 0 || val > max_val || is_nan(val)) {
+                    max_val = val;
+                    max_idx = h * W + wi;
+                }
+            }
+        }
+        y[i] = from_acc<T>(max_val);
+        idx[i] = max_idx;
+    }
+}
+
+template <typename T>
+__global__ void maxpool2d_bwd_v1_gather(const T* __restrict__ dy,
+                                        const long long* __restrict__ idx, T* __restrict__ dx,
+                                        int N, int C, int H, int W, int R, int S, int P, int Q,
+                                        int pad_h, int pad_w, int stride_h, int stride_w,
+                                        int dilation_h, int dilation_w) {
+    typedef typename accumulator<T>::type Acc;
+    const long long dx_count = (long long)N * C * H * W;
+    const long long span_h = (long long)(R - 1) * dilation_h;  // window extent minus one
+    const long long span_w = (long long)(S - 1) * dilation_w;
+
+    // Grid-stride loop over dx; consecutive threads take consecutive w, so dx stores are
+    // coalesced.
+    for (long long i = grid_first_index(); i < dx_count; i += grid_stride()) {
+        long long n, c, h, wi;  // wi: the width coordinate
+        split4(i, C, H, W, n, c, h, wi);
+        const long long plane_offset = offset4(n, c, 0, 0, C, P, Q);  // (n, c) plane of dy/idx
+        const long long target = h * W + wi;                          // what idx must say
+
+        // Output rows p whose window span [p*stride_h - pad_h, ... + span_h] covers h:
+        //   p*stride_h <= h + pad_h  and  p*stride_h >= h + pad_h - span_h.
+        // Clamped to [0, P): windows outside the output do not exist.
+        const long long h_padded = h + pad_h;
+        const long long p_begin = h_padded > span_h ? div_up(h_padded - span_h, stride_h) : 0;
+        const long long p_end = h_padded / stride_h + 1 < P ? h_padded / stride_h + 1 : P;
+        const long long w_padded = wi + pad_w;
+        const long long q_begin = w_padded > span_w ? div_up(w_padded - span_w, stride_w) : 0;
+        const long long q_end = w_padded / stride_w + 1 < Q ? w_padded / stride_w + 1 : Q;
+
+        Acc acc = 0;
+        for (long long p = p_begin; p < p_end; ++p) {
+            for (long long q = q_begin; q < q_end; ++q) {
+                const long long j = plane_offset + p * Q + q;
+                // Only the output whose argmax is this element passes its gradient here.
+                if (idx[j] == target) acc += to_acc(dy[j]);
+            }
+        }
+        dx[i] = from_acc<T>(acc);
+    }
+}
+
+// Standalone `nvcc -cubin -arch=sm_90 -Xptxas -v cuda/maxpool2d.cu`: taking each instance's
+// address makes nvcc compile it, so ptxas reports every kernel. NVRTC and the CPU runtime
+// get their instances from name expressions (gpuconv/kernels.py) instead.
+#if defined(__CUDACC__) && !defined(__CUDACC_RTC__) && !defined(GPUCONV_CPU_RUNTIME)
+void* maxpool2d_instance(int i) {
+    void* const instances[] = {(void*)maxpool2d_fwd_v1_direct<__half>,
+                               (void*)maxpool2d_fwd_v1_direct<float>,
+                               (void*)maxpool2d_fwd_v1_direct<double>,
+                               (void*)maxpool2d_bwd_v1_gather<__half>,
+                               (void*)maxpool2d_bwd_v1_gather<float>,
+                               (void*)maxpool2d_bwd_v1_gather<double>};
+    return instances[i];
+}
+#endif
