@@ -1,0 +1,65 @@
+"""Regenerate the README's results tables from the JSON files in benchmarks/results/.
+
+Tables are never typed by hand: each lives between ``<!-- results:NAME -->`` and
+``<!-- /results:NAME -->`` markers in README.md and is rebuilt from its JSON.
+
+    python benchmarks/update_readme.py          # rewrite README.md
+    python benchmarks/update_readme.py --check  # exit 1 if README.md is out of date
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def reference_table(data: dict) -> str:
+    """pytest-benchmark JSON of test_reference_bench.py -> a Markdown table."""
+    cpu = data["machine_info"].get("cpu", {})
+    lines = [f"Measured {data['datetime'][:10]} on {cpu.get('brand_raw', 'unknown CPU')} "
+             f"({cpu.get('count', '?')} cores), Python {data['machine_info']['python_version']}, "
+             f"float32, median of {data['benchmarks'][0]['stats']['rounds']} rounds:",
+             "",
+             "| op | median ms | GFLOP/s |",
+             "|---|---:|---:|"]
+    for bench in sorted(data["benchmarks"], key=lambda b: b["param"]):
+        lines.append(f"| {bench['param']} | {bench['stats']['median'] * 1e3:.1f} | "
+                     f"{bench['extra_info']['gflops']:.1f} |")
+    return "\n".join(lines)
+
+
+TABLES = {"reference": ("reference_cpu.json", reference_table)}
+
+
+def render(readme: str) -> str:
+    for name, (file, make) in TABLES.items():
+        path = RESULTS / file
+        if not path.is_file():
+            continue
+        table = make(json.loads(path.read_text()))
+        pattern = re.compile(rf"(<!-- results:{name} -->\n).*?(<!-- /results:{name} -->)", re.S)
+        readme = pattern.sub(lambda m: m.group(1) + table + "\n" + m.group(2), readme)
+    return readme
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    readme_path = ROOT / "README.md"
+    old = readme_path.read_text()
+    new = render(old)
+    if "--check" in argv:
+        if new != old:
+            print("README.md results tables are out of date: run python benchmarks/update_readme.py")
+            return 1
+        return 0
+    readme_path.write_text(new)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""`gpuconv check`: the table, the exit status, and a failure that must be reported."""
+
+import io
+import subprocess
+import sys
+
+import numpy as np
+
+from gpuconv import cli, reference
+
+
+def test_check_numpy_runtime_passes_and_prints_the_table():
+    out = io.StringIO()
+    failed = cli.check("numpy", ops=("conv2d", "max_pool2d"), dtypes=(np.float32,), out=out)
+    text = out.getvalue()
+    assert failed == 0
+    assert "conv2d" in text and "max_pool2d" in text and "resnet_stem" in text
+    assert "0 failed" in text and "FAIL" not in text
+
+
+def test_check_reports_a_wrong_result_and_fails(monkeypatch):
+    real = reference.conv2d
+    monkeypatch.setattr(reference, "conv2d", lambda x, w, b, g: real(x, w, b, g) * 1.01)
+    out = io.StringIO()
+    failed = cli.check("numpy", ops=("conv2d",), dtypes=(np.float64,), out=out)
+    assert failed > 0 and "FAIL" in out.getvalue() and "differ" in out.getvalue()
+
+
+def test_module_entry_point_exit_status():
+    ok = subprocess.run([sys.executable, "-m", "gpuconv", "check", "--runtime", "numpy",
+                         "--op", "conv2d_bias", "--dtype", "float64"],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "passed, 0 failed" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "gpuconv", "check", "--op", "nope"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "nope" in bad.stderr
