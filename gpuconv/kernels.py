@@ -71,6 +71,11 @@ def grid_1d(count: int, threads: int = THREADS_PER_BLOCK, max_blocks: int | None
     return max(1, min(-(-count // threads), cap))
 
 
+def launch_shape(count: int) -> tuple[tuple[int], tuple[int]]:
+    """(grid, block) of the grid-stride launch over ``count`` elements (grid (0,) for none)."""
+    return (grid_1d(count),), (THREADS_PER_BLOCK,)
+
+
 def _i32(**sizes) -> list:
     """Sizes as int32 kernel scalars; a size that does not fit is refused, never wrapped."""
     out = []
@@ -84,11 +89,11 @@ def _i32(**sizes) -> list:
 
 def _launch(rt, source: str, kernel: str, dtype, count: int, args: list) -> None:
     """Launch ``kernel<dtype>`` of ``source`` grid-stride over ``count`` elements."""
-    blocks = grid_1d(count)
-    if blocks == 0:  # nothing to compute (N == 0)
+    grid, block = launch_shape(count)
+    if grid[0] == 0:  # nothing to compute (N == 0)
         return
     function = rt.function(source, name_expression(kernel, dtype))
-    function((blocks,), (THREADS_PER_BLOCK,), tuple(args))
+    function(grid, block, tuple(args))
 
 
 def _conv_sizes(g) -> list:
