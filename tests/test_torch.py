@@ -1,0 +1,247 @@
+"""gpuconv.torch: autograd functions and nn modules against torch.nn / torch.nn.functional.
+
+CPU tensors run gpuconv's NumPy path (backend ``auto``); the ``gpu`` tests run the same checks
+on CUDA tensors through DLPack and PyTorch's current stream, where a GPU and CuPy are present.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+torch = pytest.importorskip("torch")
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+import gpuconv  # noqa: E402
+import gpuconv.torch as gt  # noqa: E402
+
+# (input shape, weight shape, keyword arguments)
+CONV_CASES = [
+    ((2, 3, 9, 8), (4, 3, 3, 3), dict()),
+    ((2, 3, 9, 8), (4, 3, 3, 3), dict(stride=2, padding=1)),
+    ((1, 4, 10, 11), (6, 2, 3, 2), dict(stride=(1, 2), padding=(2, 1), dilation=(2, 1), groups=2)),
+    ((2, 4, 7, 7), (4, 1, 3, 3), dict(padding="same", groups=4)),  # depthwise
+    ((2, 2, 6, 6), (3, 2, 2, 2), dict(padding="same")),  # even kernel: extra pad bottom/right
+    ((3, 5, 5), (2, 3, 1, 1), dict(padding="valid")),  # unbatched, 1x1 filter
+]
+
+POOL_CASES = [
+    ((2, 3, 8, 8), dict(kernel_size=2)),
+    ((2, 3, 9, 7), dict(kernel_size=3, stride=2, padding=1)),
+    ((1, 2, 10, 9), dict(kernel_size=(3, 2), stride=(2, 1), dilation=(2, 1), ceil_mode=True)),
+    ((2, 7, 7), dict(kernel_size=3, stride=2, ceil_mode=True)),  # unbatched
+]
+
+
+def _distinct(shape, generator, dtype):
+    """Values all distinct (a permutation plus jitter) so max-pool's argmax is unambiguous."""
+    n = 1
+    for d in shape:
+        n *= d
+    values = torch.randperm(n, generator=generator, dtype=torch.float64) / n
+    return (values + 1e-3 * torch.rand(n, generator=generator, dtype=torch.float64) / n
+            ).reshape(shape).to(dtype)
+
+
+# ----------------------------------------------------------------------------------------
+# gradcheck (float64, CPU)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", CONV_CASES)
+def test_conv2d_gradcheck(x_shape, w_shape, kwargs):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(x_shape, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(w_shape, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(w_shape[0], generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, w, b: gt.conv2d(x, w, b, **kwargs), (x, w, b))
+
+
+@pytest.mark.parametrize("x_shape, kwargs", POOL_CASES)
+def test_max_pool2d_gradcheck(x_shape, kwargs):
+    x = _distinct(x_shape, torch.Generator().manual_seed(1), torch.float64).requires_grad_()
+    assert torch.autograd.gradcheck(lambda x: gt.max_pool2d(x, **kwargs), (x,))
+
+
+# ----------------------------------------------------------------------------------------
+# forward and backward equal torch.nn.functional (float32)
+
+
+def _conv_against_torch(x_shape, w_shape, kwargs, device):
+    g = torch.Generator().manual_seed(2)
+    x0 = torch.randn(x_shape, generator=g).to(device)
+    w0 = torch.randn(w_shape, generator=g).to(device)
+    b0 = torch.randn(w_shape[0], generator=g).to(device)
+    results = []
+    for conv in (gt.conv2d, F.conv2d):
+        x, w, b = (t.clone().requires_grad_() for t in (x0, w0, b0))
+        y = conv(x, w, b, **kwargs)
+        dy = torch.linspace(-1, 1, y.numel(), device=device).reshape(y.shape)
+        y.backward(dy)
+        results.append((y, x.grad, w.grad, b.grad))
+    for ours, theirs, name in zip(*results, ("y", "dx", "dw", "db")):
+        assert ours.device == theirs.device and ours.dtype == theirs.dtype, name
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4, msg=name)
+
+
+def _pool_against_torch(x_shape, kwargs, device):
+    x0 = _distinct(x_shape, torch.Generator().manual_seed(3), torch.float32).to(device)
+    results = []
+    for pool in (gt.max_pool2d, F.max_pool2d):
+        x = x0.clone().requires_grad_()
+        y, idx = pool(x, return_indices=True, **kwargs)
+        y.backward(torch.linspace(-1, 1, y.numel(), device=device).reshape(y.shape))
+        results.append((y, idx, x.grad))
+    for ours, theirs, name in zip(*results, ("y", "indices", "dx")):
+        assert ours.device == theirs.device and ours.dtype == theirs.dtype, name
+        torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-6, msg=name)
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", CONV_CASES)
+def test_conv2d_matches_torch(x_shape, w_shape, kwargs):
+    _conv_against_torch(x_shape, w_shape, kwargs, "cpu")
+
+
+@pytest.mark.parametrize("x_shape, kwargs", POOL_CASES)
+def test_max_pool2d_matches_torch(x_shape, kwargs):
+    _pool_against_torch(x_shape, kwargs, "cpu")
+
+
+def test_needs_input_grad_respected():
+    x = torch.randn(1, 2, 5, 5)
+    w = torch.randn(3, 2, 3, 3, requires_grad=True)
+    b = torch.randn(3)
+    gt.conv2d(x, w, b).sum().backward()
+    assert x.grad is None and b.grad is None and w.grad is not None
+
+
+def test_errors():
+    x = torch.randn(1, 2, 5, 5)
+    with pytest.raises(TypeError, match="dtype"):
+        gt.conv2d(x.to(torch.bfloat16), torch.randn(3, 2, 3, 3).to(torch.bfloat16))
+    with pytest.raises(ValueError, match="padding_mode"):
+        gt.Conv2d(2, 3, 3, padding_mode="reflect")
+    with pytest.raises(ValueError, match="stride"):  # torch.nn.Conv2d's own check
+        gt.Conv2d(2, 3, 3, stride=2, padding="same")
+
+
+# ----------------------------------------------------------------------------------------
+# modules
+
+
+def test_modules_are_drop_in():
+    torch.manual_seed(4)
+    ours = gt.Conv2d(3, 6, (3, 5), stride=2, padding=(1, 2), groups=3, dtype=torch.float64)
+    torch.manual_seed(4)
+    theirs = nn.Conv2d(3, 6, (3, 5), stride=2, padding=(1, 2), groups=3, dtype=torch.float64)
+    assert ours.weight.dtype == torch.float64
+    for name, tensor in theirs.state_dict().items():  # same names, same initialization
+        torch.testing.assert_close(ours.state_dict()[name], tensor, rtol=0, atol=0)
+    assert not gt.Conv2d(3, 6, 3, bias=False).load_state_dict(
+        nn.Conv2d(3, 6, 3, bias=False).state_dict()).missing_keys
+    x = torch.randn(2, 3, 11, 12, dtype=torch.float64)
+    torch.testing.assert_close(ours(x), theirs(x))
+    assert "gpuconv" in type(ours).__module__ and isinstance(ours, nn.Conv2d)
+
+    pool, ref = gt.MaxPool2d(3, 2, 1, ceil_mode=True, return_indices=True), \
+        nn.MaxPool2d(3, 2, 1, ceil_mode=True, return_indices=True)
+    for a, b in zip(pool(x), ref(x)):
+        torch.testing.assert_close(a, b)
+    assert repr(gt.MaxPool2d(2)) == repr(nn.MaxPool2d(2))
+
+
+def _small_cnn(conv, pool):
+    return nn.Sequential(conv(1, 4, 3, padding=1), nn.ReLU(), pool(2),
+                         conv(4, 8, 3, padding="same"), nn.ReLU(), pool(2),
+                         nn.Flatten(), nn.Linear(8 * 3 * 3, 5))
+
+
+def _train(model, x, labels, steps=5):
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    losses = []
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(x), labels)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+def _train_both(device):
+    torch.manual_seed(5)
+    reference = _small_cnn(nn.Conv2d, nn.MaxPool2d).to(device)
+    ours = _small_cnn(gt.Conv2d, gt.MaxPool2d).to(device)
+    ours.load_state_dict(reference.state_dict())
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(16, 1, 12, 12, generator=g).to(device)
+    labels = torch.randint(0, 5, (16,), generator=g).to(device)
+    return _train(ours, x, labels), _train(reference, x, labels)
+
+
+def test_small_cnn_trains_like_torch_nn():
+    ours, theirs = _train_both("cpu")
+    assert ours == pytest.approx(theirs, rel=1e-4, abs=1e-5)
+    assert ours[-1] < ours[0]
+
+
+def test_import_gpuconv_does_not_import_torch():
+    code = "import sys, gpuconv; gpuconv.conv2d; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_missing_torch_message():
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "try:\n    import gpuconv.torch\nexcept ImportError as e:\n"
+            "    assert 'pip install gpuconv[torch]' in str(e), e\nelse:\n    raise SystemExit(1)")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ----------------------------------------------------------------------------------------
+# CUDA tensors
+
+
+def _need_cuda():
+    if not torch.cuda.is_available():
+        pytest.skip("torch.cuda.is_available() is False: no CUDA device for PyTorch")
+    pytest.importorskip("cupy", reason="CUDA tensors need CuPy (pip install gpuconv[cuda12])")
+
+
+@pytest.mark.gpu
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", CONV_CASES)
+def test_conv2d_matches_torch_cuda(x_shape, w_shape, kwargs):
+    _need_cuda()
+    _conv_against_torch(x_shape, w_shape, kwargs, "cuda")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("x_shape, kwargs", POOL_CASES)
+def test_max_pool2d_matches_torch_cuda(x_shape, kwargs):
+    _need_cuda()
+    _pool_against_torch(x_shape, kwargs, "cuda")
+
+
+@pytest.mark.gpu
+def test_cuda_runs_on_torch_current_stream():
+    _need_cuda()
+    x = torch.randn(4, 3, 32, 32, device="cuda")
+    w = torch.randn(8, 3, 3, 3, device="cuda")
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):
+        # a side stream must see x and w ready and order its own work after them
+        stream.wait_stream(torch.cuda.default_stream())
+        y = gt.conv2d(x * 2, w, padding=1)
+        expected = F.conv2d(x * 2, w, padding=1)
+    torch.cuda.current_stream().wait_stream(stream)
+    torch.testing.assert_close(y, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.gpu
+def test_small_cnn_trains_like_torch_nn_cuda():
+    _need_cuda()
+    ours, theirs = _train_both("cuda")
+    assert ours == pytest.approx(theirs, rel=1e-3, abs=1e-4)
