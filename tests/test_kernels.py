@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from gpuconv import kernels, reference
-from gpuconv.checking import assert_close
+from gpuconv.checking import assert_close, distinct_values
 from gpuconv.geometry import conv2d_geometry, pool2d_geometry
 from gpuconv.problems import CONV_PROBLEMS, POOL_PROBLEMS
 from gpuconv.runtime import cuda_available, get_runtime
@@ -53,18 +53,11 @@ def uniform(rng, shape, dtype) -> np.ndarray:
 
 
 def distinct(rng, shape, dtype) -> np.ndarray:
-    """Values all distinct within each (n, c) plane, in random order: a permutation of the
-    plane plus jitter, scaled to [-1, 1) with steps wide enough to survive float16 rounding."""
-    N, C, H, W = shape
-    plane = H * W
-    values = np.empty(shape, np.float64)
-    for n in range(N):
-        for c in range(C):
-            steps = rng.permutation(plane) + rng.uniform(0.0, 0.5, size=plane)
-            values[n, c] = (steps * (2.0 / plane) - 1.0).reshape(H, W)
-    out = values.astype(dtype)
-    flat = out.reshape(N * C, plane)
-    assert all(len(np.unique(row)) == plane for row in flat), "inputs not distinct"
+    """Values all distinct within each (n, c) plane, in random order (a permutation plus
+    jitter: gpuconv.checking.distinct_values), so every window has a unique maximum."""
+    out = distinct_values(shape, dtype, rng)
+    flat = out.reshape(-1, shape[-2] * shape[-1])
+    assert all(len(np.unique(row)) == row.size for row in flat), "inputs not distinct"
     return out
 
 
@@ -330,3 +323,36 @@ def test_bias_is_added_once(rt):
     y = poisoned(rt, g.y_shape, np.float32)
     kernels.conv2d_fprop(rt, g, on(rt, x), on(rt, w), on(rt, b), y)
     np.testing.assert_array_equal(host(y), np.broadcast_to(b[None, :, None, None], g.y_shape))
+
+
+# ----------------------------------------------------------------------------------------
+# runtime selection
+
+
+def test_runtimes_are_cached_and_named():
+    rt = get_runtime("emulator")
+    assert rt is get_runtime("emulator") and rt.name == "emulator" and rt.xp is np
+    f = rt.function("maxpool2d.cu", "maxpool2d_fwd_v1_direct<float>")
+    assert f is rt.function("maxpool2d.cu", "maxpool2d_fwd_v1_direct<float>")
+    with pytest.raises(ValueError, match="runtime name"):
+        get_runtime("opencl")
+
+
+def test_cuda_runtime_without_a_device_says_so():
+    if cuda_available():
+        pytest.skip("a CUDA device is visible")
+    assert cuda_available() is False
+    with pytest.raises(RuntimeError, match="emulator"):
+        get_runtime("cuda")
+
+
+def test_cupy_compile_options():
+    pytest.importorskip("cupy", reason="CuPy is not installed")
+    from gpuconv.runtime import cupy_rt
+
+    assert cupy_rt.compile_options("90") == ("-std=c++17", "-arch=sm_90")
+    assert cupy_rt.arch_option("75") == "-arch=sm_75"
+    # A device newer than NVRTC knows is compiled for the newest architecture NVRTC has.
+    from cupy.cuda import nvrtc
+    newest = max(nvrtc.getSupportedArchs())
+    assert cupy_rt.arch_option(str(newest + 50)) == f"-arch=sm_{newest}"
