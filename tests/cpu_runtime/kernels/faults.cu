@@ -12,10 +12,10 @@ extern "C" __global__ void divergent_barrier(int* out) {
 
 extern "C" __global__ void deadlock_bar_warp(int* out) {
   int v = threadIdx.x;
-  if (threadIdx.x < 32) {
-    v = __shfl_sync(FULL, v, 0);  // warp 0 rendezvous
+  if (threadIdx.x != 31) {
+    v = __shfl_sync(FULL, v, 0);  // waits for lane 31 ...
   } else {
-    __syncthreads();              // warp 1 waits in the barrier
+    __syncthreads();              // ... which waits for the other 31 threads in the barrier
   }
   out[threadIdx.x] = v;
 }
@@ -46,6 +46,6 @@ extern "C" __global__ void stack_overflow(int* out, int depth) {
 }
 
 extern "C" __global__ void trap_kernel(int* out) {
-  if (threadIdx.x == 7) __trap();
+  if (threadIdx.x == 7 && blockIdx.x == 2) __trap();
   out[threadIdx.x] = 1;
 }
