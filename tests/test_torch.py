@@ -6,6 +6,7 @@ on CUDA tensors through DLPack and PyTorch's current stream, where a GPU and CuP
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -108,6 +109,28 @@ def test_conv2d_matches_torch(x_shape, w_shape, kwargs):
 @pytest.mark.parametrize("x_shape, kwargs", POOL_CASES)
 def test_max_pool2d_matches_torch(x_shape, kwargs):
     _pool_against_torch(x_shape, kwargs, "cpu")
+
+
+@pytest.mark.skipif(not (shutil.which("g++") or shutil.which("c++")),
+                    reason="the emulator backend builds the CUDA kernels with g++")
+def test_emulator_backend_and_backward_keeps_forward_backend(monkeypatch):
+    """CPU tensors run the CUDA kernels on the CPU runtime; backward reuses forward's backend."""
+    seen = []
+    resolve = gpuconv.backend.resolve
+    monkeypatch.setattr(gpuconv.backend, "resolve",
+                        lambda on_gpu_arrays: seen.append(resolve(on_gpu_arrays)) or seen[-1])
+    g = torch.Generator().manual_seed(7)
+    x0, w0, b0 = (torch.randn(s, generator=g) for s in ((2, 3, 8, 8), (4, 3, 3, 3), (4,)))
+    results = []
+    for conv, pool in ((gt.conv2d, gt.max_pool2d), (F.conv2d, F.max_pool2d)):
+        x, w, b = (t.clone().requires_grad_() for t in (x0, w0, b0))
+        with gpuconv.use_backend("emulator"):
+            y = pool(conv(x, w, b, padding=1), 2)
+        y.backward(torch.linspace(-1, 1, y.numel()).reshape(y.shape))  # outside the block
+        results.append((y, x.grad, w.grad, b.grad))
+    for ours, theirs in zip(*results):
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
+    assert len(seen) == 6 and set(seen) == {"emulator"}, seen  # 2 forward + 4 backward ops
 
 
 def test_needs_input_grad_respected():
