@@ -369,7 +369,7 @@ struct Fiber {
   unsigned long long val;
   int arg, width;
   unsigned long long result;
-  const void* asan_fake_stack;
+  void* asan_fake_stack;
 };
 
 struct Launch;
@@ -468,7 +468,7 @@ static inline void resume(Fiber* f) {
   Worker& w = worker;
   threadIdx = f->tid;
 #ifdef GPUCONV_ASAN
-  const void* fake = nullptr;
+  void* fake = nullptr;
   __sanitizer_start_switch_fiber(&fake, f->stack_lo, f->stack_size);
 #endif
 #ifdef GPUCONV_CPU_UCONTEXT
