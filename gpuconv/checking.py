@@ -108,6 +108,8 @@ def distinct_values(shape, dtype, rng) -> np.ndarray:
     planes = int(np.prod(shape[:-2]))
     if np.dtype(dtype) == np.float16 and plane > 4096:
         raise ValueError(f"a float16 plane of {plane} elements cannot hold distinct integers")
+    if planes == 0:
+        return np.zeros(shape, dtype)
     values = np.stack([rng.permutation(plane) for _ in range(planes)]).astype(np.float64)
     values -= plane // 2
     if np.dtype(dtype) != np.float16:

@@ -229,6 +229,21 @@ class Pool2dGeometry:
         return (self.N, self.C, self.P, self.Q)
 
 
+def _window_without_input(size, out, kernel, stride, pad, dilation):
+    """Index of the first pooling window along one axis whose taps all fall in the padding,
+    or None. Only windows starting in the left padding can (the ceil_mode correction keeps
+    every window's start before the end of the input); PyTorch would return -inf and an
+    index outside the plane for such a window, gpuconv refuses the geometry instead."""
+    i = 0
+    while i < out and i * stride < pad:
+        start = i * stride - pad
+        first_tap = -(start // dilation)            # smallest j with start + j*dilation >= 0
+        if first_tap >= kernel or start + first_tap * dilation >= size:
+            return i
+        i += 1
+    return None
+
+
 def pool2d_geometry(x_shape, kernel_size, stride=None, padding=0, dilation=1,
                     ceil_mode=False) -> Pool2dGeometry:
     """Validate a max_pool2d call and return its geometry (stride defaults to kernel_size)."""
@@ -253,6 +268,14 @@ def pool2d_geometry(x_shape, kernel_size, stride=None, padding=0, dilation=1,
     if P < 1 or Q < 1:
         raise ValueError(f"kernel_size {(R, S)} with dilation {dilation} and padding {pad} "
                          f"is larger than the input {(H, W)}: output would be {(P, Q)}")
+    for axis, size, out, k, s, p, d in (("height", H, P, R, stride[0], pad[0], dilation[0]),
+                                        ("width", W, Q, S, stride[1], pad[1], dilation[1])):
+        window = _window_without_input(size, out, k, s, p, d)
+        if window is not None:
+            raise ValueError(
+                f"padding {pad} with dilation {dilation} puts pooling window {window} along the "
+                f"{axis} entirely in the padding (kernel_size {(R, S)}, input {(H, W)}): it "
+                f"would have no input element to take the maximum of")
     return Pool2dGeometry(N=N, C=C, H=H, W=W, R=R, S=S, P=P, Q=Q, pad_h=pad[0], pad_w=pad[1],
                           stride_h=stride[0], stride_w=stride[1], dilation_h=dilation[0],
                           dilation_w=dilation[1], ceil_mode=bool(ceil_mode))

@@ -67,6 +67,8 @@ CASES = [
     ("pool_padding_over_half", ValueError, "padding", lambda: gpuconv.max_pool2d(x, 3, padding=2)),
     ("pool_dilation_zero", ValueError, "dilation", lambda: gpuconv.max_pool2d(x, 2, dilation=0)),
     ("pool_kernel_too_large", ValueError, "kernel_size", lambda: gpuconv.max_pool2d(x, 9)),
+    ("pool_window_all_padding", ValueError, "padding",
+     lambda: gpuconv.max_pool2d(np.zeros((1, 1, 1, 1), f32), (1, 2), padding=(0, 1), dilation=2)),
     ("pool_ceil_mode_type", TypeError, "ceil_mode", lambda: gpuconv.max_pool2d(x, 2, ceil_mode="yes")),
     # grad.conv2d_input
     ("dgrad_input_size_len", ValueError, "input_size", lambda: grad.conv2d_input((2, 4, 8), w, dy)),

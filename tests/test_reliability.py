@@ -1,0 +1,115 @@
+"""Reliability of the kernel path: determinism, thread safety, special values, array handling
+on the CPU runtime (the GPU variants run where CuPy sees a device)."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import gpuconv
+from gpuconv import checking, grad, reference
+from gpuconv.geometry import conv2d_geometry, pool2d_geometry
+from gpuconv.problems import CONV_PROBLEMS, POOL_PROBLEMS
+
+CONV = next(p for p in CONV_PROBLEMS if p.name == "groups")
+POOL = next(p for p in POOL_PROBLEMS if p.name == "k3s2_overlap")
+
+
+def _all_outputs(dtype=np.float32):
+    """Every op's outputs on the emulator for one conv and one pool problem."""
+    x, w, b, dy = checking.conv_inputs(CONV, dtype)
+    xp, dyp = checking.pool_inputs(POOL, dtype)
+    kw = CONV.kwargs
+    with gpuconv.use_backend("emulator"):
+        y = gpuconv.conv2d(x, w, b, **kw)
+        yp, idx = gpuconv.max_pool2d(xp, return_indices=True, **POOL.kwargs)
+        return [y, grad.conv2d_input(x.shape, w, dy, **kw), grad.conv2d_weight(x, w.shape, dy, **kw),
+                grad.conv2d_bias(dy), yp, idx,
+                grad.max_pool2d_input(dyp, idx, xp.shape, **POOL.kwargs)]
+
+
+def test_outputs_are_bitwise_identical_run_to_run():
+    first, second = _all_outputs(), _all_outputs()
+    for a, b in zip(first, second):
+        assert a.tobytes() == b.tobytes()
+
+
+_DIGEST = """
+import hashlib, sys
+sys.path.insert(0, {tests!r})
+import test_reliability as t
+print(hashlib.sha256(b"".join(a.tobytes() for a in t._all_outputs())).hexdigest())
+"""
+
+
+def test_outputs_are_identical_across_cpu_worker_counts():
+    """The CPU runtime with 1 and with 3 worker threads (blocks run in other orders)."""
+    digests = set()
+    for workers in ("1", "3"):
+        env = dict(os.environ, GPUCONV_CPU_WORKERS=workers)
+        run = subprocess.run([sys.executable, "-c", _DIGEST.format(tests=os.path.dirname(__file__))],
+                             capture_output=True, text=True, env=env)
+        assert run.returncode == 0, run.stderr
+        digests.add(run.stdout.strip())
+    assert len(digests) == 1
+
+
+def test_two_threads_launching_at_once_get_right_answers():
+    x, w, b, dy = checking.conv_inputs(CONV, np.float64)
+    g = conv2d_geometry(CONV.x_shape, CONV.w_shape, **CONV.kwargs)
+    want = reference.conv2d(x, w, b, g)
+    errors = []
+
+    def work():
+        try:
+            with gpuconv.use_backend("emulator"):  # the backend is local to each thread
+                for _ in range(3):
+                    checking.assert_close(gpuconv.conv2d(x, w, b, **CONV.kwargs), want)
+        except Exception as exc:  # collected: an assertion in a thread would be lost
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+
+
+def test_special_values_propagate_like_the_reference():
+    """NaN and +-Inf inside the input flow through conv and its gradients as in IEEE
+    arithmetic (the kernels and the reference agree element by element)."""
+    x, w, b, dy = checking.conv_inputs(CONV, np.float32)
+    x[0, 0, 2, 3], x[1, 2, 5, 5], x[1, 4, 0, 0] = np.nan, np.inf, -np.inf
+    dy[0, 1, 1, 1] = np.nan
+    g = conv2d_geometry(CONV.x_shape, CONV.w_shape, **CONV.kwargs)
+    kw = CONV.kwargs
+    with gpuconv.use_backend("emulator"):
+        y = gpuconv.conv2d(x, w, b, **kw)
+        dx = grad.conv2d_input(x.shape, w, dy, **kw)
+        dw = grad.conv2d_weight(x, w.shape, dy, **kw)
+    assert np.isnan(y).any() and np.isinf(y).any()
+    checking.assert_close(y, reference.conv2d(x, w, b, g), what="y")
+    checking.assert_close(dx, reference.conv2d_input(dy, w, g), what="dx")
+    checking.assert_close(dw, reference.conv2d_weight(x, dy, g), what="dw")
+
+
+def test_non_contiguous_and_read_only_inputs_on_the_kernels():
+    x, w, b, dy = checking.conv_inputs(CONV, np.float32)
+    x_view = np.asfortranarray(x)
+    x_view.flags.writeable = False
+    with gpuconv.use_backend("emulator"):
+        got = gpuconv.conv2d(x_view, w[:, :, ::-1, ::-1].copy()[:, :, ::-1, ::-1], b, **CONV.kwargs)
+        want = gpuconv.conv2d(x, w, b, **CONV.kwargs)
+    assert got.tobytes() == want.tobytes()
+
+
+def test_empty_batch_on_the_kernels():
+    with gpuconv.use_backend("emulator"):
+        y = gpuconv.conv2d(np.zeros((0, 3, 5, 5), np.float32), np.ones((2, 3, 3, 3), np.float32))
+        p, idx = gpuconv.max_pool2d(np.zeros((0, 2, 4, 4)), 2, return_indices=True)
+    assert y.shape == (0, 2, 3, 3) and p.shape == (0, 2, 2, 2) and idx.dtype == np.int64
