@@ -1,7 +1,7 @@
 """Property-based tests (hypothesis): random valid geometry and data, every op on the CPU
 runtime (and on the GPU when present) against the reference.
 
-Profiles: ``ci`` (default; a bounded number of examples, a few hundred in total) and
+Profiles: ``ci`` (default; 150 examples per test, 300 in all) and
 ``long`` for a run by hand: ``HYPOTHESIS_PROFILE=long python -m pytest tests/test_properties.py``.
 Failing examples are kept in hypothesis's database (.hypothesis/) and replayed first; the
 minimal failing case is printed.
@@ -19,7 +19,7 @@ from gpuconv.functional import conv2d, max_pool2d
 from gpuconv.geometry import conv2d_geometry, pool2d_geometry
 from gpuconv.runtime import cuda_available
 
-settings.register_profile("ci", max_examples=40, deadline=None, print_blob=True,
+settings.register_profile("ci", max_examples=150, deadline=None, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("long", max_examples=2000, deadline=None, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow])
