@@ -16,9 +16,9 @@ How tensors reach the kernels, without copies:
   (``auto``: the NumPy reference; ``emulator``: the CUDA kernels on the CPU runtime) and the
   result comes back with ``torch.from_numpy``.
 * CUDA tensors: ``cupy.from_dlpack(tensor.detach())`` shares memory; the kernels launch on
-  PyTorch's current stream (through ``cupy.cuda.ExternalStream``), so they are ordered with
-  the surrounding PyTorch work without any synchronization, and the result comes back with
-  ``torch.from_dlpack``. Outputs are allocated by CuPy's memory pool (not PyTorch's caching
+  PyTorch's current stream (wrapped by ``cupy.cuda.Stream.from_external``, or
+  ``cupy.cuda.ExternalStream`` on CuPy 13), so they are ordered with the surrounding PyTorch
+  work without any synchronization, and the result comes back with ``torch.from_dlpack``. Outputs are allocated by CuPy's memory pool (not PyTorch's caching
   allocator: ``torch.cuda.memory_allocated`` does not count them); the memory returns to
   CuPy's pool when the tensor is freed. To have one pool, route CuPy's allocations through
   PyTorch's allocator yourself (``cupy.cuda.set_allocator``, a process-wide setting that
@@ -83,8 +83,10 @@ def _stream(t: torch.Tensor):
         return contextlib.nullcontext()
     import cupy
     device = t.device.index if t.device.index is not None else torch.cuda.current_device()
-    ptr = torch.cuda.current_stream(device).cuda_stream
-    return cupy.cuda.ExternalStream(ptr, device)
+    stream = torch.cuda.current_stream(device)
+    if hasattr(cupy.cuda.Stream, "from_external"):  # CuPy >= 14: the CUDA stream protocol
+        return cupy.cuda.Stream.from_external(stream)
+    return cupy.cuda.ExternalStream(stream.cuda_stream, device)
 
 
 def _to_array(t):
