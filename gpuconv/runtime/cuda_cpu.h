@@ -346,9 +346,10 @@ static inline unsigned atomicDec(unsigned* p, unsigned lim) {
 namespace gpuconv_rt {
 
 enum FiberState : int { RUN, WAIT_BAR, WAIT_WARP, DONE };
-enum WarpOp : int { OP_SHFL, OP_SHFL_UP, OP_SHFL_DOWN, OP_SHFL_XOR, OP_BALLOT, OP_ANY, OP_ALL, OP_SYNCWARP };
+enum WarpOp : int { OP_SHFL, OP_SHFL_UP, OP_SHFL_DOWN, OP_SHFL_XOR, OP_BALLOT, OP_ANY, OP_ALL, OP_SYNCWARP, OP_ACTIVE };
 static const char* const warp_op_names[] = {"__shfl_sync", "__shfl_up_sync", "__shfl_down_sync", "__shfl_xor_sync",
-                                            "__ballot_sync", "__any_sync", "__all_sync", "__syncwarp"};
+                                            "__ballot_sync", "__any_sync", "__all_sync", "__syncwarp",
+                                            "__activemask"};
 
 struct Fiber {
   void* sp;  // saved stack pointer (x86-64 switch)
@@ -604,6 +605,23 @@ static inline void san_shared_reset() {
   san_shared_n = 0;
 }
 
+// __activemask() is a rendezvous of the warp's live lanes; lanes that exit or block elsewhere drop out
+// (they are not converged with the caller), and the result is the set of lanes that met.
+static inline void finish_active(Worker& w, int base, unsigned arrived) {
+  for (int l = 0; l < 32; ++l) {
+    if (!(arrived >> l & 1u)) continue;
+    Fiber* o = &w.fibers[base + l];
+    o->result = arrived;
+    o->state = RUN;
+  }
+}
+static inline unsigned active_waiters(Worker& w, int base) {
+  unsigned r = 0;
+  for (int l = 0; l < 32 && base + l < w.nfibers; ++l)
+    if (w.fibers[base + l].state == WAIT_WARP && w.fibers[base + l].op == OP_ACTIVE) r |= 1u << l;
+  return r;
+}
+
 extern "C" __attribute__((visibility("hidden"), used, noreturn)) inline void gpuconv_fiber_main(Fiber* f) {
   Worker& w = worker;
 #ifdef GPUCONV_ASAN
@@ -614,9 +632,16 @@ extern "C" __attribute__((visibility("hidden"), used, noreturn)) inline void gpu
   f->state = DONE;
   --w.live;
   int me = (int)(f - w.fibers), base = me & ~31;
+  unsigned act = active_waiters(w, base);
+  if (act) {  // an exited lane leaves pending __activemask rendezvous
+    unsigned bit = 1u << (me - base), need = 0;
+    for (int l = 0; l < 32; ++l)
+      if (act >> l & 1u) { w.fibers[base + l].mask &= ~bit; need = w.fibers[base + l].mask; }
+    if ((need & ~act) == 0) finish_active(w, base, act);
+  }
   for (int i = base; i < base + 32 && i < w.nfibers; ++i) {
     Fiber* o = &w.fibers[i];
-    if (o->state == WAIT_WARP && (o->mask >> (me - base) & 1u)) {
+    if (o->state == WAIT_WARP && o->op != OP_ACTIVE && (o->mask >> (me - base) & 1u)) {
       char buf[1024], a[200];
       where(a, sizeof a, f);
       int n = snprintf(buf, sizeof buf, "warp mask 0x%08x of %s names lane %d which exited (%s) in ", o->mask,
@@ -657,6 +682,12 @@ static inline void init_fiber(Fiber* f) {
 
 // Every live fiber is blocked: open the barrier, or report divergence / deadlock.
 static inline bool resolve_block(Worker& w) {
+  bool progress = false;  // __activemask waiters whose other lanes are blocked elsewhere: they meet now
+  for (int base = 0; base < w.nfibers; base += 32) {
+    unsigned a = active_waiters(w, base);
+    if (a) { finish_active(w, base, a); progress = true; }
+  }
+  if (progress) return true;
   Fiber *bar = nullptr, *warp = nullptr;
   for (int i = 0; i < w.nfibers; ++i) {
     Fiber* f = &w.fibers[i];
@@ -821,13 +852,18 @@ static void asan_death_callback() {
     n += snprintf(buf + n, sizeof buf - n, "\n");
   }
   char* addr = (char*)__asan_get_report_address();
-  for (int i = 0; i < san_nargs && n < (int)sizeof buf - 200; ++i) {
+  int best = -1;  // the argument array nearest to the bad address
+  size_t best_d = 1 << 16;
+  for (int i = 0; i < san_nargs; ++i) {
     SanArg& s = san_args[i];
-    if (addr >= s.start - 4096 && addr < s.start + s.size + 4096)
-      n += snprintf(buf + n, sizeof buf - n,
-                    "gpuconv cpu runtime: address %p is %s kernel argument %d (array of %zu bytes at %p)\n",
-                    (void*)addr, (addr >= s.start && addr < s.start + s.size) ? "inside" : "outside the bounds of",
-                    s.index, s.size, (void*)s.start);
+    size_t d = addr < s.start ? (size_t)(s.start - addr) : addr < s.start + s.size ? 0 : (size_t)(addr - s.start - s.size + 1);
+    if (d < best_d) { best_d = d; best = i; }
+  }
+  if (best >= 0) {
+    SanArg& s = san_args[best];
+    n += snprintf(buf + n, sizeof buf - n,
+                  "gpuconv cpu runtime: address %p is %s kernel argument %d (array of %zu bytes at %p)\n",
+                  (void*)addr, best_d == 0 ? "inside" : "outside the bounds of", s.index, s.size, (void*)s.start);
   }
   ssize_t r = write(2, buf, n);
   (void)r;
@@ -1077,6 +1113,7 @@ GPUCONV_BLOCKING static unsigned long long warp_op(int op, unsigned mask, unsign
     } else if (op == OP_BALLOT) r = ballot;
     else if (op == OP_ANY) r = ballot != 0;
     else if (op == OP_ALL) r = ballot == m;
+    else if (op == OP_ACTIVE) r = m;
     o->result = r;
     if (o != f) o->state = RUN;
   }
@@ -1086,10 +1123,10 @@ GPUCONV_BLOCKING static unsigned long long warp_op(int op, unsigned mask, unsign
 static inline unsigned active_mask() {
   Worker& w = worker;
   int base = w.cur & ~31;
-  unsigned r = 0;
+  unsigned live = 0;
   for (int l = 0; l < 32 && base + l < w.nfibers; ++l)
-    if (w.fibers[base + l].state != DONE) r |= 1u << l;
-  return r;
+    if (w.fibers[base + l].state != DONE) live |= 1u << l;
+  return (unsigned)warp_op(OP_ACTIVE, live, 0, 0, 32);
 }
 [[noreturn]] GPUCONV_BLOCKING static void trap() {
   Worker& w = worker;

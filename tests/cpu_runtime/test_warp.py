@@ -59,8 +59,7 @@ def test_ballot_any_all(warp):
         assert out[t, 1] == (bits != 0)
         assert out[t, 2] == (bits == 0xFFFFFFFF)
         assert out[t, 3] == bits & half
-        # __activemask: the non-exited lanes (order dependent without a rendezvous): includes itself
-        assert out[t, 4] >> (t % 32) & 1
+        assert out[t, 4] == 0xFFFFFFFF  # converged warp
 
 
 def test_syncthreads_count_and_or(warp):
@@ -70,3 +69,11 @@ def test_syncthreads_count_and_or(warp):
     out = np.zeros((3, 3), np.int32)
     warp.get_function("bar_votes")((3,), (100,), (x, out))
     np.testing.assert_array_equal(out, [[37, 0, 1], [100, 1, 1], [0, 0, 0]])
+
+
+def test_activemask_divergent(warp):
+    out = np.zeros(64, np.uint32)
+    warp.get_function("active_divergent")((1,), (64,), (out,))
+    lane = np.arange(64) % 32
+    expected = np.where(lane < 10, 0x3FF, np.where(lane >= 20, 0xFFF00000, 0)).astype(np.uint32)
+    np.testing.assert_array_equal(out, expected)

@@ -55,3 +55,12 @@ extern "C" __global__ void bar_votes(const int* x, int* out) {
     out[3 * blockIdx.x + 2] = o;
   }
 }
+
+// __activemask in divergent code: the lanes that are converged at the call.
+extern "C" __global__ void active_divergent(unsigned* out) {
+  unsigned lane = threadIdx.x % 32, m = 0;
+  if (lane < 10) m = __activemask();  // lanes 10..31 are waiting in the barrier below
+  __syncthreads();
+  if (lane >= 20) m = __activemask();  // lanes 0..19 have gone on (and exited)
+  out[threadIdx.x] = m;
+}
