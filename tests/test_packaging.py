@@ -46,10 +46,14 @@ def test_wheel_ships_cuda_sources_and_loads_them_when_installed(tmp_path):
     assert Path(pkg_file).is_relative_to(venv) and Path(cuda_dir).is_relative_to(venv)
     assert int(length) > 100
     # the console script runs the main job from the installed package
-    check = subprocess.run([str(python), "-m", "gpuconv", "check", "--runtime", "numpy", "--op",
-                            "conv2d", "--dtype", "float32"], capture_output=True, text=True,
+    # the main job from the installed package: the kernels (and the CPU runtime's header)
+    # come out of the wheel and run on the best runtime present
+    env["GPUCONV_CACHE_DIR"] = str(tmp_path / "cache")
+    check = subprocess.run([str(python), "-m", "gpuconv", "check", "--op", "conv2d", "--op",
+                            "max_pool2d", "--dtype", "float32"], capture_output=True, text=True,
                            cwd=tmp_path, env=env)
     assert check.returncode == 0 and "0 failed" in check.stdout, check.stdout + check.stderr
+    assert "runtime 'numpy'" not in check.stdout  # the kernels ran, not the reference
 
 
 def test_source_tree_finds_cuda_sources():
