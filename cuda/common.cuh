@@ -8,6 +8,13 @@
 //   * 64-bit index helpers: flat NCHW offsets and grid-stride loop bounds in long long,
 //     because a tensor may hold more than 2^31 elements even when every one of N, C, H, W
 //     fits an int
+//   * block_sync(id): __syncthreads() with a test hook (GPUCONV_TEST_DROP_SYNC) that compiles
+//     one numbered barrier away, to prove each barrier of the tiled kernels matters
+//   * load4: four consecutive shared-memory values in 128-bit loads (LDS.128)
+//   * mixed_radix_step / advance_by_step: walk a flattened (a, b, c) index in fixed strides
+//     without a division per step
+//   * gemm_mainloop: the double-buffered shared-memory tile loop shared by the v2 implicit-GEMM
+//     kernels (conv2d fprop, dgrad, wgrad); each kernel brings loaders that know its operands
 //
 // This file is included (inlined by gpuconv/sources.py) by every .cu file; it includes nothing.
 
@@ -111,6 +118,146 @@ __device__ __forceinline__ long long grid_stride() {
 // Ceiling / floor division for a non-negative numerator and positive divisor.
 __host__ __device__ __forceinline__ long long div_up(long long a, long long b) {
     return (a + b - 1) / b;
+}
+
+// ---------------------------------------------------------------------------------------
+// block_sync(id): a block-wide barrier. Every barrier of the tiled (v2) kernels is numbered;
+// building with -DGPUCONV_TEST_DROP_SYNC=<id> compiles barrier <id> away (the condition is a
+// compile-time constant, so the others stay unconditional and non-divergent). Only the tests
+// use it (tests/test_kernels.py::test_dropping_a_barrier_breaks_v2): on the CPU runtime, whose
+// scheduler runs each fiber as far as it can, every dropped barrier gives wrong results.
+// Barrier ids: 1 = gemm_mainloop's first tile, 2 = gemm_mainloop's per-tile barrier,
+//              3 = bgrad v2's partial sums stored, 4 = bgrad v2's tree step.
+#ifndef GPUCONV_TEST_DROP_SYNC
+#define GPUCONV_TEST_DROP_SYNC 0
+#endif
+#define block_sync(id)                                                                        \
+    do {                                                                                      \
+        if ((id) != GPUCONV_TEST_DROP_SYNC) __syncthreads();                                  \
+    } while (0)
+
+// ---------------------------------------------------------------------------------------
+// load4(p, v): v[0..3] = p[0..3], p 16-byte aligned in shared memory. One LDS.128 for float,
+// two for double, instead of four scalar loads (shared-memory bandwidth is what limits a
+// register-tiled GEMM's inner loop after the FMAs themselves).
+__device__ __forceinline__ void load4(const float* p, float (&v)[4]) {
+    const float4 t = *reinterpret_cast<const float4*>(p);
+    v[0] = t.x; v[1] = t.y; v[2] = t.z; v[3] = t.w;
+}
+__device__ __forceinline__ void load4(const double* p, double (&v)[4]) {
+    const double2 t0 = *reinterpret_cast<const double2*>(p);
+    const double2 t1 = *reinterpret_cast<const double2*>(p + 2);
+    v[0] = t0.x; v[1] = t0.y; v[2] = t1.x; v[3] = t1.y;
+}
+
+// ---------------------------------------------------------------------------------------
+// Walking a flattened index i = (a*B + b)*C + c in steps of a fixed `step` without dividing at
+// every step: split `step` once into digits (da, db, dc) of the same mixed radix; adding it is
+// then a digit-wise add with at most one carry per digit (db < B and dc < C).
+struct MixedRadix3 {
+    int da, db, dc;
+};
+__device__ __forceinline__ MixedRadix3 mixed_radix_step(int step, int B, int C) {
+    MixedRadix3 d;
+    d.dc = step % C;
+    d.db = (step / C) % B;
+    d.da = step / (C * B);
+    return d;
+}
+__device__ __forceinline__ void advance_by_step(const MixedRadix3& d, int B, int C, int& a,
+                                                int& b, int& c) {
+    c += d.dc;
+    if (c >= C) { c -= C; ++b; }
+    b += d.db;
+    if (b >= B) { b -= B; ++a; }
+    a += d.da;
+}
+
+// ---------------------------------------------------------------------------------------
+// gemm_mainloop: acc[TM][TN] += the product of one block's tiles, over reduction tiles
+// [tile_begin, tile_end) of BK steps each. The GEMM is implicit: no operand exists as a matrix;
+// loaders fetch elements from the convolution's tensors.
+//
+//   ALoader a:  a.load(regs) fetches this thread's LOADS elements of the next A tile (BK x BM,
+//               rows = reduction index, columns = GEMM rows) into registers, zero outside the
+//               problem, and steps on by BK; a.store(regs, tile) writes them into a
+//               [BK][BM + SMEM_PAD] shared-memory tile.
+//   BLoader b:  the same for the B tile (BK x BN).
+//
+// Double buffering: two shared-memory stages. While the block multiplies stage `buf`, each
+// thread's global loads for the next tile are already in flight into registers (issued before
+// the math, consumed after it), and are written into the other stage afterwards; one barrier
+// per tile then suffices (see barrier 2).
+//
+// Register tile: thread (ty, tx) = (tid % (BM/TM), tid / (BM/TM)) owns rows
+// frag(ty, i) = (i/4)*(BM/(TM/4)) + ty*4 + i%4 and columns frag(tx, j) likewise: groups of 4
+// consecutive elements, so each group is one load4 from shared memory, and 8 neighbouring
+// threads read 8 neighbouring groups (128 contiguous bytes: no bank conflict). ty varies
+// fastest with the thread index so that the epilogue's stores along GEMM rows (which are
+// contiguous pixels in NCHW) coalesce.
+#define SMEM_PAD 4  // floats of padding per shared row: keeps 16-byte alignment, spreads banks
+
+__device__ __forceinline__ int frag_index(int t, int i, int tile, int per_thread) {
+    return (i / 4) * (tile / (per_thread / 4)) + t * 4 + (i % 4);
+}
+
+template <typename Acc, int BM, int BN, int BK, int TM, int TN, class ALoader, class BLoader>
+__device__ __forceinline__ void gemm_mainloop(ALoader& a, BLoader& b, long long tile_begin,
+                                              long long tile_end, Acc (&acc)[TM][TN]) {
+    static_assert(TM % 4 == 0 && TN % 4 == 0, "register tiles are groups of 4 (load4)");
+    static_assert(BM % TM == 0 && BN % TN == 0, "block tile must split into register tiles");
+    __shared__ __align__(16) Acc a_smem[2][BK][BM + SMEM_PAD];
+    __shared__ __align__(16) Acc b_smem[2][BK][BN + SMEM_PAD];
+    const int ty = threadIdx.x % (BM / TM);
+    const int tx = threadIdx.x / (BM / TM);
+
+    // An empty range (a wgrad split past the end) is the same for the whole block: every
+    // thread returns here, so no barrier below is skipped by only some threads.
+    if (tile_begin >= tile_end) return;
+
+    Acc a_regs[ALoader::LOADS];
+    Acc b_regs[BLoader::LOADS];
+    a.load(a_regs);
+    b.load(b_regs);
+    a.store(a_regs, &a_smem[0][0][0]);
+    b.store(b_regs, &b_smem[0][0][0]);
+    // Barrier 1: the first tile is in shared memory, written by all threads, before any
+    // thread reads rows and columns other threads stored.
+    block_sync(1);
+
+    for (long long t = tile_begin; t < tile_end; ++t) {
+        const int buf = (int)((t - tile_begin) & 1);
+        const bool has_next = t + 1 < tile_end;
+        // Issue the next tile's global loads now; their latency hides behind the math below.
+        if (has_next) {
+            a.load(a_regs);
+            b.load(b_regs);
+        }
+#pragma unroll
+        for (int k = 0; k < BK; ++k) {
+            Acc a_frag[TM], b_frag[TN];
+#pragma unroll
+            for (int i = 0; i < TM; i += 4)
+                load4(&a_smem[buf][k][frag_index(ty, i, BM, TM)],
+                      *reinterpret_cast<Acc(*)[4]>(&a_frag[i]));
+#pragma unroll
+            for (int j = 0; j < TN; j += 4)
+                load4(&b_smem[buf][k][frag_index(tx, j, BN, TN)],
+                      *reinterpret_cast<Acc(*)[4]>(&b_frag[j]));
+#pragma unroll
+            for (int i = 0; i < TM; ++i)
+#pragma unroll
+                for (int j = 0; j < TN; ++j) acc[i][j] += a_frag[i] * b_frag[j];
+        }
+        if (has_next) {
+            a.store(a_regs, &a_smem[buf ^ 1][0][0]);
+            b.store(b_regs, &b_smem[buf ^ 1][0][0]);
+        }
+        // Barrier 2, two duties: (1) the next tile, just stored into stage buf^1 by all
+        // threads, is complete before anyone reads it in the next iteration; (2) everyone has
+        // finished reading stage buf before the next iteration's stores overwrite it.
+        block_sync(2);
+    }
 }
 
 #endif  // GPUCONV_COMMON_CUH

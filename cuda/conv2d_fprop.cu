@@ -19,8 +19,40 @@
 //                              from global memory. Simple and right for every geometry
 //                              (stride, asymmetric padding, dilation, groups, depthwise); no
 //                              data reuse through shared memory, so it is memory-bound.
+//   conv2d_fprop_v2_implicit_gemm<T>
+//                              implicit GEMM on CUDA cores: GEMM rows m = (n, p, q) (M = N*P*Q),
+//                              columns = the group's filters (K/groups), reduction (c, r, s)
+//                              (C/groups*R*S); the im2col matrix is never built, its tiles are
+//                              gathered from x into shared memory. Block tile BM x BN x BK
+//                              (128 x 64 x 8), register tile TM x TN (8 x 4) per thread,
+//                              double-buffered shared memory (common.cuh: gemm_mainloop), one
+//                              group per grid z. Every geometry works (partial tiles are
+//                              guarded), but a group with few filters wastes most of a BN-wide
+//                              tile: kernels.py keeps v1 for depthwise and tiny problems.
+//                              Limits: C/groups*R*S < 2^31, groups <= 65535 (grid z).
 
 #include "common.cuh"
+
+// Tile sizes (defaults; -D overrides must keep kernels.py's FPROP_V2 mirror in step).
+#ifndef FPROP_V2_BM
+#define FPROP_V2_BM 128  // output pixels (GEMM rows) per block
+#endif
+#ifndef FPROP_V2_BN
+#define FPROP_V2_BN 64   // filters (GEMM columns) per block
+#endif
+#ifndef FPROP_V2_BK
+#define FPROP_V2_BK 8    // reduction steps (c, r, s) per shared-memory stage
+#endif
+#ifndef FPROP_V2_TM
+#define FPROP_V2_TM 8    // GEMM rows per thread (register tile)
+#endif
+#ifndef FPROP_V2_TN
+#define FPROP_V2_TN 4    // GEMM columns per thread
+#endif
+#ifndef FPROP_V2_MIN_BLOCKS
+#define FPROP_V2_MIN_BLOCKS 2  // resident blocks per SM the register budget must allow
+#endif
+#define FPROP_V2_THREADS ((FPROP_V2_BM / FPROP_V2_TM) * (FPROP_V2_BN / FPROP_V2_TN))
 
 template <typename T>
 __global__ void conv2d_fprop_v1_direct(const T* __restrict__ x, const T* __restrict__ w,
@@ -63,6 +95,164 @@ __global__ void conv2d_fprop_v1_direct(const T* __restrict__ x, const T* __restr
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// v2: implicit GEMM.
+
+// Operand A, BK x BM: the im2col matrix of x, A[(c, r, s)][(n, p, q)] =
+// x[n, g*Cg + c, p*stride_h - pad_h + r*dilation_h, q*stride_w - pad_w + s*dilation_w].
+// Thread t fetches GEMM row m_local = t % BM (fixed for the whole loop) and reduction rows
+// t / BM + i*(THREADS/BM): consecutive threads take consecutive output pixels, i.e.
+// consecutive q, so with stride 1 a warp reads 32 consecutive x elements (coalesced), and
+// writes 32 consecutive shared-memory words (no bank conflict).
+template <typename T, typename Acc, int BM, int BK, int THREADS>
+struct FpropXLoader {
+    enum { LOADS = BM * BK / THREADS, KK_STEP = THREADS / BM };
+    static_assert(THREADS % BM == 0 && (BM * BK) % THREADS == 0, "A tile split");
+    const T* x_group;  // x + (n*C + g*Cg)*H*W: this thread's image and group
+    bool row_valid;    // m < M: rows past the end of the last tile load zeros
+    int m_local, kk_local;
+    int h_first, w_first;  // top-left of this output pixel's window (may be padding)
+    int H, W, R, S, dilation_h, dilation_w, Kgemm;
+    int kk[LOADS], c[LOADS], r[LOADS], s[LOADS];  // reduction index per slot, and its digits
+    MixedRadix3 step;                             // BK as (c, r, s) digits
+
+    __device__ __forceinline__ void init(const T* x, long long m, long long M, int C, int Cg,
+                                         int g, int H_, int W_, int R_, int S_, int P, int Q,
+                                         int pad_h, int pad_w, int stride_h, int stride_w,
+                                         int dil_h, int dil_w, int tid) {
+        H = H_; W = W_; R = R_; S = S_; dilation_h = dil_h; dilation_w = dil_w;
+        Kgemm = Cg * R * S;
+        m_local = tid % BM;
+        kk_local = tid / BM;
+        row_valid = m < M;
+        const long long mm = row_valid ? m : 0;  // a valid pixel's indices for rows past M
+        const long long n = mm / ((long long)P * Q);
+        const int pq = (int)(mm - n * P * Q);
+        h_first = (pq / Q) * stride_h - pad_h;
+        w_first = (pq % Q) * stride_w - pad_w;
+        x_group = x + ((long long)n * C + (long long)g * Cg) * H * W;
+        step = mixed_radix_step(BK, R, S);
+#pragma unroll
+        for (int i = 0; i < LOADS; ++i) {
+            kk[i] = kk_local + i * KK_STEP;
+            c[i] = kk[i] / (R * S);
+            r[i] = (kk[i] / S) % R;
+            s[i] = kk[i] % S;
+        }
+    }
+    __device__ __forceinline__ void load(Acc (&regs)[LOADS]) {
+#pragma unroll
+        for (int i = 0; i < LOADS; ++i) {
+            const int h = h_first + r[i] * dilation_h;
+            const int wi = w_first + s[i] * dilation_w;
+            // Guards: rows past M, reduction steps past C/groups*R*S (the last partial tile),
+            // and taps in the zero padding all contribute zero.
+            const bool inside = row_valid && kk[i] < Kgemm && h >= 0 && h < H && wi >= 0 && wi < W;
+            regs[i] = inside ? to_acc(x_group[((long long)c[i] * H + h) * W + wi]) : Acc(0);
+            kk[i] += BK;
+            advance_by_step(step, R, S, c[i], r[i], s[i]);
+        }
+    }
+    __device__ __forceinline__ void store(const Acc (&regs)[LOADS], Acc* tile) {
+#pragma unroll
+        for (int i = 0; i < LOADS; ++i) tile[(kk_local + i * KK_STEP) * (BM + SMEM_PAD) + m_local] = regs[i];
+    }
+};
+
+// Operand B, BK x BN: the filters, B[(c, r, s)][k] = w[g*Kg + k, c, r, s], i.e. row k of w
+// (flattened over c, r, s) is column k of B. Thread t fetches reduction row t % BK and filter
+// columns t / BK + i*(THREADS/BK): consecutive threads read consecutive (c, r, s) of one
+// filter, contiguous in w (coalesced in groups of BK). The shared rows are padded by SMEM_PAD
+// so that the BK threads writing one column hit different banks.
+template <typename T, typename Acc, int BN, int BK, int THREADS>
+struct FpropWLoader {
+    enum { LOADS = BN * BK / THREADS, COL_STEP = THREADS / BK };
+    static_assert(THREADS % BK == 0 && (BN * BK) % THREADS == 0, "B tile split");
+    const T* w_first;  // w + (g*Kg + first filter of the block)*Kgemm
+    int kk, kk_local, col_local, Kgemm, columns;  // columns: filters left in this tile
+
+    __device__ __forceinline__ void init(const T* w, int k_first, int Kg_left, int Kgemm_,
+                                         int tid) {
+        Kgemm = Kgemm_;
+        kk_local = tid % BK;
+        col_local = tid / BK;
+        kk = kk_local;
+        columns = Kg_left;
+        w_first = w + (long long)k_first * Kgemm;
+    }
+    __device__ __forceinline__ void load(Acc (&regs)[LOADS]) {
+#pragma unroll
+        for (int i = 0; i < LOADS; ++i) {
+            const int col = col_local + i * COL_STEP;
+            // Guards: filters past the group's last (partial column tile) and reduction steps
+            // past the end (partial last tile) load zero.
+            regs[i] = (col < columns && kk < Kgemm) ? to_acc(w_first[(long long)col * Kgemm + kk])
+                                                    : Acc(0);
+        }
+        kk += BK;
+    }
+    __device__ __forceinline__ void store(const Acc (&regs)[LOADS], Acc* tile) {
+#pragma unroll
+        for (int i = 0; i < LOADS; ++i)
+            tile[kk_local * (BN + SMEM_PAD) + col_local + i * COL_STEP] = regs[i];
+    }
+};
+
+// Grid: x = GEMM row tiles (ceil(N*P*Q / BM)), y = filter tiles (ceil(K/groups / BN)),
+// z = groups. Block: FPROP_V2_THREADS threads (1-D).
+template <typename T>
+__global__ void __launch_bounds__(FPROP_V2_THREADS, FPROP_V2_MIN_BLOCKS)
+conv2d_fprop_v2_implicit_gemm(const T* __restrict__ x, const T* __restrict__ w,
+                              const T* __restrict__ b, int has_bias, T* __restrict__ y, int N,
+                              int C, int H, int W, int K, int R, int S, int P, int Q, int pad_h,
+                              int pad_w, int stride_h, int stride_w, int dilation_h,
+                              int dilation_w, int groups) {
+    typedef typename accumulator<T>::type Acc;
+    constexpr int BM = FPROP_V2_BM, BN = FPROP_V2_BN, BK = FPROP_V2_BK;
+    constexpr int TM = FPROP_V2_TM, TN = FPROP_V2_TN, THREADS = FPROP_V2_THREADS;
+    const int Cg = C / groups, Kg = K / groups, g = blockIdx.z;
+    const long long PQ = (long long)P * Q;
+    const long long M = (long long)N * PQ;
+    const int Kgemm = Cg * R * S;
+    const long long m_block = (long long)blockIdx.x * BM;
+    const int k_block = blockIdx.y * BN;  // first filter of this tile, within the group
+    const int tid = threadIdx.x;
+
+    FpropXLoader<T, Acc, BM, BK, THREADS> a;
+    a.init(x, m_block + tid % BM, M, C, Cg, g, H, W, R, S, P, Q, pad_h, pad_w, stride_h,
+           stride_w, dilation_h, dilation_w, tid);
+    FpropWLoader<T, Acc, BN, BK, THREADS> bl;
+    bl.init(w, g * Kg + k_block, Kg - k_block, Kgemm, tid);
+
+    Acc acc[TM][TN];
+#pragma unroll
+    for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int j = 0; j < TN; ++j) acc[i][j] = 0;
+    gemm_mainloop<Acc, BM, BN, BK, TM, TN>(a, bl, 0, div_up(Kgemm, BK), acc);
+
+    // Epilogue: y[n, g*Kg + k, p, q] = acc (+ b[k]). For each filter column, the 16 threads
+    // with the same tx write 4 consecutive pixels each: 64 consecutive (p, q) of one plane
+    // (coalesced). Guards: rows past M and filters past the group's end are not written.
+    const int ty = tid % (BM / TM), tx = tid / (BM / TM);
+#pragma unroll
+    for (int i = 0; i < TM; ++i) {
+        const long long m = m_block + frag_index(ty, i, BM, TM);
+        if (m >= M) continue;
+        const long long n = m / PQ, pq = m - n * PQ;
+#pragma unroll
+        for (int j = 0; j < TN; ++j) {
+            const int k = k_block + frag_index(tx, j, BN, TN);
+            if (k >= Kg) continue;
+            const int k_global = g * Kg + k;
+            Acc v = acc[i][j];
+            // b may be a 1-element dummy when there is no bias: read it only when has_bias.
+            if (has_bias) v += to_acc(b[k_global]);
+            y[(n * K + k_global) * PQ + pq] = from_acc<T>(v);
+        }
+    }
+}
+
 // Standalone `nvcc -cubin -arch=sm_90 -Xptxas -v cuda/conv2d_fprop.cu`: taking each
 // instance's address makes nvcc compile it, so ptxas reports every kernel. NVRTC and the CPU
 // runtime get their instances from name expressions (gpuconv/kernels.py) instead.
@@ -70,7 +260,10 @@ __global__ void conv2d_fprop_v1_direct(const T* __restrict__ x, const T* __restr
 void* conv2d_fprop_instance(int i) {
     void* const instances[] = {(void*)conv2d_fprop_v1_direct<__half>,
                                (void*)conv2d_fprop_v1_direct<float>,
-                               (void*)conv2d_fprop_v1_direct<double>};
+                               (void*)conv2d_fprop_v1_direct<double>,
+                               (void*)conv2d_fprop_v2_implicit_gemm<__half>,
+                               (void*)conv2d_fprop_v2_implicit_gemm<float>,
+                               (void*)conv2d_fprop_v2_implicit_gemm<double>};
     return instances[i];
 }
 #endif
