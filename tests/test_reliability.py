@@ -113,3 +113,52 @@ def test_empty_batch_on_the_kernels():
         y = gpuconv.conv2d(np.zeros((0, 3, 5, 5), np.float32), np.ones((2, 3, 3, 3), np.float32))
         p, idx = gpuconv.max_pool2d(np.zeros((0, 2, 4, 4)), 2, return_indices=True)
     assert y.shape == (0, 2, 3, 3) and p.shape == (0, 2, 2, 2) and idx.dtype == np.int64
+
+
+# ---------------------------------------------------------------------------------------
+# GPU only (skipped without a CUDA device)
+
+def _cupy_or_skip():
+    from gpuconv.runtime import cuda_available
+    if not cuda_available():
+        pytest.skip("no CUDA device visible to CuPy")
+    import cupy
+    return cupy
+
+
+@pytest.mark.gpu
+def test_mixed_array_libraries_are_refused():
+    cupy = _cupy_or_skip()
+    x, w, b, _ = checking.conv_inputs(CONV, np.float32)
+    with pytest.raises(TypeError, match="one library"):
+        gpuconv.conv2d(cupy.asarray(x), w, **CONV.kwargs)
+
+
+@pytest.mark.gpu
+def test_gpu_runs_are_bitwise_identical():
+    cupy = _cupy_or_skip()
+    x, w, b, dy = (cupy.asarray(a) for a in checking.conv_inputs(CONV, np.float32))
+    runs = [(gpuconv.conv2d(x, w, b, **CONV.kwargs), grad.conv2d_weight(x, w.shape, dy, **CONV.kwargs),
+             grad.conv2d_input(x.shape, w, dy, **CONV.kwargs)) for _ in range(2)]
+    for a, b_ in zip(*runs):
+        assert cupy.asnumpy(a).tobytes() == cupy.asnumpy(b_).tobytes()
+
+
+@pytest.mark.gpu
+def test_tensor_beyond_2_to_the_31_elements():
+    """A 1x1 convolution over 2^31 + 2 * 32769 float16 elements: the elements past 2^31 must
+    be computed too (y = 2x + 1, exact in float16 for these small integers)."""
+    cupy = _cupy_or_skip()
+    if cupy.cuda.Device().mem_info[0] < 12 * 2**30:
+        pytest.skip("needs 12 GiB of free GPU memory")
+    H, W = 32768, 32770                                   # 2 * H * W > 2^31
+    x = (cupy.arange(2 * H * W, dtype=cupy.int64) % 7).astype(cupy.float16).reshape(2, 1, H, W)
+    assert x.size > 2**31
+    w = cupy.full((1, 1, 1, 1), 2, cupy.float16)
+    b = cupy.ones(1, cupy.float16)
+    y = gpuconv.conv2d(x, w, b)
+    flat_x, flat_y = x.ravel(), y.ravel()
+    for start in (0, 2**31 - 5, x.size - 1000):
+        got = cupy.asnumpy(flat_y[start:start + 1000]).astype(np.float64)
+        want = 2 * cupy.asnumpy(flat_x[start:start + 1000]).astype(np.float64) + 1
+        np.testing.assert_array_equal(got, want)
