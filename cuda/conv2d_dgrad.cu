@@ -21,8 +21,42 @@
 //                              element, in a fixed order: deterministic, no atomics. Right for
 //                              every geometry; no shared-memory reuse, so it is memory-bound
 //                              and with stride > 1 most (r, s) taps are skipped.
+//   conv2d_dgrad_v2_implicit_gemm<T>
+//                              implicit GEMM on CUDA cores, as a gather: GEMM rows m = (n, h, w)
+//                              (M = N*H*W), columns = the group's channels (C/groups), reduction
+//                              (k, r, s) (K/groups*R*S). A tile element is dy[n, k, p, q] for the
+//                              output position p = (h + pad_h - r*dilation_h) / stride_h (and q
+//                              likewise) when that division is exact and in range, else zero; so
+//                              every dx element is one thread's fixed-order sum: deterministic,
+//                              no atomics. Tiles as fprop v2 (128 x 64 x 8, 8 x 4 per thread,
+//                              double-buffered; common.cuh: gemm_mainloop), one group per grid z.
+//                              Limits: with stride s > 1 about (1 - 1/s^2) of the reduction
+//                              multiplies zeros (no per-phase decomposition yet); kernels.py
+//                              keeps v1 for depthwise and tiny problems; K/groups*R*S < 2^31,
+//                              groups <= 65535.
 
 #include "common.cuh"
+
+// Tile sizes (defaults; -D overrides must keep kernels.py's DGRAD_V2 mirror in step).
+#ifndef DGRAD_V2_BM
+#define DGRAD_V2_BM 128  // input pixels (GEMM rows) per block
+#endif
+#ifndef DGRAD_V2_BN
+#define DGRAD_V2_BN 64   // channels (GEMM columns) per block
+#endif
+#ifndef DGRAD_V2_BK
+#define DGRAD_V2_BK 8    // reduction steps (k, r, s) per shared-memory stage
+#endif
+#ifndef DGRAD_V2_TM
+#define DGRAD_V2_TM 8    // GEMM rows per thread (register tile)
+#endif
+#ifndef DGRAD_V2_TN
+#define DGRAD_V2_TN 4    // GEMM columns per thread
+#endif
+#ifndef DGRAD_V2_MIN_BLOCKS
+#define DGRAD_V2_MIN_BLOCKS 2  // resident blocks per SM the register budget must allow
+#endif
+#define DGRAD_V2_THREADS ((DGRAD_V2_BM / DGRAD_V2_TM) * (DGRAD_V2_BN / DGRAD_V2_TN))
 
 template <typename T>
 __global__ void conv2d_dgrad_v1_direct(const T* __restrict__ dy, const T* __restrict__ w,
@@ -69,6 +103,166 @@ __global__ void conv2d_dgrad_v1_direct(const T* __restrict__ dy, const T* __rest
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// v2: implicit GEMM (gather form).
+
+// Operand A, BK x BM: A[(k, r, s)][(n, h, w)] = dy[n, g*Kg + k, p, q] where tap (r, s) of
+// output (p, q)'s window lands on (h, w), else 0. Thread t fetches GEMM row m_local = t % BM
+// (fixed) and reduction rows t / BM + i*(THREADS/BM): consecutive threads take consecutive w,
+// so with stride 1 a warp reads consecutive q of dy (coalesced) and writes consecutive
+// shared-memory words.
+template <typename T, typename Acc, int BM, int BK, int THREADS>
+struct DgradDyLoader {
+    enum { LOADS = BM * BK / THREADS, KK_STEP = THREADS / BM };
+    static_assert(THREADS % BM == 0 && (BM * BK) % THREADS == 0, "A tile split");
+    const T* dy_group;  // dy + (n*K + g*Kg)*P*Q: this thread's image and group
+    bool row_valid;     // m < M: rows past the end of the last tile load zeros
+    int m_local, kk_local;
+    int h_padded, w_padded;  // h + pad_h, w + pad_w
+    int P, Q, R, S, stride_h, stride_w, dilation_h, dilation_w, Kgemm;
+    int kk[LOADS], k[LOADS], r[LOADS], s[LOADS];  // reduction index per slot, and its digits
+    MixedRadix3 step;                             // BK as (k, r, s) digits
+
+    __device__ __forceinline__ void init(const T* dy, long long m, long long M, int K, int Kg,
+                                         int g, int H, int W, int R_, int S_, int P_, int Q_,
+                                         int pad_h, int pad_w, int str_h, int str_w,
+                                         int dil_h, int dil_w, int tid) {
+        P = P_; Q = Q_; R = R_; S = S_; stride_h = str_h; stride_w = str_w;
+        dilation_h = dil_h; dilation_w = dil_w;
+        Kgemm = Kg * R * S;
+        m_local = tid % BM;
+        kk_local = tid / BM;
+        row_valid = m < M;
+        const long long mm = row_valid ? m : 0;  // a valid pixel's indices for rows past M
+        const long long n = mm / ((long long)H * W);
+        const int hw = (int)(mm - n * H * W);
+        h_padded = hw / W + pad_h;
+        w_padded = hw % W + pad_w;
+        dy_group = dy + ((long long)n * K + (long long)g * Kg) * P * Q;
+        step = mixed_radix_step(BK, R, S);
+#pragma unroll
+        for (int i = 0; i < LOADS; ++i) {
+            kk[i] = kk_local + i * KK_STEP;
+            k[i] = kk[i] / (R * S);
+            r[i] = (kk[i] / S) % R;
+            s[i] = kk[i] % S;
+        }
+    }
+    __device__ __forceinline__ void load(Acc (&regs)[LOADS]) {
+#pragma unroll
+        for (int i = 0; i < LOADS; ++i) {
+            // Output row p whose window puts tap r on row h: p*stride_h = h + pad_h - r*dil.
+            const int p_times_stride = h_padded - r[i] * dilation_h;
+            const int q_times_stride = w_padded - s[i] * dilation_w;
+            const int p = p_times_stride / stride_h, q = q_times_stride / stride_w;
+            // Guards: rows past M; reduction steps past K/groups*R*S (partial last tile);
+            // negative: every window's tap lies above/left of (h, w); not a multiple of the
+            // stride: no window puts this tap on (h, w); p >= P / q >= Q: no such window.
+            const bool inside = row_valid && kk[i] < Kgemm && p_times_stride >= 0 &&
+                                q_times_stride >= 0 && p * stride_h == p_times_stride &&
+                                q * stride_w == q_times_stride && p < P && q < Q;
+            regs[i] = inside ? to_acc(dy_group[((long long)k[i] * P + p) * Q + q]) : Acc(0);
+            kk[i] += BK;
+            advance_by_step(step, R, S, k[i], r[i], s[i]);
+        }
+    }
+    __device__ __forceinline__ void store(const Acc (&regs)[LOADS], Acc* tile) {
+#pragma unroll
+        for (int i = 0; i < LOADS; ++i) tile[(kk_local + i * KK_STEP) * (BM + SMEM_PAD) + m_local] = regs[i];
+    }
+};
+
+// Operand B, BK x BN: B[(k, r, s)][c] = w[g*Kg + k, c, r, s]. Thread t fetches reduction row
+// t % BK and channel columns t / BK + i*(THREADS/BK): consecutive threads read consecutive
+// (r, s) of one (k, c) filter slice, contiguous in w. The shared rows are padded (SMEM_PAD) so
+// the BK threads writing one column hit different banks.
+template <typename T, typename Acc, int BN, int BK, int THREADS>
+struct DgradWLoader {
+    enum { LOADS = BN * BK / THREADS, COL_STEP = THREADS / BK };
+    static_assert(THREADS % BK == 0 && (BN * BK) % THREADS == 0, "B tile split");
+    const T* w_group;  // w + (g*Kg*Cg + first channel of the block)*R*S
+    int kk, kk_local, col_local, Kgemm, RS, Cg, columns;  // columns: channels left in the tile
+
+    __device__ __forceinline__ void init(const T* w, int g, int Kg, int Cg_, int c_first, int RS_,
+                                         int tid) {
+        RS = RS_; Cg = Cg_;
+        Kgemm = Kg * RS;
+        kk_local = tid % BK;
+        col_local = tid / BK;
+        kk = kk_local;
+        columns = Cg - c_first;
+        w_group = w + ((long long)g * Kg * Cg + c_first) * RS;
+    }
+    __device__ __forceinline__ void load(Acc (&regs)[LOADS]) {
+        const int k = kk / RS, rs = kk - (kk / RS) * RS;
+#pragma unroll
+        for (int i = 0; i < LOADS; ++i) {
+            const int col = col_local + i * COL_STEP;
+            // Guards: channels past the group's last (partial column tile) and reduction steps
+            // past the end (partial last tile) load zero.
+            regs[i] = (col < columns && kk < Kgemm)
+                          ? to_acc(w_group[((long long)k * Cg + col) * RS + rs])
+                          : Acc(0);
+        }
+        kk += BK;
+    }
+    __device__ __forceinline__ void store(const Acc (&regs)[LOADS], Acc* tile) {
+#pragma unroll
+        for (int i = 0; i < LOADS; ++i)
+            tile[kk_local * (BN + SMEM_PAD) + col_local + i * COL_STEP] = regs[i];
+    }
+};
+
+// Grid: x = GEMM row tiles (ceil(N*H*W / BM)), y = channel tiles (ceil(C/groups / BN)),
+// z = groups. Block: DGRAD_V2_THREADS threads (1-D).
+template <typename T>
+__global__ void __launch_bounds__(DGRAD_V2_THREADS, DGRAD_V2_MIN_BLOCKS)
+conv2d_dgrad_v2_implicit_gemm(const T* __restrict__ dy, const T* __restrict__ w,
+                              T* __restrict__ dx, int N, int C, int H, int W, int K, int R,
+                              int S, int P, int Q, int pad_h, int pad_w, int stride_h,
+                              int stride_w, int dilation_h, int dilation_w, int groups) {
+    typedef typename accumulator<T>::type Acc;
+    constexpr int BM = DGRAD_V2_BM, BN = DGRAD_V2_BN, BK = DGRAD_V2_BK;
+    constexpr int TM = DGRAD_V2_TM, TN = DGRAD_V2_TN, THREADS = DGRAD_V2_THREADS;
+    const int Cg = C / groups, Kg = K / groups, g = blockIdx.z;
+    const long long HW = (long long)H * W;
+    const long long M = (long long)N * HW;
+    const int Kgemm = Kg * R * S;
+    const long long m_block = (long long)blockIdx.x * BM;
+    const int c_block = blockIdx.y * BN;  // first channel of this tile, within the group
+    const int tid = threadIdx.x;
+
+    DgradDyLoader<T, Acc, BM, BK, THREADS> a;
+    a.init(dy, m_block + tid % BM, M, K, Kg, g, H, W, R, S, P, Q, pad_h, pad_w, stride_h,
+           stride_w, dilation_h, dilation_w, tid);
+    DgradWLoader<T, Acc, BN, BK, THREADS> bl;
+    bl.init(w, g, Kg, Cg, c_block, R * S, tid);
+
+    Acc acc[TM][TN];
+#pragma unroll
+    for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int j = 0; j < TN; ++j) acc[i][j] = 0;
+    gemm_mainloop<Acc, BM, BN, BK, TM, TN>(a, bl, 0, div_up(Kgemm, BK), acc);
+
+    // Epilogue: dx[n, g*Cg + c, h, w] = acc. The 16 threads sharing tx write 64 consecutive
+    // (h, w) of one channel plane (coalesced). Guards: rows past M and channels past the
+    // group's end are not written.
+    const int ty = tid % (BM / TM), tx = tid / (BM / TM);
+#pragma unroll
+    for (int i = 0; i < TM; ++i) {
+        const long long m = m_block + frag_index(ty, i, BM, TM);
+        if (m >= M) continue;
+        const long long n = m / HW, hw = m - n * HW;
+#pragma unroll
+        for (int j = 0; j < TN; ++j) {
+            const int c = c_block + frag_index(tx, j, BN, TN);
+            if (c >= Cg) continue;
+            dx[(n * C + (long long)g * Cg + c) * HW + hw] = from_acc<T>(acc[i][j]);
+        }
+    }
+}
+
 // Standalone `nvcc -cubin -arch=sm_90 -Xptxas -v cuda/conv2d_dgrad.cu`: taking each
 // instance's address makes nvcc compile it, so ptxas reports every kernel. NVRTC and the CPU
 // runtime get their instances from name expressions (gpuconv/kernels.py) instead.
@@ -76,7 +270,10 @@ __global__ void conv2d_dgrad_v1_direct(const T* __restrict__ dy, const T* __rest
 void* conv2d_dgrad_instance(int i) {
     void* const instances[] = {(void*)conv2d_dgrad_v1_direct<__half>,
                                (void*)conv2d_dgrad_v1_direct<float>,
-                               (void*)conv2d_dgrad_v1_direct<double>};
+                               (void*)conv2d_dgrad_v1_direct<double>,
+                               (void*)conv2d_dgrad_v2_implicit_gemm<__half>,
+                               (void*)conv2d_dgrad_v2_implicit_gemm<float>,
+                               (void*)conv2d_dgrad_v2_implicit_gemm<double>};
     return instances[i];
 }
 #endif
