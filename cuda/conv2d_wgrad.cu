@@ -12,9 +12,10 @@
 // pad_h / pad_w are the top / left padding of the forward pass.
 // T is float, double or __half; sums are carried in accumulator<T>::type (float for __half).
 //
-// Both reductions are deterministic: every dw / db element is summed by one thread in the
-// fixed order n, then p, then q, so results are bit-identical from run to run (no atomics,
-// no split of the reduction whose order could vary).
+// Every reduction here is deterministic: each dw / db element is summed in an order fixed by
+// the geometry alone (never by timing, never by atomics), so results are bit-identical from
+// run to run and, since kernels.py's split count does not depend on the device, from device to
+// device.
 //
 // Kernels:
 //   conv2d_wgrad_v1_direct<T>  one thread per dw element, a grid-stride loop over
@@ -24,8 +25,46 @@
 //                              large batches and images (a later version splits the reduction
 //                              over a block with a fixed-order tree).
 //   conv2d_bgrad_v1_direct<T>  one thread per db element, a serial N*P*Q reduction.
+//   conv2d_wgrad_v2_implicit_gemm<T>
+//                              implicit GEMM with split-K: GEMM rows = the group's filters
+//                              (K/groups), columns (c, r, s) (C/groups*R*S), reduction (n, p, q)
+//                              (N*P*Q, long). Tiles 64 x 64 x 16, 4 x 4 per thread, double-
+//                              buffered (common.cuh: gemm_mainloop). Grid z = groups x splits:
+//                              each split sums a fixed, contiguous range of reduction tiles and
+//                              writes its partial dw to a workspace (accumulator type); with a
+//                              single split it writes dw directly.
+//   conv2d_wgrad_v2_sum_splits<T>
+//                              second pass: dw[i] = sum of the splits' partials in split order
+//                              (a fixed order: deterministic), rounded to T once.
+//   conv2d_bgrad_v2_tree<T>    one block per filter: each thread sums a fixed strided subset of
+//                              the N*P*Q values (coalesced), then a shared-memory tree adds the
+//                              partial sums in a fixed pairing.
 
 #include "common.cuh"
+
+// Tile sizes (defaults; -D overrides must keep kernels.py's WGRAD_V2 mirror in step).
+#ifndef WGRAD_V2_BM
+#define WGRAD_V2_BM 64   // filters (GEMM rows) per block
+#endif
+#ifndef WGRAD_V2_BN
+#define WGRAD_V2_BN 64   // (c, r, s) columns per block
+#endif
+#ifndef WGRAD_V2_BK
+#define WGRAD_V2_BK 16   // reduction steps (n, p, q) per shared-memory stage
+#endif
+#ifndef WGRAD_V2_TM
+#define WGRAD_V2_TM 4    // GEMM rows per thread (register tile)
+#endif
+#ifndef WGRAD_V2_TN
+#define WGRAD_V2_TN 4    // GEMM columns per thread
+#endif
+#ifndef WGRAD_V2_MIN_BLOCKS
+#define WGRAD_V2_MIN_BLOCKS 2  // resident blocks per SM the register budget must allow
+#endif
+#define WGRAD_V2_THREADS ((WGRAD_V2_BM / WGRAD_V2_TM) * (WGRAD_V2_BN / WGRAD_V2_TN))
+#ifndef BGRAD_V2_THREADS
+#define BGRAD_V2_THREADS 256  // a power of two (the tree halves it)
+#endif
 
 template <typename T>
 __global__ void conv2d_wgrad_v1_direct(const T* __restrict__ x, const T* __restrict__ dy,
@@ -83,6 +122,225 @@ __global__ void conv2d_bgrad_v1_direct(const T* __restrict__ dy, T* __restrict__
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// v2: implicit GEMM with split-K, and the block-tree bias gradient.
+//
+// Both loaders walk the reduction index j = (n, p, q) of their thread: j_local = t % BK is
+// fixed, so consecutive threads take consecutive q - contiguous in dy and (with stride 1) in x,
+// i.e. coalesced loads of BK consecutive elements - and the digits (n, p, q) advance by BK per
+// tile without a division (common.cuh: advance_by_step).
+
+// Operand A, BK x BM: A[(n, p, q)][k] = dy[n, g*Kg + k, p, q].
+template <typename T, typename Acc, int BM, int BK, int THREADS>
+struct WgradDyLoader {
+    enum { LOADS = BM * BK / THREADS, ROW_STEP = THREADS / BK };
+    static_assert(THREADS % BK == 0 && (BM * BK) % THREADS == 0, "A tile split");
+    const T* dy_first;  // dy + (g*Kg + first filter of the block)*P*Q
+    int j_local, row_local, rows;  // rows: filters left in this tile
+    int N, K, P, Q, n, p, q;
+    MixedRadix3 step;
+
+    __device__ __forceinline__ void init(const T* dy, long long j, int N_, int K_, int P_, int Q_,
+                                         int k_first, int rows_left, int tid) {
+        N = N_; K = K_; P = P_; Q = Q_;
+        j_local = tid % BK;
+        row_local = tid / BK;
+        rows = rows_left;
+        dy_first = dy + (long long)k_first * P * Q;
+        const long long PQ = (long long)P * Q;
+        n = (int)(j / PQ);
+        p = (int)((j - n * PQ) / Q);
+        q = (int)(j % Q);
+        step = mixed_radix_step(BK, P, Q);
+    }
+    __device__ __forceinline__ void load(Acc (&regs)[LOADS]) {
+        const long long pq = (long long)p * Q + q;
+#pragma unroll
+        for (int i = 0; i < LOADS; ++i) {
+            const int row = row_local + i * ROW_STEP;
+            // Guards: filters past the group's last (partial row tile) and reduction steps past
+            // N*P*Q (n reaches N in the partial last tile) load zero.
+            regs[i] = (row < rows && n < N)
+                          ? to_acc(dy_first[((long long)n * K + row) * P * Q + pq])
+                          : Acc(0);
+        }
+        advance_by_step(step, P, Q, n, p, q);
+    }
+    __device__ __forceinline__ void store(const Acc (&regs)[LOADS], Acc* tile) {
+        // Consecutive threads write consecutive reduction rows of one column: padded rows
+        // (SMEM_PAD) leave a 2-way bank conflict for BK = 16 (rows j and j+8).
+#pragma unroll
+        for (int i = 0; i < LOADS; ++i)
+            tile[j_local * (BM + SMEM_PAD) + row_local + i * ROW_STEP] = regs[i];
+    }
+};
+
+// Operand B, BK x BN: B[(n, p, q)][(c, r, s)] =
+// x[n, g*Cg + c, p*stride_h - pad_h + r*dilation_h, q*stride_w - pad_w + s*dilation_w].
+template <typename T, typename Acc, int BN, int BK, int THREADS>
+struct WgradXLoader {
+    enum { LOADS = BN * BK / THREADS, COL_STEP = THREADS / BK };
+    static_assert(THREADS % BK == 0 && (BN * BK) % THREADS == 0, "B tile split");
+    const T* x;
+    int j_local, col_local;
+    int N, C, H, W, P, Q, pad_h, pad_w, stride_h, stride_w, n, p, q;
+    long long col_offset[LOADS];  // (g*Cg + c)*H*W of each column slot
+    int tap_h[LOADS], tap_w[LOADS];  // r*dilation_h, s*dilation_w of each column slot
+    bool col_valid[LOADS];           // column inside C/groups*R*S (partial column tile)
+    MixedRadix3 step;
+
+    __device__ __forceinline__ void init(const T* x_, long long j, int N_, int C_, int H_, int W_,
+                                         int R, int S, int P_, int Q_, int pad_h_, int pad_w_,
+                                         int stride_h_, int stride_w_, int dilation_h,
+                                         int dilation_w, int g, int Cg, int col_first, int tid) {
+        x = x_; N = N_; C = C_; H = H_; W = W_; P = P_; Q = Q_; pad_h = pad_h_; pad_w = pad_w_;
+        stride_h = stride_h_; stride_w = stride_w_;
+        j_local = tid % BK;
+        col_local = tid / BK;
+        const long long PQ = (long long)P * Q;
+        n = (int)(j / PQ);
+        p = (int)((j - n * PQ) / Q);
+        q = (int)(j % Q);
+        step = mixed_radix_step(BK, P, Q);
+#pragma unroll
+        for (int i = 0; i < LOADS; ++i) {
+            const int col = col_first + col_local + i * COL_STEP;
+            col_valid[i] = col < Cg * R * S;
+            const int c = col_valid[i] ? col / (R * S) : 0;
+            tap_h[i] = ((col / S) % R) * dilation_h;
+            tap_w[i] = (col % S) * dilation_w;
+            col_offset[i] = ((long long)g * Cg + c) * H * W;
+        }
+    }
+    __device__ __forceinline__ void load(Acc (&regs)[LOADS]) {
+        const int h_first = p * stride_h - pad_h, w_first = q * stride_w - pad_w;
+        const long long image = (long long)n * C * H * W;
+#pragma unroll
+        for (int i = 0; i < LOADS; ++i) {
+            const int h = h_first + tap_h[i], wi = w_first + tap_w[i];
+            // Guards: columns past C/groups*R*S, reduction steps past N*P*Q (n == N), and taps
+            // in the zero padding load zero.
+            const bool inside = col_valid[i] && n < N && h >= 0 && h < H && wi >= 0 && wi < W;
+            regs[i] = inside ? to_acc(x[image + col_offset[i] + (long long)h * W + wi]) : Acc(0);
+        }
+        advance_by_step(step, P, Q, n, p, q);
+    }
+    __device__ __forceinline__ void store(const Acc (&regs)[LOADS], Acc* tile) {
+#pragma unroll
+        for (int i = 0; i < LOADS; ++i)
+            tile[j_local * (BN + SMEM_PAD) + col_local + i * COL_STEP] = regs[i];
+    }
+};
+
+// Grid: x = filter tiles (ceil(K/groups / BM)), y = column tiles (ceil(C/groups*R*S / BN)),
+// z = groups * splits (z = g*splits + split). Block: WGRAD_V2_THREADS threads (1-D).
+// workspace: splits * K*(C/groups)*R*S accumulators when splits > 1 (unused otherwise).
+template <typename T>
+__global__ void __launch_bounds__(WGRAD_V2_THREADS, WGRAD_V2_MIN_BLOCKS)
+conv2d_wgrad_v2_implicit_gemm(const T* __restrict__ x, const T* __restrict__ dy,
+                              T* __restrict__ dw,
+                              typename accumulator<T>::type* __restrict__ workspace, int splits,
+                              int N, int C, int H, int W, int K, int R, int S, int P, int Q,
+                              int pad_h, int pad_w, int stride_h, int stride_w, int dilation_h,
+                              int dilation_w, int groups) {
+    typedef typename accumulator<T>::type Acc;
+    constexpr int BM = WGRAD_V2_BM, BN = WGRAD_V2_BN, BK = WGRAD_V2_BK;
+    constexpr int TM = WGRAD_V2_TM, TN = WGRAD_V2_TN, THREADS = WGRAD_V2_THREADS;
+    const int Cg = C / groups, Kg = K / groups, CRS = Cg * R * S;
+    const int g = blockIdx.z / splits, split = blockIdx.z % splits;
+    const int k_block = blockIdx.x * BM;    // first filter of this tile, within the group
+    const int col_block = blockIdx.y * BN;  // first (c, r, s) column of this tile
+    const int tid = threadIdx.x;
+
+    // This split's reduction tiles: a fixed, contiguous range (the last split may be shorter;
+    // kernels.py never makes one empty, but an empty range would just write zeros).
+    const long long tiles = div_up((long long)N * P * Q, BK);
+    const long long per_split = div_up(tiles, splits);
+    const long long tile_begin = split * per_split;
+    const long long tile_end = tile_begin + per_split < tiles ? tile_begin + per_split : tiles;
+
+    WgradDyLoader<T, Acc, BM, BK, THREADS> a;
+    a.init(dy, tile_begin * BK + tid % BK, N, K, P, Q, g * Kg + k_block, Kg - k_block, tid);
+    WgradXLoader<T, Acc, BN, BK, THREADS> bl;
+    bl.init(x, tile_begin * BK + tid % BK, N, C, H, W, R, S, P, Q, pad_h, pad_w, stride_h,
+            stride_w, dilation_h, dilation_w, g, Cg, col_block, tid);
+
+    Acc acc[TM][TN];
+#pragma unroll
+    for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int j = 0; j < TN; ++j) acc[i][j] = 0;
+    gemm_mainloop<Acc, BM, BN, BK, TM, TN>(a, bl, tile_begin, tile_end, acc);
+
+    // Epilogue: dw[g*Kg + k, (c, r, s)] (one split) or the split's workspace slice. dw is small
+    // next to the reduction that produced it, so these stores (4 consecutive columns per
+    // thread, rows varying fastest across threads) are not worth a shared-memory transpose.
+    // Guards: filters past the group's end and columns past C/groups*R*S are not written.
+    const int ty = tid % (BM / TM), tx = tid / (BM / TM);
+    const long long dw_count = (long long)K * CRS;
+#pragma unroll
+    for (int i = 0; i < TM; ++i) {
+        const int k = k_block + frag_index(ty, i, BM, TM);
+        if (k >= Kg) continue;
+#pragma unroll
+        for (int j = 0; j < TN; ++j) {
+            const int col = col_block + frag_index(tx, j, BN, TN);
+            if (col >= CRS) continue;
+            const long long at = (long long)(g * Kg + k) * CRS + col;
+            if (splits == 1)
+                dw[at] = from_acc<T>(acc[i][j]);
+            else
+                workspace[split * dw_count + at] = acc[i][j];
+        }
+    }
+}
+
+// dw[i] = sum over s = 0, 1, ..., splits-1 of workspace[s*count + i], in that order.
+// Grid-stride over count; consecutive threads take consecutive i (coalesced).
+template <typename T>
+__global__ void conv2d_wgrad_v2_sum_splits(const typename accumulator<T>::type* __restrict__ workspace,
+                                           T* __restrict__ dw, long long count, int splits) {
+    typedef typename accumulator<T>::type Acc;
+    for (long long i = grid_first_index(); i < count; i += grid_stride()) {
+        Acc acc = 0;
+        for (int s = 0; s < splits; ++s) acc += workspace[s * count + i];
+        dw[i] = from_acc<T>(acc);
+    }
+}
+
+// db[k] = sum_{n, p, q} dy[n, k, p, q]: block b handles filters k = b, b + gridDim.x, ...
+// (uniform over the block, so every thread reaches the same barriers).
+template <typename T>
+__global__ void __launch_bounds__(BGRAD_V2_THREADS)
+conv2d_bgrad_v2_tree(const T* __restrict__ dy, T* __restrict__ db, int N, int K, int P, int Q) {
+    typedef typename accumulator<T>::type Acc;
+    static_assert((BGRAD_V2_THREADS & (BGRAD_V2_THREADS - 1)) == 0, "tree needs a power of 2");
+    __shared__ Acc partial[BGRAD_V2_THREADS];
+    const int tid = threadIdx.x;
+    const long long PQ = (long long)P * Q;
+    for (long long k = blockIdx.x; k < K; k += gridDim.x) {
+        // Thread t sums elements t, t + THREADS, ... of each (n, k) plane, n in order:
+        // consecutive threads read consecutive elements (coalesced).
+        Acc acc = 0;
+        for (int n = 0; n < N; ++n) {
+            const T* plane = dy + ((long long)n * K + k) * PQ;
+            for (long long j = tid; j < PQ; j += BGRAD_V2_THREADS) acc += to_acc(plane[j]);
+        }
+        partial[tid] = acc;
+        // Barrier 3: every thread's partial sum is stored before the tree reads its partner's.
+        block_sync(3);
+        for (int half = BGRAD_V2_THREADS / 2; half > 0; half /= 2) {
+            if (tid < half) partial[tid] += partial[tid + half];
+            // Barrier 4: this level's sums are stored before the next level reads them (and,
+            // after the last level, before thread 0 reads partial[0]).
+            block_sync(4);
+        }
+        // Thread 0 alone reads partial[0], and only thread 0 writes partial[0] in the next
+        // filter's round, so no barrier is needed before the next round's stores.
+        if (tid == 0) db[k] = from_acc<T>(partial[0]);
+    }
+}
+
 // Standalone `nvcc -cubin -arch=sm_90 -Xptxas -v cuda/conv2d_wgrad.cu`: taking each
 // instance's address makes nvcc compile it, so ptxas reports every kernel. NVRTC and the CPU
 // runtime get their instances from name expressions (gpuconv/kernels.py) instead.
@@ -93,7 +351,16 @@ void* conv2d_wgrad_instance(int i) {
                                (void*)conv2d_wgrad_v1_direct<double>,
                                (void*)conv2d_bgrad_v1_direct<__half>,
                                (void*)conv2d_bgrad_v1_direct<float>,
-                               (void*)conv2d_bgrad_v1_direct<double>};
+                               (void*)conv2d_bgrad_v1_direct<double>,
+                               (void*)conv2d_wgrad_v2_implicit_gemm<__half>,
+                               (void*)conv2d_wgrad_v2_implicit_gemm<float>,
+                               (void*)conv2d_wgrad_v2_implicit_gemm<double>,
+                               (void*)conv2d_wgrad_v2_sum_splits<__half>,
+                               (void*)conv2d_wgrad_v2_sum_splits<float>,
+                               (void*)conv2d_wgrad_v2_sum_splits<double>,
+                               (void*)conv2d_bgrad_v2_tree<__half>,
+                               (void*)conv2d_bgrad_v2_tree<float>,
+                               (void*)conv2d_bgrad_v2_tree<double>};
     return instances[i];
 }
 #endif
