@@ -25,8 +25,27 @@
 //                               each thread visits, in row-major order, the outputs whose
 //                               window span covers its element and sums dy where idx points at
 //                               it. Deterministic, no atomics; overlapping windows accumulate.
+//   maxpool2d_fwd_v2_plane<T>   the v1 rules and scan, launched 2-D: a 32 x 8 block of outputs
+//                               of one (n, c) plane, grid (Q tiles, P tiles, planes), the grid's
+//                               z looping over N*C planes past 65535. No division per element
+//                               (v1 splits a 64-bit flat index with three 64-bit div/mods, which
+//                               the GPU emulates in dozens of instructions: at HBM speed a
+//                               pooling kernel is that integer work, not its loads), and
+//                               in-plane offsets in 32 bits. Limit: H*W and P*Q < 2^31.
+//   maxpool2d_bwd_v2_plane<T>   the v1 gather, launched the same way over dx (W, H tiles).
+//   Not done: several outputs per thread sharing window columns (the k3 s2 overlap is served by
+//   L1 anyway), shared-memory staging of the input rows.
 
 #include "common.cuh"
+
+// Block shape of the v2 kernels (kernels.py's POOL_V2_BLOCK mirrors it): 32 consecutive
+// columns (one warp: coalesced 128-byte rows of y, idx, dy and dx) x 8 rows.
+#ifndef POOL_V2_BLOCK_X
+#define POOL_V2_BLOCK_X 32
+#endif
+#ifndef POOL_V2_BLOCK_Y
+#define POOL_V2_BLOCK_Y 8
+#endif
 
 template <typename T>
 __global__ void maxpool2d_fwd_v1_direct(const T* __restrict__ x, T* __restrict__ y,
@@ -112,6 +131,89 @@ __global__ void maxpool2d_bwd_v1_gather(const T* __restrict__ dy,
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// v2: 2-D launches, 32-bit in-plane index math.
+
+// Grid: x = ceil(Q / 32), y = ceil(P / 8), z = min(N*C, 65535) (planes z, z + gridDim.z, ...).
+template <typename T>
+__global__ void __launch_bounds__(POOL_V2_BLOCK_X * POOL_V2_BLOCK_Y)
+maxpool2d_fwd_v2_plane(const T* __restrict__ x, T* __restrict__ y, long long* __restrict__ idx,
+                       int N, int C, int H, int W, int R, int S, int P, int Q, int pad_h,
+                       int pad_w, int stride_h, int stride_w, int dilation_h, int dilation_w) {
+    typedef typename accumulator<T>::type Acc;
+    const int q = blockIdx.x * POOL_V2_BLOCK_X + threadIdx.x;
+    const int p = blockIdx.y * POOL_V2_BLOCK_Y + threadIdx.y;
+    // Guard: the last block column / row overhangs the plane (no barriers below, so these
+    // threads may leave at once).
+    if (p >= P || q >= Q) return;
+    const int h_first = p * stride_h - pad_h;  // window's top-left (may be padding)
+    const int w_first = q * stride_w - pad_w;
+    const long long planes = (long long)N * C;
+    const long long in_plane = (long long)H * W, out_plane = (long long)P * Q;
+    for (long long plane = blockIdx.z; plane < planes; plane += gridDim.z) {
+        const T* x_plane = x + plane * in_plane;
+        Acc max_val = -INFINITY;
+        int max_idx = -1;  // -1: no in-bounds tap seen yet
+        for (int r = 0; r < R; ++r) {
+            const int h = h_first + r * dilation_h;
+            // Rows in the padding (or past a ceil_mode edge) are -inf: never chosen.
+            if (h < 0 || h >= H) continue;
+            for (int s = 0; s < S; ++s) {
+                const int wi = w_first + s * dilation_w;
+                // Columns in the padding (or past a ceil_mode edge) are -inf: never chosen.
+                if (wi < 0 || wi >= W) continue;
+                const Acc val = to_acc(x_plane[h * W + wi]);
+                // v1's rule: first in-bounds tap, then strictly greater or NaN.
+                if (max_idx < 0 || val > max_val || is_nan(val)) {
+                    max_val = val;
+                    max_idx = h * W + wi;
+                }
+            }
+        }
+        // Consecutive threads (threadIdx.x) write consecutive q: coalesced.
+        const long long out = plane * out_plane + p * Q + q;
+        y[out] = from_acc<T>(max_val);
+        idx[out] = max_idx;
+    }
+}
+
+// Grid: x = ceil(W / 32), y = ceil(H / 8), z = min(N*C, 65535).
+template <typename T>
+__global__ void __launch_bounds__(POOL_V2_BLOCK_X * POOL_V2_BLOCK_Y)
+maxpool2d_bwd_v2_plane(const T* __restrict__ dy, const long long* __restrict__ idx,
+                       T* __restrict__ dx, int N, int C, int H, int W, int R, int S, int P,
+                       int Q, int pad_h, int pad_w, int stride_h, int stride_w, int dilation_h,
+                       int dilation_w) {
+    typedef typename accumulator<T>::type Acc;
+    const int wi = blockIdx.x * POOL_V2_BLOCK_X + threadIdx.x;  // the width coordinate
+    const int h = blockIdx.y * POOL_V2_BLOCK_Y + threadIdx.y;
+    // Guard: the last block column / row overhangs the plane (no barriers below).
+    if (h >= H || wi >= W) return;
+    const int span_h = (R - 1) * dilation_h, span_w = (S - 1) * dilation_w;
+    // The outputs whose window span covers (h, wi), clamped to the output (as in v1).
+    const int h_padded = h + pad_h, w_padded = wi + pad_w;
+    const int p_begin = h_padded > span_h ? (h_padded - span_h + stride_h - 1) / stride_h : 0;
+    const int p_end = h_padded / stride_h + 1 < P ? h_padded / stride_h + 1 : P;
+    const int q_begin = w_padded > span_w ? (w_padded - span_w + stride_w - 1) / stride_w : 0;
+    const int q_end = w_padded / stride_w + 1 < Q ? w_padded / stride_w + 1 : Q;
+    const long long target = (long long)h * W + wi;  // what idx must say
+    const long long planes = (long long)N * C;
+    const long long in_plane = (long long)H * W, out_plane = (long long)P * Q;
+    for (long long plane = blockIdx.z; plane < planes; plane += gridDim.z) {
+        const long long* idx_plane = idx + plane * out_plane;
+        const T* dy_plane = dy + plane * out_plane;
+        Acc acc = 0;
+        for (int p = p_begin; p < p_end; ++p) {
+            for (int q = q_begin; q < q_end; ++q) {
+                // Only the output whose argmax is this element passes its gradient here.
+                if (idx_plane[p * Q + q] == target) acc += to_acc(dy_plane[p * Q + q]);
+            }
+        }
+        // Consecutive threads write consecutive w: coalesced.
+        dx[plane * in_plane + target] = from_acc<T>(acc);
+    }
+}
+
 // Standalone `nvcc -cubin -arch=sm_90 -Xptxas -v cuda/maxpool2d.cu`: taking each instance's
 // address makes nvcc compile it, so ptxas reports every kernel. NVRTC and the CPU runtime
 // get their instances from name expressions (gpuconv/kernels.py) instead.
@@ -122,7 +224,13 @@ void* maxpool2d_instance(int i) {
                                (void*)maxpool2d_fwd_v1_direct<double>,
                                (void*)maxpool2d_bwd_v1_gather<__half>,
                                (void*)maxpool2d_bwd_v1_gather<float>,
-                               (void*)maxpool2d_bwd_v1_gather<double>};
+                               (void*)maxpool2d_bwd_v1_gather<double>,
+                               (void*)maxpool2d_fwd_v2_plane<__half>,
+                               (void*)maxpool2d_fwd_v2_plane<float>,
+                               (void*)maxpool2d_fwd_v2_plane<double>,
+                               (void*)maxpool2d_bwd_v2_plane<__half>,
+                               (void*)maxpool2d_bwd_v2_plane<float>,
+                               (void*)maxpool2d_bwd_v2_plane<double>};
     return instances[i];
 }
 #endif
