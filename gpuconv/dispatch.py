@@ -8,6 +8,7 @@ name. ``numpy`` runs the reference; ``cuda`` and ``emulator`` run the CUDA kerne
 from __future__ import annotations
 
 import contextlib
+import contextvars
 
 import numpy as np
 
@@ -22,6 +23,35 @@ _OPS = {
     "maxpool2d_fwd": (reference.max_pool2d, "maxpool2d_fwd"),
     "maxpool2d_bwd": (reference.max_pool2d_input, "maxpool2d_bwd"),
 }
+
+
+_output_allocator: contextvars.ContextVar = contextvars.ContextVar("gpuconv_output_allocator",
+                                                                 default=None)
+
+
+@contextlib.contextmanager
+def output_allocator(allocate):
+    """Inside the block, kernel outputs come from ``allocate(shape, dtype)``.
+
+    ``gpuconv.torch`` uses it so that outputs live in PyTorch's caching allocator. An array
+    that is not of the runtime's library (CuPy on the GPU, NumPy on the CPU runtime) is not
+    used, and the runtime allocates as usual.
+    """
+    token = _output_allocator.set(allocate)
+    try:
+        yield
+    finally:
+        _output_allocator.reset(token)
+
+
+def _allocate(rt, shape, dtype):
+    allocate = _output_allocator.get()
+    if allocate is not None:
+        from .validation import library
+        out = allocate(shape, dtype)
+        if library(out) == ("cupy" if rt.name == "cuda" else "numpy") and out.flags.c_contiguous:
+            return out
+    return rt.xp.empty(shape, dtype)
 
 
 def _cupy():
@@ -52,7 +82,7 @@ def run(op: str, g, inputs: list, outputs: list, lib: str) -> list:
         with device:
             args = [None if a is None else rt.xp.ascontiguousarray(_to_runtime(a, where))
                     for a in inputs]
-            results = [rt.xp.empty(shape, dtype) for shape, dtype in outputs]
+            results = [_allocate(rt, shape, dtype) for shape, dtype in outputs]
             getattr(kernels, kernel_name)(rt, g, *args, *results)
     return [_to_library(r, lib) for r in results]
 

@@ -18,11 +18,11 @@ How tensors reach the kernels, without copies:
 * CUDA tensors: ``cupy.from_dlpack(tensor.detach())`` shares memory; the kernels launch on
   PyTorch's current stream (wrapped by ``cupy.cuda.Stream.from_external``, or
   ``cupy.cuda.ExternalStream`` on CuPy 13), so they are ordered with the surrounding PyTorch
-  work without any synchronization, and the result comes back with ``torch.from_dlpack``. Outputs are allocated by CuPy's memory pool (not PyTorch's caching
-  allocator: ``torch.cuda.memory_allocated`` does not count them); the memory returns to
-  CuPy's pool when the tensor is freed. To have one pool, route CuPy's allocations through
-  PyTorch's allocator yourself (``cupy.cuda.set_allocator``, a process-wide setting that
-  gpuconv leaves alone).
+  work without any synchronization, and the result comes back with ``torch.from_dlpack``.
+  The kernels' outputs are allocated by PyTorch's caching allocator (``torch.empty`` on the
+  input's device, handed to the kernels through DLPack; ``gpuconv.dispatch.output_allocator``),
+  so ``torch.cuda.memory_allocated`` counts them; temporary copies (a non-contiguous input
+  made contiguous) still come from CuPy's pool.
 
 The backend in force at forward time (``gpuconv.use_backend``) is recorded and reused by the
 backward pass, which PyTorch may run on another thread.
@@ -49,6 +49,7 @@ import contextlib
 import numpy as np
 
 import gpuconv
+import gpuconv.dispatch
 from gpuconv import backend as _backend
 
 __all__ = ["conv2d", "max_pool2d", "Conv2d", "MaxPool2d", "Conv2dFunction",
@@ -87,6 +88,20 @@ def _stream(t: torch.Tensor):
     if hasattr(cupy.cuda.Stream, "from_external"):  # CuPy >= 14: the CUDA stream protocol
         return cupy.cuda.Stream.from_external(stream)
     return cupy.cuda.ExternalStream(stream.cuda_stream, device)
+
+
+_TORCH_DTYPE = {np.dtype(np.float16): torch.float16, np.dtype(np.float32): torch.float32,
+                np.dtype(np.float64): torch.float64, np.dtype(np.int64): torch.int64}
+
+
+def _on_device_of(t: torch.Tensor):
+    """Run gpuconv ops for tensor t: PyTorch's current stream, outputs from PyTorch's allocator."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(_stream(t))
+    stack.enter_context(gpuconv.dispatch.output_allocator(
+        lambda shape, dtype: _to_array(torch.empty(shape, dtype=_TORCH_DTYPE[np.dtype(dtype)],
+                                                   device=t.device))))
+    return stack
 
 
 def _to_array(t):
@@ -138,7 +153,7 @@ class Conv2dFunction(torch.autograd.Function):
         ctx.backend = _backend.current_backend()
         ctx.has_bias = bias is not None
         ctx.save_for_backward(input, weight)
-        with _stream(input):
+        with _on_device_of(input):
             y = gpuconv.conv2d(_to_array(input), _to_array(weight), _to_array(bias),
                                **ctx.geometry)
             return _to_tensor(y)
@@ -149,7 +164,7 @@ class Conv2dFunction(torch.autograd.Function):
         input, weight = ctx.saved_tensors
         need_input, need_weight, need_bias = ctx.needs_input_grad[:3]
         grad_input = grad_weight = grad_bias = None
-        with _backend.use_backend(ctx.backend), _stream(grad_output):
+        with _backend.use_backend(ctx.backend), _on_device_of(grad_output):
             dy = _to_array(grad_output)
             if need_input:
                 grad_input = _to_tensor(gpuconv.grad.conv2d_input(
@@ -175,7 +190,7 @@ class MaxPool2dFunction(torch.autograd.Function):
                             dilation=dilation, ceil_mode=ceil_mode)
         ctx.backend = _backend.current_backend()
         ctx.input_size = tuple(input.shape)
-        with _stream(input):
+        with _on_device_of(input):
             y, idx = gpuconv.max_pool2d(_to_array(input), return_indices=True, **ctx.geometry)
             y, idx = _to_tensor(y), _to_tensor(idx)
         ctx.save_for_backward(idx)
@@ -188,7 +203,7 @@ class MaxPool2dFunction(torch.autograd.Function):
         if not ctx.needs_input_grad[0]:
             return None, None, None, None, None, None
         (idx,) = ctx.saved_tensors
-        with _backend.use_backend(ctx.backend), _stream(grad_output):
+        with _backend.use_backend(ctx.backend), _on_device_of(grad_output):
             dx = gpuconv.grad.max_pool2d_input(_to_array(grad_output), _to_array(idx),
                                                ctx.input_size, **ctx.geometry)
             grad_input = _to_tensor(dx)

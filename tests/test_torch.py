@@ -223,6 +223,29 @@ def test_missing_torch_message():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+@pytest.mark.skipif(not (shutil.which("g++") or shutil.which("c++")),
+                    reason="the CPU runtime needs g++")
+def test_kernel_outputs_come_from_torch_allocator(monkeypatch):
+    """On the kernel path the outputs are torch.empty tensors handed to the kernels."""
+    made = []
+    real_empty = torch.empty
+
+    def recording_empty(*args, **kwargs):
+        t = real_empty(*args, **kwargs)
+        made.append(t)
+        return t
+
+    monkeypatch.setattr(torch, "empty", recording_empty)
+    x, w = torch.randn(2, 3, 8, 8), torch.randn(4, 3, 3, 3)
+    with gpuconv.use_backend("emulator"):
+        y = gt.conv2d(x, w, padding=1)
+        p, idx = gt.max_pool2d(y, 2, return_indices=True)
+    assert len(made) == 3  # y, p and idx
+    for out in (y, p, idx):
+        assert any(out.data_ptr() == t.data_ptr() for t in made)
+    torch.testing.assert_close(y, F.conv2d(x, w, padding=1), rtol=1e-5, atol=1e-5)
+
+
 # ----------------------------------------------------------------------------------------
 # CUDA tensors
 
@@ -268,3 +291,13 @@ def test_small_cnn_trains_like_torch_nn_cuda():
     _need_cuda()
     ours, theirs = _train_both("cuda")
     assert ours == pytest.approx(theirs, rel=1e-3, abs=1e-4)
+
+
+@pytest.mark.gpu
+def test_cuda_outputs_count_in_torch_memory():
+    _need_cuda()
+    x = torch.randn(8, 16, 64, 64, device="cuda")
+    w = torch.randn(32, 16, 3, 3, device="cuda")
+    before = torch.cuda.memory_allocated()
+    y = gt.conv2d(x, w, padding=1)
+    assert torch.cuda.memory_allocated() - before >= y.numel() * y.element_size()
