@@ -2,7 +2,8 @@
 //
 // Design
 //  * Blocks: a launch hands the grid to a pool of OS worker threads (the calling thread plus
-//    GPUCONV_CPU_WORKERS-1 helpers); each worker runs one block at a time.
+//    GPUCONV_CPU_WORKERS-1 helpers); each worker runs one block at a time. Between barriers the
+//    threads run in thread order, or from the last down with GPUCONV_CPU_FIBER_ORDER=reverse.
 //  * Threads: every CUDA thread of a block is a cooperative fiber on its worker, with its own stack
 //    (64 KiB, 256 KiB under ASan, GPUCONV_CPU_STACK_KB overrides) below a PROT_NONE guard area. Stacks are
 //    cached per worker across launches. Switching uses a small x86-64 routine (callee-saved registers,
@@ -403,6 +404,7 @@ struct Launch {
   dim3 grid, block;
   unsigned long long nblocks;
   size_t smem;
+  bool reverse_fibers;  // GPUCONV_CPU_FIBER_ORDER=reverse: resume fibers from the last thread down
   unsigned long long next;  // atomic block counter
   int failed;               // atomic: first error recorded
 };
@@ -763,7 +765,10 @@ static inline void run_block(Launch* L, unsigned long long b) {
     bool ran = true;
     while (ran) {
       ran = false;
-      for (int i = 0; i < n; ++i) {
+      for (int k = 0; k < n; ++k) {
+        // Another order of running the threads between barriers must not change any result
+        // of a correct kernel: tests run both orders to show a kernel does not depend on it.
+        const int i = L->reverse_fibers ? n - 1 - k : k;
         if (w.fibers[i].state != RUN) continue;
         w.cur = i;
         resume(&w.fibers[i]);
@@ -990,6 +995,8 @@ static int launch(void (*f)(A...), const unsigned g[3], const unsigned b[3], siz
   L.smem = smem;
   L.next = 0;
   L.failed = 0;
+  const char* order = getenv("GPUCONV_CPU_FIBER_ORDER");
+  L.reverse_fibers = order && strcmp(order, "reverse") == 0;
   const char* e = getenv("GPUCONV_CPU_WORKERS");
   long nw = e ? strtol(e, nullptr, 10) : 0;
   if (nw <= 0) nw = sysconf(_SC_NPROCESSORS_ONLN);
