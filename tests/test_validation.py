@@ -134,3 +134,33 @@ def test_bad_env_backend_is_named(monkeypatch):
     monkeypatch.setenv("GPUCONV_BACKEND", "gpu")
     with pytest.raises(ValueError, match="GPUCONV_BACKEND"):
         gpuconv.conv2d(x, w)
+
+
+class _Device:
+    def __init__(self, id):
+        self.id = id
+
+
+def _fake_cupy_array(shape, dtype=np.float32, device=0):
+    """An object that passes for a cupy.ndarray in the library checks (no GPU needed): the
+    checks read only its class's module and name, ndim, shape, dtype and device."""
+    cls = type("ndarray", (), {"__module__": "cupy._core.core"})
+    a = cls()
+    a.shape, a.ndim, a.dtype, a.device = tuple(shape), len(shape), np.dtype(dtype), _Device(device)
+    return a
+
+
+def test_mixed_array_libraries_are_refused_before_anything_runs(monkeypatch):
+    import gpuconv.dispatch
+    monkeypatch.setattr(gpuconv.dispatch, "run", lambda *a, **k: pytest.fail("launched"))
+    with pytest.raises(TypeError, match="one library.*input: cupy.*weight: numpy"):
+        gpuconv.conv2d(_fake_cupy_array(x.shape), w)
+    with pytest.raises(TypeError, match="one library"):
+        grad.max_pool2d_input(_fake_cupy_array(py.shape), pidx, x.shape, 2)
+
+
+def test_arrays_on_two_gpus_are_refused(monkeypatch):
+    import gpuconv.dispatch
+    monkeypatch.setattr(gpuconv.dispatch, "run", lambda *a, **k: pytest.fail("launched"))
+    with pytest.raises(ValueError, match="one GPU.*input: device 0.*weight: device 1"):
+        gpuconv.conv2d(_fake_cupy_array(x.shape), _fake_cupy_array(w.shape, device=1))
