@@ -4,11 +4,29 @@ Every op is launched from here, on either runtime (:mod:`gpuconv.runtime`): the 
 CuPy, or the CPU runtime. Grid, block and scalar arguments are computed once, here, the same
 way for both.
 
+Kernel versions. Each op has several kernel versions (``VERSIONS``): ``v1`` is the simple,
+always-correct baseline (one thread per output element, a 1-D grid-stride loop), ``v2`` the
+tiled one (implicit GEMM for the convolutions, 2-D launches with 32-bit in-plane indices for
+max-pool). Which one runs is decided per call, first match wins:
+
+1. the ``version=`` argument of the launcher (``'v1'``, ``'v2'``);
+2. ``$GPUCONV_KERNEL_VERSION``: ``'v1'`` (every op) or ``'fprop=v1,wgrad=v2'`` (per op; op
+   names in ``OPS``);
+3. autotuning, with ``$GPUCONV_AUTOTUNE=1`` on the GPU only: every version that supports the
+   geometry is timed once with CUDA events per (device, op, dtype, geometry); the winner is
+   cached in memory and in ``autotune.json`` in the cache folder (``$GPUCONV_CACHE_DIR``,
+   else ``$XDG_CACHE_HOME/gpuconv``, else ``~/.cache/gpuconv``). On the CPU runtime it falls
+   back to the heuristic;
+4. the heuristic :func:`heuristic_version` (see there).
+
+A version that cannot run a geometry (``supports``) is refused with ``ValueError`` when asked
+for explicitly (1, 2) and skipped by 3 and 4.
+
 Launch shape (v1 kernels): one thread per output element, ``THREADS_PER_BLOCK`` threads per
 block, a 1-D grid of ``ceil(count / THREADS_PER_BLOCK)`` blocks capped at ``MAX_GRID_X``. The
 kernels loop grid-stride over 64-bit flat indices, so a capped grid still covers every
 element: a tensor with more than 2^31 elements (or more than 2^31-1 blocks' worth) is looped
-over, never truncated.
+over, never truncated. The v2 launch shapes are described at their launchers.
 
 Arguments: arrays are C-contiguous arrays of ``rt.xp``, all of one dtype (float16, float32 or
 float64; max-pool indices int64), outputs overwritten entirely. Sizes go to the kernels as
@@ -20,8 +38,17 @@ from __future__ import annotations
 
 import numpy as np
 
+import json
+import os
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
 THREADS_PER_BLOCK = 256
 MAX_GRID_X = 2**31 - 1  # CUDA's limit on gridDim.x (compute capability >= 3.0)
+MAX_GRID_YZ = 65535     # CUDA's limit on gridDim.y and gridDim.z
+INT32_MAX = 2**31 - 1
 
 # The C++ type each supported dtype is instantiated with.
 CUDA_TYPES = {
@@ -30,15 +57,63 @@ CUDA_TYPES = {
     np.dtype(np.float64): "double",
 }
 
+# The ops that have kernel versions, and (source file, kernel template) of each version.
+OPS = ("fprop", "dgrad", "wgrad", "bgrad", "pool_fwd", "pool_bwd")
+TEMPLATES = {
+    ("fprop", "v1"): ("conv2d_fprop.cu", "conv2d_fprop_v1_direct"),
+    ("fprop", "v2"): ("conv2d_fprop.cu", "conv2d_fprop_v2_implicit_gemm"),
+    ("dgrad", "v1"): ("conv2d_dgrad.cu", "conv2d_dgrad_v1_direct"),
+    ("dgrad", "v2"): ("conv2d_dgrad.cu", "conv2d_dgrad_v2_implicit_gemm"),
+    ("wgrad", "v1"): ("conv2d_wgrad.cu", "conv2d_wgrad_v1_direct"),
+    ("wgrad", "v2"): ("conv2d_wgrad.cu", "conv2d_wgrad_v2_implicit_gemm"),
+    ("bgrad", "v1"): ("conv2d_wgrad.cu", "conv2d_bgrad_v1_direct"),
+    ("bgrad", "v2"): ("conv2d_wgrad.cu", "conv2d_bgrad_v2_tree"),
+    ("pool_fwd", "v1"): ("maxpool2d.cu", "maxpool2d_fwd_v1_direct"),
+    ("pool_fwd", "v2"): ("maxpool2d.cu", "maxpool2d_fwd_v2_plane"),
+    ("pool_bwd", "v1"): ("maxpool2d.cu", "maxpool2d_bwd_v1_gather"),
+    ("pool_bwd", "v2"): ("maxpool2d.cu", "maxpool2d_bwd_v2_plane"),
+}
+VERSIONS = {op: tuple(v for (o, v) in TEMPLATES if o == op) for op in OPS}
+
 # Each source file and the kernel templates in it that the ops use. Every template is
 # instantiated for every dtype in CUDA_TYPES; the runtimes compile a file once with all of
 # these name expressions.
-KERNELS = {
-    "conv2d_fprop.cu": ("conv2d_fprop_v1_direct",),
-    "conv2d_dgrad.cu": ("conv2d_dgrad_v1_direct",),
-    "conv2d_wgrad.cu": ("conv2d_wgrad_v1_direct", "conv2d_bgrad_v1_direct"),
-    "maxpool2d.cu": ("maxpool2d_fwd_v1_direct", "maxpool2d_bwd_v1_gather"),
-}
+KERNELS: dict[str, tuple[str, ...]] = {}
+for (_source, _template) in TEMPLATES.values():
+    KERNELS.setdefault(_source, ())
+    KERNELS[_source] += (_template,)
+KERNELS["conv2d_wgrad.cu"] += ("conv2d_wgrad_v2_sum_splits",)  # split-K's second pass
+
+
+@dataclass(frozen=True)
+class GemmTiles:
+    """A v2 implicit-GEMM kernel's tile sizes: Python's mirror of the ``#ifndef`` defaults in
+    its .cu file (tests/test_compile.py checks they agree)."""
+
+    prefix: str      # macro prefix in the .cu file, e.g. 'FPROP_V2'
+    BM: int          # GEMM rows per block
+    BN: int          # GEMM columns per block
+    BK: int          # reduction steps per shared-memory stage
+    TM: int          # GEMM rows per thread
+    TN: int          # GEMM columns per thread
+    min_blocks: int  # __launch_bounds__ minimum resident blocks per SM
+
+    @property
+    def threads(self) -> int:
+        return (self.BM // self.TM) * (self.BN // self.TN)
+
+
+FPROP_V2 = GemmTiles("FPROP_V2", BM=128, BN=64, BK=8, TM=8, TN=4, min_blocks=2)
+DGRAD_V2 = GemmTiles("DGRAD_V2", BM=128, BN=64, BK=8, TM=8, TN=4, min_blocks=2)
+WGRAD_V2 = GemmTiles("WGRAD_V2", BM=64, BN=64, BK=16, TM=4, TN=4, min_blocks=2)
+BGRAD_V2_THREADS = 256        # BGRAD_V2_THREADS in conv2d_wgrad.cu
+POOL_V2_BLOCK = (32, 8)       # POOL_V2_BLOCK_X/Y in maxpool2d.cu
+POOL_V2_MAX_GRID_Z = MAX_GRID_YZ  # max-pool v2's grid z over planes (tests lower it)
+# wgrad v2 splits its N*P*Q reduction until about this many blocks run (2 waves of an H100's
+# 132 SMs). A constant, not the device's SM count: the split, hence the summation order, hence
+# every bit of dw, is then the same on every device.
+WGRAD_SPLIT_TARGET_BLOCKS = 264
+WGRAD_MIN_TILES_PER_SPLIT = 4
 
 
 def name_expression(kernel: str, dtype) -> str:
@@ -96,6 +171,14 @@ def _launch(rt, source: str, kernel: str, dtype, count: int, args: list) -> None
     function(grid, block, tuple(args))
 
 
+def _launch_grid(rt, op: str, version: str, dtype, grid: tuple, block: tuple, args: list) -> None:
+    """Launch the kernel of (op, version) on an explicit grid and block."""
+    if min(grid) == 0:
+        return
+    source, kernel = TEMPLATES[(op, version)]
+    rt.function(source, name_expression(kernel, dtype))(grid, block, tuple(args))
+
+
 def _conv_sizes(g) -> list:
     """The size arguments every conv kernel takes, in the order the kernels declare them."""
     return _i32(N=g.N, C=g.C, H=g.H, W=g.W, K=g.K, R=g.R, S=g.S, P=g.P, Q=g.Q,
@@ -110,52 +193,384 @@ def _pool_sizes(g) -> list:
                 dilation_h=g.dilation_h, dilation_w=g.dilation_w)
 
 
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+# ----------------------------------------------------------------------------------------
+# what each version supports, and the heuristic
+
+
+def _gemm_shape(op: str, g) -> tuple[int, int, int]:
+    """(M, N, K) of one group's implicit GEMM for a conv op (FACTS.md's mapping)."""
+    if op == "fprop":
+        return g.N * g.P * g.Q, g.K_per_group, g.C_per_group * g.R * g.S
+    if op == "dgrad":
+        return g.N * g.H * g.W, g.C_per_group, g.K_per_group * g.R * g.S
+    if op == "wgrad":
+        return g.K_per_group, g.C_per_group * g.R * g.S, g.N * g.P * g.Q
+    raise ValueError(op)
+
+
+def wgrad_splits(g) -> int:
+    """How many pieces wgrad v2 splits its N*P*Q reduction into (split-K): enough blocks for
+    about ``WGRAD_SPLIT_TARGET_BLOCKS``, at least ``WGRAD_MIN_TILES_PER_SPLIT`` BK-tiles per
+    piece, no empty piece, and groups*splits within the grid's z limit. A pure function of the
+    geometry, so the summation order (and every bit of dw) is the same on every device."""
+    M, Ncols, Kred = _gemm_shape("wgrad", g)
+    t = WGRAD_V2
+    k_tiles = _cdiv(Kred, t.BK)
+    blocks = _cdiv(M, t.BM) * _cdiv(Ncols, t.BN) * g.groups
+    splits = max(1, _cdiv(WGRAD_SPLIT_TARGET_BLOCKS, blocks))
+    splits = min(splits, max(1, k_tiles // WGRAD_MIN_TILES_PER_SPLIT), MAX_GRID_YZ // g.groups)
+    splits = max(1, splits)
+    per = _cdiv(k_tiles, splits)
+    return max(1, _cdiv(k_tiles, per))
+
+
+def unsupported_reason(op: str, version: str, g) -> str | None:
+    """Why ``version`` of ``op`` cannot run geometry ``g`` (None: it can)."""
+    if op not in OPS:
+        raise ValueError(f"op must be one of {OPS}, got {op!r}")
+    if version not in VERSIONS[op]:
+        raise ValueError(f"{op} has versions {VERSIONS[op]}, got {version!r}")
+    if version == "v1":
+        return None
+    if op in ("fprop", "dgrad", "wgrad"):
+        tiles = {"fprop": FPROP_V2, "dgrad": DGRAD_V2, "wgrad": WGRAD_V2}[op]
+        M, Ncols, Kred = _gemm_shape(op, g)
+        if g.groups > MAX_GRID_YZ:
+            return f"groups={g.groups} exceeds the grid's z limit {MAX_GRID_YZ}"
+        if _cdiv(Ncols, tiles.BN) > MAX_GRID_YZ:
+            return f"{Ncols} GEMM columns need more than {MAX_GRID_YZ} column tiles"
+        if _cdiv(M, tiles.BM) > MAX_GRID_X:
+            return f"{M} GEMM rows need more than {MAX_GRID_X} row tiles"
+        if op in ("fprop", "dgrad") and Kred > INT32_MAX - tiles.BK:
+            return f"reduction length {Kred} does not fit the kernel's 32-bit index"
+        if op == "wgrad" and max(M, Ncols) > INT32_MAX - tiles.BM:
+            return f"GEMM sides {M} x {Ncols} do not fit the kernel's 32-bit indices"
+        return None
+    if op == "bgrad":
+        return None  # a block-stride loop over K and over each plane: no limit beyond v1's
+    # max-pool v2: in-plane indices are 32-bit, one plane row of blocks per grid y
+    if g.H * g.W > INT32_MAX or g.P * g.Q > INT32_MAX:
+        return "a plane larger than 2^31 elements needs v1's 64-bit in-plane indices"
+    rows = g.P if op == "pool_fwd" else g.H
+    if _cdiv(rows, POOL_V2_BLOCK[1]) > MAX_GRID_YZ:
+        return f"{rows} rows need more than {MAX_GRID_YZ} row blocks"
+    return None
+
+
+def supports(op: str, version: str, g) -> bool:
+    return unsupported_reason(op, version, g) is None
+
+
+def heuristic_version(op: str, g) -> str:
+    """The version the heuristic picks for ``op`` on geometry ``g`` (no measurement).
+
+    * fprop / dgrad: v2 (implicit GEMM) when one group's GEMM fills a tile reasonably: at least
+      16 GEMM columns (filters for fprop, channels per group for dgrad), a reduction of at
+      least 16 and at least 32 GEMM rows (pixels). Depthwise and few-channels-per-group
+      convolutions (1-2 columns of a 64-wide tile) and tiny problems keep v1.
+    * wgrad: v2 (split-K GEMM) when the reduction N*P*Q is long (>= 256: v1 would run it
+      serially in one thread per dw element, with only K*C/groups*R*S threads - a few thousand
+      for a depthwise layer) or the filter GEMM is at least 16 x 16.
+    * bgrad: v2 (block tree per filter) when N*P*Q >= 256.
+    * max-pool: v2 (2-D launch, 32-bit in-plane index math) whenever it supports the geometry.
+    """
+    if op in ("fprop", "dgrad"):
+        M, Ncols, Kred = _gemm_shape(op, g)
+        pick = "v2" if (Ncols >= 16 and Kred >= 16 and M >= 32) else "v1"
+    elif op == "wgrad":
+        M, Ncols, Kred = _gemm_shape(op, g)
+        pick = "v2" if (Kred >= 256 or (M >= 16 and Ncols >= 16)) else "v1"
+    elif op == "bgrad":
+        pick = "v2" if g.N * g.P * g.Q >= 256 else "v1"
+    elif op in ("pool_fwd", "pool_bwd"):
+        pick = "v2"
+    else:
+        raise ValueError(f"op must be one of {OPS}, got {op!r}")
+    return pick if supports(op, pick, g) else "v1"
+
+
+ENV_VERSION = "GPUCONV_KERNEL_VERSION"
+ENV_AUTOTUNE = "GPUCONV_AUTOTUNE"
+
+
+def env_versions() -> dict[str, str]:
+    """$GPUCONV_KERNEL_VERSION parsed: ``'v2'`` -> every op; ``'fprop=v1,wgrad=v2'`` -> per op."""
+    text = os.environ.get(ENV_VERSION, "").strip()
+    if not text:
+        return {}
+    out = {}
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if "=" in item:
+            op, version = (part.strip() for part in item.split("=", 1))
+            if op not in OPS:
+                raise ValueError(f"{ENV_VERSION}: unknown op {op!r} in {text!r}; ops: {OPS}")
+            out[op] = version
+        else:
+            out.update({op: item for op in OPS})
+    for op, version in out.items():
+        if version not in VERSIONS[op]:
+            raise ValueError(f"{ENV_VERSION}: {op} has versions {VERSIONS[op]}, got {version!r}")
+    return out
+
+
+def select_version(op: str, g, dtype=None, rt=None, version: str | None = None,
+                   launch=None) -> str:
+    """The version of ``op`` to run on ``g``: argument, env override, autotune, heuristic.
+
+    ``launch(version)`` runs one candidate (autotune times it); without it, or without a GPU
+    runtime, autotune falls back to the heuristic.
+    """
+    how = "version="
+    if version is None:
+        version = env_versions().get(op)
+        how = ENV_VERSION
+    if version is not None:
+        reason = unsupported_reason(op, version, g)
+        if reason is not None:
+            raise ValueError(f"{op} {version} (from {how}) cannot run this geometry: {reason}")
+        return version
+    if (launch is not None and rt is not None and getattr(rt, "name", None) == "cuda"
+            and os.environ.get(ENV_AUTOTUNE, "") not in ("", "0")):
+        return autotune(op, g, dtype, rt, launch)
+    return heuristic_version(op, g)
+
+
+# ----------------------------------------------------------------------------------------
+# autotune: time each candidate once per (device, op, dtype, geometry), cache the winner
+
+_tune_lock = threading.Lock()
+_tune_memory: dict[str, str] = {}
+AUTOTUNE_FILE = "autotune.json"
+
+
+def autotune_cache_path() -> Path:
+    root = os.environ.get("GPUCONV_CACHE_DIR")
+    if root:
+        return Path(root) / AUTOTUNE_FILE
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(xdg) / "gpuconv" / AUTOTUNE_FILE
+
+
+def _device_key(rt) -> str:
+    """Names the device the choice was measured on (name and compute capability)."""
+    import cupy
+
+    device = cupy.cuda.Device()
+    props = cupy.cuda.runtime.getDeviceProperties(device.id)
+    name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+    return f"{name} sm_{device.compute_capability}"
+
+
+def _time_launch(rt, launch) -> float:
+    """Milliseconds of one ``launch()`` on the current CuPy stream, by CUDA events: one
+    warm-up (compile, caches), then the best of 3."""
+    import cupy
+
+    launch()
+    best = float("inf")
+    for _ in range(3):
+        start, stop = cupy.cuda.Event(), cupy.cuda.Event()
+        start.record()
+        launch()
+        stop.record()
+        stop.synchronize()
+        best = min(best, cupy.cuda.get_elapsed_time(start, stop))
+    return best
+
+
+def autotune_key(device: str, op: str, dtype, g) -> str:
+    fields = ",".join(f"{k}={v}" for k, v in sorted(vars(g).items()))
+    return f"{device}|{op}|{np.dtype(dtype).name}|{fields}"
+
+
+def _read_cache_file(path: Path) -> dict[str, str]:
+    try:
+        data = json.loads(path.read_text())
+        entries = data.get("entries", {}) if isinstance(data, dict) else {}
+        return {str(k): str(v) for k, v in entries.items()}
+    except (OSError, ValueError):
+        return {}  # missing or unreadable (e.g. half-written by an old crash): start afresh
+
+
+def _write_cache_entry(path: Path, key: str, version: str) -> None:
+    """Merge one entry into the JSON file; write a temporary file, then rename it over."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        entries = _read_cache_file(path)
+        entries[key] = version
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".autotune-", suffix=".json")
+        with os.fdopen(fd, "w") as f:
+            json.dump({"format": 1, "entries": entries}, f, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only cache folder only costs re-tuning in the next process
+
+
+def clear_autotune_memory() -> None:
+    with _tune_lock:
+        _tune_memory.clear()
+
+
+def autotune(op: str, g, dtype, rt, launch) -> str:
+    """The fastest supported version of ``op`` for ``g`` on this device (cached)."""
+    key = autotune_key(_device_key(rt), op, dtype, g)
+    with _tune_lock:
+        if key in _tune_memory:
+            return _tune_memory[key]
+    path = autotune_cache_path()
+    cached = _read_cache_file(path).get(key)
+    if cached in VERSIONS[op] and supports(op, cached, g):
+        with _tune_lock:
+            _tune_memory[key] = cached
+        return cached
+    candidates = [v for v in VERSIONS[op] if supports(op, v, g)]
+    times = {v: _time_launch(rt, lambda v=v: launch(v)) for v in candidates}
+    best = min(candidates, key=lambda v: (times[v], v))
+    with _tune_lock:
+        _tune_memory[key] = best
+    _write_cache_entry(path, key, best)
+    return best
+
+
 # ----------------------------------------------------------------------------------------
 # conv2d
 
 
-def conv2d_fprop(rt, g, x, w, b, y) -> None:
-    """y (N,K,P,Q) = conv2d(x (N,C,H,W), w (K,C/groups,R,S)) + b (K,) or no bias (b None)."""
+def _gemm_grid(tiles: GemmTiles, M: int, Ncols: int, z: int) -> tuple[tuple, tuple]:
+    return (_cdiv(M, tiles.BM), _cdiv(Ncols, tiles.BN), z), (tiles.threads,)
+
+
+def _fprop_launch(rt, g, version, x, w, b, y) -> None:
     has_bias = b is not None
     if not has_bias:
         b = rt.xp.zeros(1, y.dtype)  # a valid pointer the kernel never reads (has_bias = 0)
-    _launch(rt, "conv2d_fprop.cu", "conv2d_fprop_v1_direct", y.dtype, g.N * g.K * g.P * g.Q,
-            [x, w, b, np.int32(has_bias), y] + _conv_sizes(g))
+    args = [x, w, b, np.int32(has_bias), y] + _conv_sizes(g)
+    if version == "v1":
+        _launch(rt, "conv2d_fprop.cu", "conv2d_fprop_v1_direct", y.dtype,
+                g.N * g.K * g.P * g.Q, args)
+    else:  # v2: grid (row tiles of N*P*Q, filter tiles of K/groups, groups)
+        M, Ncols, _ = _gemm_shape("fprop", g)
+        grid, block = _gemm_grid(FPROP_V2, M, Ncols, g.groups)
+        _launch_grid(rt, "fprop", version, y.dtype, grid, block, args)
 
 
-def conv2d_dgrad(rt, g, dy, w, dx) -> None:
+def conv2d_fprop(rt, g, x, w, b, y, version: str | None = None) -> None:
+    """y (N,K,P,Q) = conv2d(x (N,C,H,W), w (K,C/groups,R,S)) + b (K,) or no bias (b None)."""
+    v = select_version("fprop", g, y.dtype, rt, version,
+                       lambda v: _fprop_launch(rt, g, v, x, w, b, y))
+    _fprop_launch(rt, g, v, x, w, b, y)
+
+
+def _dgrad_launch(rt, g, version, dy, w, dx) -> None:
+    args = [dy, w, dx] + _conv_sizes(g)
+    if version == "v1":
+        _launch(rt, "conv2d_dgrad.cu", "conv2d_dgrad_v1_direct", dx.dtype,
+                g.N * g.C * g.H * g.W, args)
+    else:  # v2: grid (row tiles of N*H*W, channel tiles of C/groups, groups)
+        M, Ncols, _ = _gemm_shape("dgrad", g)
+        grid, block = _gemm_grid(DGRAD_V2, M, Ncols, g.groups)
+        _launch_grid(rt, "dgrad", version, dx.dtype, grid, block, args)
+
+
+def conv2d_dgrad(rt, g, dy, w, dx, version: str | None = None) -> None:
     """dx (N,C,H,W) = gradient of conv2d with respect to x, from dy (N,K,P,Q) and w."""
-    _launch(rt, "conv2d_dgrad.cu", "conv2d_dgrad_v1_direct", dx.dtype, g.N * g.C * g.H * g.W,
-            [dy, w, dx] + _conv_sizes(g))
+    v = select_version("dgrad", g, dx.dtype, rt, version,
+                       lambda v: _dgrad_launch(rt, g, v, dy, w, dx))
+    _dgrad_launch(rt, g, v, dy, w, dx)
 
 
-def conv2d_wgrad(rt, g, x, dy, dw) -> None:
+def _wgrad_launch(rt, g, version, x, dy, dw) -> None:
+    if version == "v1":
+        _launch(rt, "conv2d_wgrad.cu", "conv2d_wgrad_v1_direct", dw.dtype,
+                g.K * g.C_per_group * g.R * g.S, [x, dy, dw] + _conv_sizes(g))
+        return
+    # v2: grid (filter tiles of K/groups, column tiles of C/groups*R*S, groups*splits); with
+    # splits > 1 each block writes a partial sum into a workspace (accumulator dtype) and a
+    # second, grid-stride kernel adds the partials in split order into dw.
+    M, Ncols, _ = _gemm_shape("wgrad", g)
+    splits = wgrad_splits(g)
+    acc_dtype = np.float64 if np.dtype(dw.dtype) == np.float64 else np.float32
+    count = g.K * g.C_per_group * g.R * g.S
+    workspace = rt.xp.empty(count * splits if splits > 1 else 1, acc_dtype)
+    grid, block = _gemm_grid(WGRAD_V2, M, Ncols, g.groups * splits)
+    _launch_grid(rt, "wgrad", version, dw.dtype, grid, block,
+                 [x, dy, dw, workspace, np.int32(splits)] + _conv_sizes(g))
+    if splits > 1:
+        _launch(rt, "conv2d_wgrad.cu", "conv2d_wgrad_v2_sum_splits", dw.dtype, count,
+                [workspace, dw, np.int64(count), np.int32(splits)])
+
+
+def conv2d_wgrad(rt, g, x, dy, dw, version: str | None = None) -> None:
     """dw (K,C/groups,R,S) = gradient of conv2d with respect to w, from x and dy."""
     if g.N == 0:  # an empty batch: the sums are empty, and the contract is to do nothing
         return
-    _launch(rt, "conv2d_wgrad.cu", "conv2d_wgrad_v1_direct", dw.dtype,
-            g.K * g.C_per_group * g.R * g.S, [x, dy, dw] + _conv_sizes(g))
+    v = select_version("wgrad", g, dw.dtype, rt, version,
+                       lambda v: _wgrad_launch(rt, g, v, x, dy, dw))
+    _wgrad_launch(rt, g, v, x, dy, dw)
 
 
-def conv2d_bgrad(rt, g, dy, db) -> None:
+def _bgrad_launch(rt, g, version, dy, db) -> None:
+    args = [dy, db] + _i32(N=g.N, K=g.K, P=g.P, Q=g.Q)
+    if version == "v1":
+        _launch(rt, "conv2d_wgrad.cu", "conv2d_bgrad_v1_direct", db.dtype, g.K, args)
+    else:  # v2: one block per filter (block-stride over K past the grid's cap)
+        _launch_grid(rt, "bgrad", version, db.dtype, (min(g.K, MAX_GRID_X),),
+                     (BGRAD_V2_THREADS,), args)
+
+
+def conv2d_bgrad(rt, g, dy, db, version: str | None = None) -> None:
     """db (K,) = gradient of conv2d with respect to its bias: dy summed over n, p, q."""
     if g.N == 0:
         return
-    _launch(rt, "conv2d_wgrad.cu", "conv2d_bgrad_v1_direct", db.dtype, g.K,
-            [dy, db] + _i32(N=g.N, K=g.K, P=g.P, Q=g.Q))
+    v = select_version("bgrad", g, db.dtype, rt, version, lambda v: _bgrad_launch(rt, g, v, dy, db))
+    _bgrad_launch(rt, g, v, dy, db)
 
 
 # ----------------------------------------------------------------------------------------
 # max-pool
 
 
-def maxpool2d_fwd(rt, g, x, y, idx) -> None:
+def _pool_grid(cols: int, rows: int, planes: int) -> tuple[tuple, tuple]:
+    bx, by = POOL_V2_BLOCK
+    return (_cdiv(cols, bx), _cdiv(rows, by), min(planes, POOL_V2_MAX_GRID_Z)), (bx, by)
+
+
+def _pool_fwd_launch(rt, g, version, x, y, idx) -> None:
+    args = [x, y, idx] + _pool_sizes(g)
+    if version == "v1":
+        _launch(rt, "maxpool2d.cu", "maxpool2d_fwd_v1_direct", y.dtype, g.N * g.C * g.P * g.Q,
+                args)
+    else:  # v2: blocks of 32 x 8 outputs of one plane; grid z loops over the N*C planes
+        grid, block = _pool_grid(g.Q, g.P, g.N * g.C)
+        _launch_grid(rt, "pool_fwd", version, y.dtype, grid, block, args)
+
+
+def maxpool2d_fwd(rt, g, x, y, idx, version: str | None = None) -> None:
     """y, idx (N,C,P,Q) = max-pool of x (N,C,H,W); idx int64, h*W+w within each plane."""
-    _launch(rt, "maxpool2d.cu", "maxpool2d_fwd_v1_direct", y.dtype, g.N * g.C * g.P * g.Q,
-            [x, y, idx] + _pool_sizes(g))
+    v = select_version("pool_fwd", g, y.dtype, rt, version,
+                       lambda v: _pool_fwd_launch(rt, g, v, x, y, idx))
+    _pool_fwd_launch(rt, g, v, x, y, idx)
 
 
-def maxpool2d_bwd(rt, g, dy, idx, dx) -> None:
+def _pool_bwd_launch(rt, g, version, dy, idx, dx) -> None:
+    args = [dy, idx, dx] + _pool_sizes(g)
+    if version == "v1":
+        _launch(rt, "maxpool2d.cu", "maxpool2d_bwd_v1_gather", dx.dtype, g.N * g.C * g.H * g.W,
+                args)
+    else:  # v2: blocks of 32 x 8 dx elements of one plane; grid z loops over the planes
+        grid, block = _pool_grid(g.W, g.H, g.N * g.C)
+        _launch_grid(rt, "pool_bwd", version, dx.dtype, grid, block, args)
+
+
+def maxpool2d_bwd(rt, g, dy, idx, dx, version: str | None = None) -> None:
     """dx (N,C,H,W) = sum of dy over the outputs whose idx points at each element (gather)."""
-    _launch(rt, "maxpool2d.cu", "maxpool2d_bwd_v1_gather", dx.dtype, g.N * g.C * g.H * g.W,
-            [dy, idx, dx] + _pool_sizes(g))
+    v = select_version("pool_bwd", g, dx.dtype, rt, version,
+                       lambda v: _pool_bwd_launch(rt, g, v, dy, idx, dx))
+    _pool_bwd_launch(rt, g, v, dy, idx, dx)

@@ -1,6 +1,13 @@
 """Compile check without a GPU: every kernel instance gpuconv.kernels can request compiles
 with NVRTC (the compiler the 'cuda' runtime uses) for sm_75, sm_80 and sm_90, and with nvcc
-where it is installed; no compiler warnings, and no spills to local memory in the v1 kernels.
+where it is installed; no compiler warnings, and no spills to local memory in any kernel.
+
+The fast (v2) kernels also: declare ``__launch_bounds__`` and use no more registers than it
+allows; their tile sizes agree with kernels.py's mirror; and, where ``cuobjdump`` (pip:
+``nvidia-cuda-cuobjdump``, which needs ``nvdisasm`` from ``nvidia-cuda-nvdisasm``) is
+installed, their sm_90 SASS holds the intended instructions: the implicit-GEMM inner loops
+read shared memory only with 128-bit ``LDS.128``, and the max-pool v2 kernels call no
+emulated 64-bit integer division routine (v1 does).
 
 Each kernel's registers, shared memory and spill bytes (from ptxas' ``-v`` report) are printed
 (``pytest -s tests/test_compile.py`` or ``python tests/test_compile.py`` shows the table).
@@ -176,11 +183,189 @@ def test_every_declared_instance_names_a_template_in_its_file():
     for source_name, templates in kernels.KERNELS.items():
         text = source_path(source_name).read_text()
         for template in templates:
-            assert re.search(rf"__global__ void {template}\(", text), (source_name, template)
+            assert re.search(rf"__global__ void\s+(__launch_bounds__\([^)]*\)\s*)?{template}\(",
+                             text), (source_name, template)
+
+
+# ----------------------------------------------------------------------------------------
+# the fast kernels: launch bounds, registers, tile-size mirror, SASS
+
+# kernel template -> (source, threads per block, minimum resident blocks per dtype)
+LAUNCH_BOUNDS = {
+    "conv2d_fprop_v2_implicit_gemm": ("conv2d_fprop.cu", kernels.FPROP_V2.threads,
+                                      {t: kernels.FPROP_V2.min_blocks for t in ("__half", "float", "double")}),
+    "conv2d_dgrad_v2_implicit_gemm": ("conv2d_dgrad.cu", kernels.DGRAD_V2.threads,
+                                      {t: kernels.DGRAD_V2.min_blocks for t in ("__half", "float", "double")}),
+    "conv2d_wgrad_v2_implicit_gemm": ("conv2d_wgrad.cu", kernels.WGRAD_V2.threads,
+                                      {"__half": kernels.WGRAD_V2.min_blocks,
+                                       "float": kernels.WGRAD_V2.min_blocks, "double": 1}),
+    "conv2d_bgrad_v2_tree": ("conv2d_wgrad.cu", kernels.BGRAD_V2_THREADS,
+                             {"__half": 1, "float": 1, "double": 1}),
+    "maxpool2d_fwd_v2_plane": ("maxpool2d.cu", kernels.POOL_V2_BLOCK[0] * kernels.POOL_V2_BLOCK[1],
+                               {"__half": 1, "float": 1, "double": 1}),
+    "maxpool2d_bwd_v2_plane": ("maxpool2d.cu", kernels.POOL_V2_BLOCK[0] * kernels.POOL_V2_BLOCK[1],
+                               {"__half": 1, "float": 1, "double": 1}),
+}
+REGISTER_FILE = 65536  # 32-bit registers per SM, sm_75 .. sm_90
+
+
+def _macro_defaults(source_name: str) -> dict[str, int]:
+    text = source_path(source_name).read_text()
+    return {m.group(1): int(m.group(2))
+            for m in re.finditer(r"^#define\s+(\w+)\s+(\d+)\b", text, re.M)}
+
+
+def test_tile_sizes_match_the_python_mirror():
+    for tiles, source in ((kernels.FPROP_V2, "conv2d_fprop.cu"),
+                          (kernels.DGRAD_V2, "conv2d_dgrad.cu"),
+                          (kernels.WGRAD_V2, "conv2d_wgrad.cu")):
+        defaults = _macro_defaults(source)
+        for field in ("BM", "BN", "BK", "TM", "TN"):
+            assert defaults[f"{tiles.prefix}_{field}"] == getattr(tiles, field), (source, field)
+        assert defaults[f"{tiles.prefix}_MIN_BLOCKS"] == tiles.min_blocks
+    assert _macro_defaults("conv2d_wgrad.cu")["WGRAD_V2_MIN_BLOCKS_FP64"] == 1
+    assert _macro_defaults("conv2d_wgrad.cu")["BGRAD_V2_THREADS"] == kernels.BGRAD_V2_THREADS
+    pool = _macro_defaults("maxpool2d.cu")
+    assert (pool["POOL_V2_BLOCK_X"], pool["POOL_V2_BLOCK_Y"]) == kernels.POOL_V2_BLOCK
+
+
+def test_fast_kernels_declare_launch_bounds():
+    for template, (source, _, _) in LAUNCH_BOUNDS.items():
+        text = source_path(source).read_text()
+        assert re.search(rf"__global__ void __launch_bounds__\([^)]*\)\s*{template}\(", text), template
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("source_name", sorted({s for s, _, _ in LAUNCH_BOUNDS.values()}))
+def test_fast_kernels_fit_their_launch_bounds(source_name, arch):
+    """No spills, and registers x threads x minimum blocks within the register file."""
+    rows, _ = nvrtc_compile(source_name, arch)
+    checked = 0
+    for r in rows:
+        template, _, dtype = r.kernel.partition("<")
+        if template not in LAUNCH_BOUNDS:
+            continue
+        _, threads, min_blocks = LAUNCH_BOUNDS[template]
+        blocks = min_blocks[dtype.rstrip(">")]
+        limit = min(255, REGISTER_FILE // (threads * blocks))
+        assert r.registers <= limit, f"{r.kernel} {arch}: {r.registers} registers > {limit}"
+        assert r.spill_stores == r.spill_loads == 0, f"{r.kernel} {arch} spills"
+        assert r.smem <= 48 * 1024, f"{r.kernel}: {r.smem} bytes of static shared memory"
+        checked += 1
+    assert checked == 3 * sum(1 for s, _, _ in LAUNCH_BOUNDS.values() if s == source_name)
+
+
+def find_cuobjdump() -> str | None:
+    """cuobjdump on PATH, else the one the nvidia-cuda-cuobjdump wheel installs."""
+    found = shutil.which("cuobjdump")
+    if found:
+        return found
+    try:
+        import nvidia
+    except ImportError:
+        return None
+    for root in getattr(nvidia, "__path__", []):
+        for sub in ("cu13/bin", "cu12/bin", "cuda_cuobjdump/bin"):
+            candidate = Path(root) / sub / "cuobjdump"
+            if os.access(candidate, os.X_OK):
+                return str(candidate)
+    return None
+
+
+def sass_by_kernel(cubin: bytes, names: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    """{readable kernel name: its SASS text} of a cubin, through cuobjdump -sass."""
+    tool = find_cuobjdump()
+    path = tmp_path / "k.cubin"
+    path.write_bytes(cubin)
+    env = dict(os.environ)
+    env["PATH"] = str(Path(tool).parent) + os.pathsep + env.get("PATH", "")  # nvdisasm next door
+    out = subprocess.run([tool, "-sass", str(path)], capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        if "nvdisasm" in out.stderr:
+            pytest.skip("cuobjdump needs nvdisasm: pip install nvidia-cuda-nvdisasm")
+        raise AssertionError(out.stderr)
+    sections = re.split(r"^\s*Function : (\S+)\s*$", out.stdout, flags=re.M)
+    return {names.get(sections[i], sections[i]): sections[i + 1]
+            for i in range(1, len(sections) - 1, 2)}
+
+
+def _whole_elf(image: bytes) -> bytes:
+    """The cubin padded to the length its ELF header implies. CuPy's ``getCUBIN`` (14.x)
+    drops the image's last byte (it sizes the buffer like a C string), which cuobjdump then
+    rejects as "does not contain device code"; the missing byte is the zero padding at the
+    end of the program headers."""
+    import struct
+
+    if image[:4] != b"\x7fELF" or image[4] != 2:  # only 64-bit ELF is expected
+        return image
+    phoff, shoff = struct.unpack_from("<QQ", image, 0x20)
+    phentsize, phnum, shentsize, shnum = struct.unpack_from("<HHHH", image, 0x36)
+    end = max(phoff + phentsize * phnum, shoff + shentsize * shnum)
+    return image + b"\0" * max(0, end - len(image))
+
+
+def nvrtc_cubin(source_name: str, arch: str) -> tuple[bytes, dict[str, str]]:
+    nvrtc = _nvrtc()
+    expressions = kernels.name_expressions(source_name)
+    prog = nvrtc.createProgram(source_text(source_name), source_name, (), ())
+    try:
+        for expr in expressions:
+            nvrtc.addNameExpression(prog, expr)
+        nvrtc.compileProgram(prog, ("-std=c++17", f"-arch={arch}"))
+        names = {nvrtc.getLoweredName(prog, expr): expr for expr in expressions}
+        return _whole_elf(nvrtc.getCUBIN(prog)), names
+    finally:
+        nvrtc.destroyProgram(prog)
+
+
+_needs_cuobjdump = pytest.mark.skipif(
+    find_cuobjdump() is None,
+    reason="cuobjdump not found: pip install nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm")
+
+GEMM_V2 = {"conv2d_fprop.cu": ("conv2d_fprop_v2_implicit_gemm", kernels.FPROP_V2),
+           "conv2d_dgrad.cu": ("conv2d_dgrad_v2_implicit_gemm", kernels.DGRAD_V2),
+           "conv2d_wgrad.cu": ("conv2d_wgrad_v2_implicit_gemm", kernels.WGRAD_V2)}
+
+
+def lds_counts(sass: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for m in re.finditer(r"\b(LDS(?:\.[A-Z0-9]+)*)\b", sass):
+        counts[m.group(1)] = counts.get(m.group(1), 0) + 1
+    return counts
+
+
+@_needs_cuobjdump
+@pytest.mark.parametrize("source_name", sorted(GEMM_V2))
+def test_sass_gemm_v2_reads_shared_memory_128_bits_at_a_time(source_name, tmp_path):
+    template, tiles = GEMM_V2[source_name]
+    cubin, names = nvrtc_cubin(source_name, "sm_90")
+    sass = sass_by_kernel(cubin, names, tmp_path)
+    for dtype in ("__half", "float", "double"):
+        kernel = f"{template}<{dtype}>"
+        counts = lds_counts(sass[kernel])
+        print(kernel, counts)
+        # The unrolled inner loop: BK steps x (TM + TN)/4 fragments, one LDS.128 each (two
+        # for double), and no narrower shared-memory load anywhere in the kernel.
+        per_fragment = 2 if dtype == "double" else 1
+        expected = tiles.BK * (tiles.TM + tiles.TN) // 4 * per_fragment
+        assert counts.get("LDS.128", 0) >= expected, (kernel, counts)
+        assert set(counts) == {"LDS.128"}, (kernel, counts)
+
+
+@_needs_cuobjdump
+def test_sass_maxpool_v2_has_no_emulated_64_bit_division(tmp_path):
+    cubin, names = nvrtc_cubin("maxpool2d.cu", "sm_90")
+    sass = sass_by_kernel(cubin, names, tmp_path)
+    for dtype in ("__half", "float", "double"):
+        for kernel in ("maxpool2d_fwd_v2_plane", "maxpool2d_bwd_v2_plane"):
+            assert "CALL" not in sass[f"{kernel}<{dtype}>"], f"{kernel}<{dtype}> calls a routine"
+        # The check can see the difference: v1 splits 64-bit flat indices by calling the
+        # emulated division routine.
+        assert "CALL" in sass[f"maxpool2d_fwd_v1_direct<{dtype}>"]
 
 
 if __name__ == "__main__":  # python tests/test_compile.py: the resource table, sm_90
-    table = []
+    table: list[Resources] = []
     for name in sorted(kernels.KERNELS):
         table += nvrtc_compile(name, "sm_90")[0]
     print(format_table(table))

@@ -3,9 +3,10 @@
 * common.cuh's helpers (offset4, split4, div_up, the grid-stride bounds) run in a tiny probe
   kernel on the CPU runtime with sizes whose products pass 2^31 and 2^32, against Python's
   exact integers; the probe also compiles with NVRTC.
-* kernels.py's launch shapes for huge geometries: the grid is capped at 2^31-1 blocks in x
-  and the kernels' grid-stride loops cover the rest (never truncated); sizes reach the kernels
-  as int32 and a size that does not fit is refused.
+* kernels.py's launch shapes for huge geometries: the v1 grid is capped at 2^31-1 blocks in
+  x and the kernels' grid-stride loops cover the rest (never truncated); a v2 kernel whose
+  tile grid would not fit is never selected (the heuristic falls back to v1) and is refused
+  when asked for; sizes reach the kernels as int32 and a size that does not fit is refused.
 """
 
 from __future__ import annotations
@@ -151,10 +152,10 @@ def test_huge_conv_launches_are_looped_not_truncated():
     g = conv2d_geometry((256, 512, 2048, 2048), (512, 512, 3, 3), padding=1)
     rt = _Recorder()
     a = _Array(np.float32)
-    kernels.conv2d_fprop(rt, g, a, a, a, a)
-    kernels.conv2d_dgrad(rt, g, a, a, a)
-    kernels.conv2d_wgrad(rt, g, a, a, a)
-    kernels.conv2d_bgrad(rt, g, a, a)
+    kernels.conv2d_fprop(rt, g, a, a, a, a, version="v1")
+    kernels.conv2d_dgrad(rt, g, a, a, a, version="v1")
+    kernels.conv2d_wgrad(rt, g, a, a, a, version="v1")
+    kernels.conv2d_bgrad(rt, g, a, a, version="v1")
     counts = [g.N * g.K * g.P * g.Q, g.N * g.C * g.H * g.W, g.K * g.C * g.R * g.S, g.K]
     assert counts[0] == counts[1] == 2**39
     for (source, expr, grid, block, args), count in zip(rt.launches, counts):
@@ -171,12 +172,49 @@ def test_huge_pool_launch_and_int32_sizes():
     g = pool2d_geometry((64, 128, 8192, 8192), 3, stride=2, padding=1)  # x: 2^39 elements
     rt = _Recorder()
     a = _Array(np.float16)
-    kernels.maxpool2d_fwd(rt, g, a, a, _Array(np.int64))
-    kernels.maxpool2d_bwd(rt, g, a, _Array(np.int64), a)
+    kernels.maxpool2d_fwd(rt, g, a, a, _Array(np.int64), version="v1")
+    kernels.maxpool2d_bwd(rt, g, a, _Array(np.int64), a, version="v1")
     (_, fwd, fwd_grid, _, _), (_, bwd, bwd_grid, _, _) = rt.launches
     assert fwd == "maxpool2d_fwd_v1_direct<__half>" and bwd == "maxpool2d_bwd_v1_gather<__half>"
     assert fwd_grid == (2**37 // 256,)  # y: 2^37 elements, one per thread
     assert bwd_grid == (2**31 - 1,)     # dx: 2^39 elements, the grid is capped, the loop covers
+    # v2 (selected by default): 32 x 8 blocks of one plane, grid z over the 8192 planes.
+    rt = _Recorder()
+    kernels.maxpool2d_fwd(rt, g, a, a, _Array(np.int64))
+    kernels.maxpool2d_bwd(rt, g, a, _Array(np.int64), a)
+    (_, fwd, fwd_grid, fwd_block, _), (_, bwd, bwd_grid, _, _) = rt.launches
+    assert fwd == "maxpool2d_fwd_v2_plane<__half>" and bwd == "maxpool2d_bwd_v2_plane<__half>"
+    assert fwd_block == (32, 8)
+    assert fwd_grid == (4096 // 32, 4096 // 8, 64 * 128) and bwd_grid == (8192 // 32, 8192 // 8, 8192)
+
+
+def test_huge_conv_v2_selection_and_grids():
+    # x and y with 2^39 elements: 2^30 GEMM rows, 2^23 row tiles of 128 for fprop / dgrad v2.
+    g = conv2d_geometry((256, 512, 2048, 2048), (512, 512, 3, 3), padding=1)
+    rt = _Recorder()
+    a = _Array(np.float32)
+    kernels.conv2d_fprop(rt, g, a, a, a, a)
+    kernels.conv2d_dgrad(rt, g, a, a, a)
+    assert [launch[1] for launch in rt.launches] == ["conv2d_fprop_v2_implicit_gemm<float>",
+                                                     "conv2d_dgrad_v2_implicit_gemm<float>"]
+    assert rt.launches[0][2] == rt.launches[1][2] == (2**23, 512 // 64, 1)
+    # 2^38 GEMM rows would need 2^31 row tiles: never selected, refused when asked for.
+    g = conv2d_geometry((2**16, 1, 2048, 2048), (16, 1, 1, 1))
+    assert kernels.heuristic_version("fprop", g) == "v1"
+    with pytest.raises(ValueError, match="row tiles"):
+        kernels.conv2d_fprop(_Recorder(), g, a, a, None, a, version="v2")
+    # wgrad v2 on 64 filters of 64 x 3 x 3: a 1 x 9 tile grid, the 2^38-long reduction split
+    # (split-K) 30 ways in z, then the second pass.
+    g = conv2d_geometry((256, 64, 2048, 2048), (64, 64, 3, 3), padding=1)
+    rt = _Recorder()
+    a = _Array(np.float32)
+    kernels.conv2d_wgrad(rt, g, a, a, a)
+    (_, expr, grid, block, args), (_, expr2, grid2, _, args2) = rt.launches
+    splits = kernels.wgrad_splits(g)
+    assert expr == "conv2d_wgrad_v2_implicit_gemm<float>" and block == (256,)
+    assert grid == (1, 64 * 9 // 64, splits) and splits == 30
+    assert expr2 == "conv2d_wgrad_v2_sum_splits<float>"
+    assert all(s.dtype == np.int32 for s in args[4:]) and args2[2].dtype == np.int64
 
 
 def test_a_size_beyond_int32_is_refused():

@@ -1,10 +1,16 @@
-"""Every kernel against the NumPy reference: op x dtype x problem (gpuconv.problems).
+"""Every kernel version against the NumPy reference: op x version x dtype x problem
+(gpuconv.problems, plus the partial-tile problems V2_EDGE_PROBLEMS below).
 
 Runs on the CPU runtime (``get_runtime('emulator')``) everywhere, and the same matrix on the
 GPU (``get_runtime('cuda')``, marked ``gpu``) where CuPy sees a device. Outputs are
 NaN-poisoned before each launch, so an element a kernel fails to write shows as a mismatch.
 Comparisons use gpuconv.checking's per-dtype tolerances; max-pool values and indices must
 match exactly.
+
+Each launcher is called with an explicit ``version=``, so every version is checked on every
+problem whatever the selection heuristic would pick. A last section proves that the v2
+kernels' barriers matter: built with ``-DGPUCONV_TEST_DROP_SYNC=<id>`` (one barrier compiled
+away), the CPU runtime's run-ahead scheduler makes them produce wrong results.
 
 Max-pool inputs are all distinct within each plane (a permutation plus jitter), so the argmax
 is unique; ties, NaN, -inf, all -inf windows and ceil_mode windows have their own tests.
@@ -18,12 +24,31 @@ import numpy as np
 import pytest
 
 from gpuconv import kernels, reference
-from gpuconv.checking import assert_close, distinct_values
+from gpuconv.checking import assert_close, compare, distinct_values
 from gpuconv.geometry import conv2d_geometry, pool2d_geometry
-from gpuconv.problems import CONV_PROBLEMS, POOL_PROBLEMS
-from gpuconv.runtime import cuda_available, get_runtime
+from gpuconv.problems import CONV_PROBLEMS, ConvProblem, POOL_PROBLEMS
+from gpuconv.runtime import Runtime, cuda_available, get_runtime
 
 DTYPES = [np.float16, np.float32, np.float64]
+
+# Problems sized against the v2 tiles (fprop/dgrad 128 x 64 x 8, wgrad 64 x 64 x 16): every
+# GEMM side one past a tile, grouped convolutions that take the GEMM path, and a long
+# wgrad reduction that is split across many blocks (split-K).
+V2_EDGE_PROBLEMS = [
+    ConvProblem("v2_fprop_edges", "fprop GEMM 129 x 65 x 9: each side one past a tile "
+                "(wgrad 65 x 9 x 129)", N=1, C=1, H=5, W=45, K=65, R=3, S=3),
+    ConvProblem("v2_dgrad_edges", "dgrad GEMM 129 x 65 x 9: each side one past a tile",
+                N=1, C=65, H=3, W=43, K=1, R=3, S=3, padding=1),
+    ConvProblem("v2_groups_same_even", "2 groups of 24 channels, 'same' with an even kernel "
+                "(asymmetric padding)", N=2, C=48, H=9, W=10, K=40, R=4, S=2, padding="same",
+                groups=2),
+    ConvProblem("v2_groups_strided_dilated", "2 groups, stride (2, 3), padding (2, 1), "
+                "dilation (2, 1)", N=2, C=32, H=17, W=15, K=48, R=3, S=3, stride=(2, 3),
+                padding=(2, 1), dilation=(2, 1), groups=2),
+    ConvProblem("v2_wgrad_split_k", "N*P*Q = 1600: wgrad v2 splits the reduction 25 ways",
+                N=4, C=8, H=20, W=20, K=16, R=3, S=3, padding=1),
+]
+ALL_CONV_PROBLEMS = CONV_PROBLEMS + V2_EDGE_PROBLEMS
 IDX_POISON = -7  # what index outputs are filled with before a launch (never a valid index)
 
 RUNTIMES = [
@@ -91,16 +116,16 @@ def pool_geometry(problem):
                            problem.padding, problem.dilation, problem.ceil_mode)
 
 
-def run_maxpool_fwd(rt, g, x):
+def run_maxpool_fwd(rt, g, x, version=None):
     y = poisoned(rt, g.y_shape, x.dtype)
     idx = poisoned(rt, g.y_shape, np.int64)
-    kernels.maxpool2d_fwd(rt, g, on(rt, x), y, idx)
+    kernels.maxpool2d_fwd(rt, g, on(rt, x), y, idx, version=version)
     return host(y), host(idx)
 
 
-def check_maxpool_fwd(rt, g, x):
+def check_maxpool_fwd(rt, g, x, version=None):
     """Kernel vs reference: values and indices equal exactly (NaN meets NaN)."""
-    y, idx = run_maxpool_fwd(rt, g, x)
+    y, idx = run_maxpool_fwd(rt, g, x, version)
     y_ref, idx_ref = reference.max_pool2d(x, g)
     assert idx.dtype == np.int64
     np.testing.assert_array_equal(idx, idx_ref, err_msg="argmax indices differ")
@@ -112,47 +137,75 @@ def check_maxpool_fwd(rt, g, x):
 # conv2d: the problem matrix
 
 
-CONV_IDS = [p.name for p in CONV_PROBLEMS]
+CONV_IDS = [p.name for p in ALL_CONV_PROBLEMS]
 POOL_IDS = [p.name for p in POOL_PROBLEMS]
+VERSIONS = ["v1", "v2"]  # every op has both (kernels.VERSIONS; checked below)
+
+
+def test_every_op_has_the_versions_tested_here():
+    assert all(kernels.VERSIONS[op] == tuple(VERSIONS) for op in kernels.OPS)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("problem", CONV_PROBLEMS, ids=CONV_IDS)
-def test_conv2d_fprop(rt, problem, dtype):
+@pytest.mark.parametrize("problem", ALL_CONV_PROBLEMS, ids=CONV_IDS)
+@pytest.mark.parametrize("version", VERSIONS)
+def test_conv2d_fprop(rt, version, problem, dtype):
     g, x, w, b, _ = conv_case(problem, dtype, "fprop")
     y = poisoned(rt, g.y_shape, dtype)
-    kernels.conv2d_fprop(rt, g, on(rt, x), on(rt, w), None if b is None else on(rt, b), y)
-    assert_close(host(y), reference.conv2d(x, w, b, g), dtype, what=f"fprop {problem.name}")
+    kernels.conv2d_fprop(rt, g, on(rt, x), on(rt, w), None if b is None else on(rt, b), y,
+                         version=version)
+    assert_close(host(y), reference.conv2d(x, w, b, g), dtype,
+                 what=f"fprop {version} {problem.name}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("problem", CONV_PROBLEMS, ids=CONV_IDS)
-def test_conv2d_dgrad(rt, problem, dtype):
+@pytest.mark.parametrize("problem", ALL_CONV_PROBLEMS, ids=CONV_IDS)
+@pytest.mark.parametrize("version", VERSIONS)
+def test_conv2d_dgrad(rt, version, problem, dtype):
     g, _, w, _, dy = conv_case(problem, dtype, "dgrad")
     dx = poisoned(rt, g.x_shape, dtype)
-    kernels.conv2d_dgrad(rt, g, on(rt, dy), on(rt, w), dx)
-    assert_close(host(dx), reference.conv2d_input(dy, w, g), dtype, what=f"dgrad {problem.name}")
+    kernels.conv2d_dgrad(rt, g, on(rt, dy), on(rt, w), dx, version=version)
+    assert_close(host(dx), reference.conv2d_input(dy, w, g), dtype,
+                 what=f"dgrad {version} {problem.name}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("problem", CONV_PROBLEMS, ids=CONV_IDS)
-def test_conv2d_wgrad(rt, problem, dtype):
+@pytest.mark.parametrize("problem", ALL_CONV_PROBLEMS, ids=CONV_IDS)
+@pytest.mark.parametrize("version", VERSIONS)
+def test_conv2d_wgrad(rt, version, problem, dtype):
     g, x, _, _, dy = conv_case(problem, dtype, "wgrad")
     dw = poisoned(rt, g.w_shape, dtype)
-    kernels.conv2d_wgrad(rt, g, on(rt, x), on(rt, dy), dw)
-    # The kernel sums float16 products in float (like the reference's float64, the sum itself
-    # adds no float16 rounding), so the default tolerance holds for these N*P*Q <= 400 sums.
+    kernels.conv2d_wgrad(rt, g, on(rt, x), on(rt, dy), dw, version=version)
+    # The kernels sum float16 products in float (like the reference's float64, the sum itself
+    # adds no float16 rounding), so the default tolerance holds for these N*P*Q <= 1600 sums.
     assert_close(host(dw), reference.conv2d_weight(x, dy, g), dtype,
-                 what=f"wgrad {problem.name}")
+                 what=f"wgrad {version} {problem.name}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("problem", CONV_PROBLEMS, ids=CONV_IDS)
-def test_conv2d_bgrad(rt, problem, dtype):
+@pytest.mark.parametrize("problem", ALL_CONV_PROBLEMS, ids=CONV_IDS)
+@pytest.mark.parametrize("version", VERSIONS)
+def test_conv2d_bgrad(rt, version, problem, dtype):
     g, _, _, _, dy = conv_case(problem, dtype, "bgrad")
     db = poisoned(rt, (g.K,), dtype)
-    kernels.conv2d_bgrad(rt, g, on(rt, dy), db)
-    assert_close(host(db), reference.conv2d_bias(dy), dtype, what=f"bgrad {problem.name}")
+    kernels.conv2d_bgrad(rt, g, on(rt, dy), db, version=version)
+    assert_close(host(db), reference.conv2d_bias(dy), dtype,
+                 what=f"bgrad {version} {problem.name}")
+
+
+def test_edge_problems_reach_the_cases_they_are_for():
+    """The partial-tile problems really produce partial tiles and several wgrad splits."""
+    geoms = {p.name: conv2d_geometry(p.x_shape, p.w_shape, **p.kwargs) for p in V2_EDGE_PROBLEMS}
+    t = kernels.FPROP_V2
+    assert kernels._gemm_shape("fprop", geoms["v2_fprop_edges"]) == (t.BM + 1, t.BN + 1, t.BK + 1)
+    t = kernels.DGRAD_V2
+    assert kernels._gemm_shape("dgrad", geoms["v2_dgrad_edges"]) == (t.BM + 1, t.BN + 1, t.BK + 1)
+    assert kernels.wgrad_splits(geoms["v2_wgrad_split_k"]) == 25
+    assert kernels.wgrad_splits(geoms["v2_fprop_edges"]) == 2
+    for name in ("v2_groups_same_even", "v2_groups_strided_dilated"):
+        g = geoms[name]
+        assert g.groups > 1 and all(kernels.heuristic_version(op, g) == "v2"
+                                    for op in ("fprop", "dgrad", "wgrad"))
 
 
 # ----------------------------------------------------------------------------------------
@@ -161,22 +214,24 @@ def test_conv2d_bgrad(rt, problem, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("problem", POOL_PROBLEMS, ids=POOL_IDS)
-def test_maxpool2d_fwd(rt, problem, dtype):
+@pytest.mark.parametrize("version", VERSIONS)
+def test_maxpool2d_fwd(rt, version, problem, dtype):
     g = pool_geometry(problem)
     x = distinct(rng_for("pool_fwd", problem.name, np.dtype(dtype).name), g.x_shape, dtype)
-    check_maxpool_fwd(rt, g, x)
+    check_maxpool_fwd(rt, g, x, version)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("problem", POOL_PROBLEMS, ids=POOL_IDS)
-def test_maxpool2d_bwd(rt, problem, dtype):
+@pytest.mark.parametrize("version", VERSIONS)
+def test_maxpool2d_bwd(rt, version, problem, dtype):
     g = pool_geometry(problem)
     rng = rng_for("pool_bwd", problem.name, np.dtype(dtype).name)
     x = distinct(rng, g.x_shape, dtype)
     _, idx = reference.max_pool2d(x, g)
     dy = uniform(rng, g.y_shape, dtype)
     dx = poisoned(rt, g.x_shape, dtype)
-    kernels.maxpool2d_bwd(rt, g, on(rt, dy), on(rt, idx), dx)
+    kernels.maxpool2d_bwd(rt, g, on(rt, dy), on(rt, idx), dx, version=version)
     assert_close(host(dx), reference.max_pool2d_input(dy, idx, g), dtype,
                  what=f"maxpool bwd {problem.name}")
 
@@ -185,33 +240,36 @@ def test_maxpool2d_bwd(rt, problem, dtype):
 # max-pool: PyTorch's rules, each on its own
 
 
-def test_maxpool_ties_take_the_first_maximum(rt):
+@pytest.mark.parametrize("version", VERSIONS)
+def test_maxpool_ties_take_the_first_maximum(rt, version):
     # 2x2 windows over a plane of a few repeated values: every window has ties.
     g = pool2d_geometry((2, 3, 8, 9), 3, stride=2, padding=1)
     x = rng_for("ties").integers(0, 3, size=g.x_shape).astype(np.float32)
-    check_maxpool_fwd(rt, g, x)
+    check_maxpool_fwd(rt, g, x, version)
     # A hand-checked window: all four equal -> the first (row-major) index 0.
     g1 = pool2d_geometry((1, 1, 2, 2), 2)
-    y, idx = run_maxpool_fwd(rt, g1, np.full((1, 1, 2, 2), 5.0, np.float32))
+    y, idx = run_maxpool_fwd(rt, g1, np.full((1, 1, 2, 2), 5.0, np.float32), version)
     assert idx.item() == 0 and y.item() == 5.0
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-def test_maxpool_nan_gives_nan_and_the_last_nan_index(rt, dtype):
+@pytest.mark.parametrize("version", VERSIONS)
+def test_maxpool_nan_gives_nan_and_the_last_nan_index(rt, version, dtype):
     g = pool2d_geometry((2, 2, 9, 10), 3, stride=2, padding=1)
     rng = rng_for("nan", np.dtype(dtype).name)
     x = distinct(rng, g.x_shape, dtype)
     x[rng.random(g.x_shape) < 0.15] = np.nan
-    y, idx = check_maxpool_fwd(rt, g, x)
+    y, idx = check_maxpool_fwd(rt, g, x, version)
     assert np.isnan(y).any() and not np.isnan(y).all()
     # Hand-checked: [[nan, 3], [nan, 1]] -> NaN at the last NaN, index 2.
     g1 = pool2d_geometry((1, 1, 2, 2), 2)
-    y1, idx1 = run_maxpool_fwd(rt, g1, np.array([[[[np.nan, 3], [np.nan, 1]]]], dtype))
+    y1, idx1 = run_maxpool_fwd(rt, g1, np.array([[[[np.nan, 3], [np.nan, 1]]]], dtype), version)
     assert np.isnan(y1.item()) and idx1.item() == 2
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-def test_maxpool_minus_inf_and_all_minus_inf_windows(rt, dtype):
+@pytest.mark.parametrize("version", VERSIONS)
+def test_maxpool_minus_inf_and_all_minus_inf_windows(rt, version, dtype):
     # Padding 1: corner windows hold padding plus in-bounds -inf only -> the first in-bounds
     # element's index, never a padding position.
     g = pool2d_geometry((1, 2, 6, 7), 3, stride=2, padding=1)
@@ -219,7 +277,7 @@ def test_maxpool_minus_inf_and_all_minus_inf_windows(rt, dtype):
     x = distinct(rng, g.x_shape, dtype)
     x[0, 0] = -np.inf                                    # a plane of -inf: every window
     x[0, 1][rng.random((6, 7)) < 0.5] = -np.inf          # -inf mixed with values
-    y, idx = check_maxpool_fwd(rt, g, x)
+    y, idx = check_maxpool_fwd(rt, g, x, version)
     assert np.all(y[0, 0] == -np.inf)
     # Top-left window covers rows/cols -1..1: its first in-bounds element is (0, 0) -> 0.
     assert idx[0, 0, 0, 0] == 0
@@ -227,30 +285,32 @@ def test_maxpool_minus_inf_and_all_minus_inf_windows(rt, dtype):
     assert idx[0, 0, 1, 2] == 1 * 7 + 3
 
 
-def test_maxpool_ceil_mode_windows_are_clipped(rt):
+@pytest.mark.parametrize("version", VERSIONS)
+def test_maxpool_ceil_mode_windows_are_clipped(rt, version):
     # H=W=6, k=3, s=2, ceil_mode: the last window starts at 4 and is clipped to rows 4..5.
     g = pool2d_geometry((1, 1, 6, 6), 3, stride=2, ceil_mode=True)
     assert (g.P, g.Q) == (3, 3)
     x = np.arange(36, dtype=np.float32).reshape(1, 1, 6, 6)
     x[0, 0, 4:, 4:] = -np.inf  # the clipped corner window holds only -inf
-    y, idx = check_maxpool_fwd(rt, g, x)
+    y, idx = check_maxpool_fwd(rt, g, x, version)
     assert y[0, 0, 2, 2] == -np.inf and idx[0, 0, 2, 2] == 4 * 6 + 4
     assert idx[0, 0, 2, 0] == 5 * 6 + 2  # clipped bottom window: max at row 5, col 2
     # With padding and the ceil_mode correction (H=5, k=2, s=2, p=1 -> 3), ties everywhere.
     g = pool2d_geometry((1, 2, 5, 5), 2, stride=2, padding=1, ceil_mode=True)
-    check_maxpool_fwd(rt, g, np.ones(g.x_shape, np.float64))
+    check_maxpool_fwd(rt, g, np.ones(g.x_shape, np.float64), version)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-def test_maxpool_bwd_accumulates_ties_and_overlaps(rt, dtype):
+@pytest.mark.parametrize("version", VERSIONS)
+def test_maxpool_bwd_accumulates_ties_and_overlaps(rt, version, dtype):
     # Stride 1 over a constant plane: every window picks its first element, so elements
     # shared by several windows receive several gradients.
     g = pool2d_geometry((1, 2, 5, 6), 3, stride=1, padding=1)
     x = np.zeros(g.x_shape, dtype)
-    _, idx = check_maxpool_fwd(rt, g, x)
+    _, idx = check_maxpool_fwd(rt, g, x, version)
     dy = uniform(rng_for("bwd_ties", np.dtype(dtype).name), g.y_shape, dtype)
     dx = poisoned(rt, g.x_shape, dtype)
-    kernels.maxpool2d_bwd(rt, g, on(rt, dy), on(rt, idx), dx)
+    kernels.maxpool2d_bwd(rt, g, on(rt, dy), on(rt, idx), dx, version=version)
     assert_close(host(dx), reference.max_pool2d_input(dy, idx, g), dtype)
 
 
@@ -261,9 +321,16 @@ def test_maxpool_bwd_accumulates_ties_and_overlaps(rt, dtype):
 @pytest.mark.parametrize("problem", [p for p in CONV_PROBLEMS if p.name in
                                      ("odd_sizes", "groups", "stride2_pad1")],
                          ids=lambda p: p.name)
-def test_capped_grid_still_covers_everything(rt, problem, monkeypatch):
-    """With the grid capped at 3 blocks, the grid-stride loops cover every element."""
+@pytest.mark.parametrize("version", VERSIONS)
+def test_capped_grid_still_covers_everything(rt, version, problem, monkeypatch):
+    """With the grid capped at 3 blocks (1-D grids: v1, wgrad v2's second pass, bgrad v2) or
+    at 2 in z (max-pool v2's planes), the grid-stride loops cover every element."""
     monkeypatch.setattr(kernels, "MAX_GRID_X", 3)
+    monkeypatch.setattr(kernels, "POOL_V2_MAX_GRID_Z", 2)
+    # fprop / dgrad v2 launch exactly one block per tile (no grid-stride loop): under a cap of
+    # 3 blocks they refuse larger geometries (ValueError), so they run v1 here.
+    monkeypatch.setenv(kernels.ENV_VERSION, "v1" if version == "v1" else
+                       "fprop=v1,dgrad=v1,wgrad=v2,bgrad=v2,pool_fwd=v2,pool_bwd=v2")
     dtype = np.float32
     g, x, w, b, dy = conv_case(problem, dtype, "capped")
     y = poisoned(rt, g.y_shape, dtype)
@@ -275,6 +342,9 @@ def test_capped_grid_still_covers_everything(rt, problem, monkeypatch):
     dw = poisoned(rt, g.w_shape, dtype)
     kernels.conv2d_wgrad(rt, g, on(rt, x), on(rt, dy), dw)
     assert_close(host(dw), reference.conv2d_weight(x, dy, g), dtype)
+    db = poisoned(rt, (g.K,), dtype)
+    kernels.conv2d_bgrad(rt, g, on(rt, dy), db)
+    assert_close(host(db), reference.conv2d_bias(dy), dtype)
     pg = pool2d_geometry(g.x_shape, 3, stride=2, padding=1)
     xp = distinct(rng_for("capped pool", problem.name), pg.x_shape, dtype)
     _, idx = check_maxpool_fwd(rt, pg, xp)
@@ -299,7 +369,8 @@ def test_empty_batch_launches_nothing(rt):
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32], ids=lambda d: np.dtype(d).name)
-def test_results_are_bitwise_deterministic(rt, dtype):
+@pytest.mark.parametrize("version", VERSIONS)
+def test_results_are_bitwise_deterministic(rt, version, dtype):
     problem = next(p for p in CONV_PROBLEMS if p.name == "resnet_3x3_layer")
     g, x, w, b, dy = conv_case(problem, dtype, "determinism")
     x, w, dy = on(rt, x), on(rt, w), on(rt, dy)
@@ -308,20 +379,21 @@ def test_results_are_bitwise_deterministic(rt, dtype):
         dx = poisoned(rt, g.x_shape, dtype)
         dw = poisoned(rt, g.w_shape, dtype)
         db = poisoned(rt, (g.K,), dtype)
-        kernels.conv2d_dgrad(rt, g, dy, w, dx)
-        kernels.conv2d_wgrad(rt, g, x, dy, dw)
-        kernels.conv2d_bgrad(rt, g, dy, db)
+        kernels.conv2d_dgrad(rt, g, dy, w, dx, version=version)
+        kernels.conv2d_wgrad(rt, g, x, dy, dw, version=version)  # v2: split 5 ways here
+        kernels.conv2d_bgrad(rt, g, dy, db, version=version)
         runs.append([host(a).tobytes() for a in (dx, dw, db)])
     assert runs[0] == runs[1]
 
 
-def test_bias_is_added_once(rt):
+@pytest.mark.parametrize("version", VERSIONS)
+def test_bias_is_added_once(rt, version):
     g = conv2d_geometry((1, 2, 4, 4), (3, 2, 3, 3))
     x = np.zeros(g.x_shape, np.float32)
     w = np.ones(g.w_shape, np.float32)
     b = np.array([1.5, -2.0, 0.25], np.float32)
     y = poisoned(rt, g.y_shape, np.float32)
-    kernels.conv2d_fprop(rt, g, on(rt, x), on(rt, w), on(rt, b), y)
+    kernels.conv2d_fprop(rt, g, on(rt, x), on(rt, w), on(rt, b), y, version=version)
     np.testing.assert_array_equal(host(y), np.broadcast_to(b[None, :, None, None], g.y_shape))
 
 
@@ -356,3 +428,60 @@ def test_cupy_compile_options():
     from cupy.cuda import nvrtc
     newest = max(nvrtc.getSupportedArchs())
     assert cupy_rt.arch_option(str(newest + 50)) == f"-arch=sm_{newest}"
+
+
+# ----------------------------------------------------------------------------------------
+# the v2 kernels' barriers matter
+
+
+def _runtime_dropping_barrier(barrier: int) -> Runtime:
+    """An emulator runtime whose modules are built with barrier ``barrier`` compiled away."""
+    from gpuconv.runtime import cpu_rt
+
+    modules: dict = {}
+
+    def build(source_name, code, name_expressions):
+        key = (source_name, name_expressions)
+        if key not in modules:
+            modules[key] = cpu_rt.RawModule(
+                code, options=(f"-DGPUCONV_TEST_DROP_SYNC={barrier}",),
+                name_expressions=name_expressions)
+        return modules[key]
+
+    return Runtime("emulator", np, build)
+
+
+# (op, barrier id): common.cuh numbers the barriers (block_sync).
+DROPPED = [("fprop", 1), ("fprop", 2), ("dgrad", 1), ("dgrad", 2), ("wgrad", 1), ("wgrad", 2),
+           ("bgrad", 3), ("bgrad", 4)]
+
+
+def _run_op(rt, op, g, x, w, b, dy):
+    if op == "fprop":
+        out = poisoned(rt, g.y_shape, x.dtype)
+        kernels.conv2d_fprop(rt, g, x, w, b, out, version="v2")
+        return out, reference.conv2d(x, w, b, g)
+    if op == "dgrad":
+        out = poisoned(rt, g.x_shape, x.dtype)
+        kernels.conv2d_dgrad(rt, g, dy, w, out, version="v2")
+        return out, reference.conv2d_input(dy, w, g)
+    if op == "wgrad":
+        out = poisoned(rt, g.w_shape, x.dtype)
+        kernels.conv2d_wgrad(rt, g, x, dy, out, version="v2")
+        return out, reference.conv2d_weight(x, dy, g)
+    out = poisoned(rt, (g.K,), x.dtype)
+    kernels.conv2d_bgrad(rt, g, dy, out, version="v2")
+    return out, reference.conv2d_bias(dy)
+
+
+@pytest.mark.parametrize("op,barrier", DROPPED, ids=[f"{o}-sync{b}" for o, b in DROPPED])
+def test_dropping_a_barrier_breaks_v2(op, barrier):
+    """Built without barrier ``barrier`` (GPUCONV_TEST_DROP_SYNC), the v2 kernel computes wrong
+    results on the CPU runtime; the normal build of the same launch is right."""
+    problem = next(p for p in CONV_PROBLEMS if p.name == "resnet_3x3_layer")
+    g, x, w, b, dy = conv_case(problem, np.float32, "drop sync")
+    out, expected = _run_op(get_runtime("emulator"), op, g, x, w, b, dy)
+    assert_close(out, expected, np.float32, what=f"{op} v2 with every barrier")
+    out, expected = _run_op(_runtime_dropping_barrier(barrier), op, g, x, w, b, dy)
+    assert not compare(out, expected, np.float32), (
+        f"{op} v2 without barrier {barrier} still matched the reference")
