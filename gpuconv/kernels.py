@@ -431,6 +431,8 @@ def autotune(op: str, g, dtype, rt, launch) -> str:
             _tune_memory[key] = cached
         return cached
     candidates = [v for v in VERSIONS[op] if supports(op, v, g)]
+    if len(candidates) == 1:  # nothing to choose between: no timing, no file entry
+        return candidates[0]
     times = {v: _time_launch(rt, lambda v=v: launch(v)) for v in candidates}
     best = min(candidates, key=lambda v: (times[v], v))
     with _tune_lock:

@@ -1,0 +1,263 @@
+"""Kernel selection in gpuconv.kernels: the heuristic, the overrides (``version=`` and
+$GPUCONV_KERNEL_VERSION), and autotuning's choice and cache file (with a fake timer and a
+fake device, so it runs without a GPU; on the CPU runtime autotune falls back to the
+heuristic).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from gpuconv import kernels
+from gpuconv.geometry import conv2d_geometry, pool2d_geometry
+
+
+class Recorder:
+    """A runtime stand-in that records which kernels launch instead of running them."""
+
+    xp = np
+
+    def __init__(self, name="emulator"):
+        self.name = name
+        self.launches = []
+
+    def function(self, source_name, name_expression):
+        def launch(grid, block, args):
+            self.launches.append(name_expression.split("<")[0])
+        return launch
+
+
+class A:
+    """Just enough of an array for kernels.py: a dtype."""
+
+    def __init__(self, dtype=np.float32):
+        self.dtype = np.dtype(dtype)
+
+
+@pytest.fixture(autouse=True)
+def clean(monkeypatch, tmp_path):
+    monkeypatch.delenv(kernels.ENV_VERSION, raising=False)
+    monkeypatch.delenv(kernels.ENV_AUTOTUNE, raising=False)
+    monkeypatch.setenv("GPUCONV_CACHE_DIR", str(tmp_path / "cache"))
+    kernels.clear_autotune_memory()
+    yield
+    kernels.clear_autotune_memory()
+
+
+RESNET_3X3 = conv2d_geometry((32, 64, 56, 56), (64, 64, 3, 3), padding=1)
+RESNET_1X1 = conv2d_geometry((1, 1024, 14, 14), (256, 1024, 1, 1))
+DEPTHWISE = conv2d_geometry((32, 512, 14, 14), (512, 1, 3, 3), padding=1, groups=512)
+DEPTHWISE_SMALL = conv2d_geometry((1, 8, 6, 6), (8, 1, 3, 3), padding=1, groups=8)
+TINY = conv2d_geometry((1, 1, 5, 5), (1, 1, 3, 3))
+STEM_POOL = pool2d_geometry((32, 64, 112, 112), 3, stride=2, padding=1)
+
+
+# ----------------------------------------------------------------------------------------
+# heuristic
+
+
+@pytest.mark.parametrize("g,expected", [
+    (RESNET_3X3, {"fprop": "v2", "dgrad": "v2", "wgrad": "v2", "bgrad": "v2"}),
+    (RESNET_1X1, {"fprop": "v2", "dgrad": "v2", "wgrad": "v2", "bgrad": "v1"}),
+    # depthwise: 1 filter and 1 channel per group -> the GEMM tiles would be 1/64 full; but the
+    # weight gradient's 200k-long reduction is split-K's case.
+    (DEPTHWISE, {"fprop": "v1", "dgrad": "v1", "wgrad": "v2", "bgrad": "v2"}),
+    (DEPTHWISE_SMALL, {"fprop": "v1", "dgrad": "v1", "wgrad": "v1", "bgrad": "v1"}),
+    (TINY, {"fprop": "v1", "dgrad": "v1", "wgrad": "v1", "bgrad": "v1"}),
+], ids=["resnet_3x3", "resnet_1x1_batch1", "depthwise", "depthwise_small", "tiny"])
+def test_heuristic(g, expected):
+    assert {op: kernels.heuristic_version(op, g) for op in expected} == expected
+
+
+def test_heuristic_pools_take_v2_unless_a_plane_is_too_large():
+    assert kernels.heuristic_version("pool_fwd", STEM_POOL) == "v2"
+    assert kernels.heuristic_version("pool_bwd", STEM_POOL) == "v2"
+    huge_plane = pool2d_geometry((1, 1, 2**16, 2**16), 2)  # H*W = 2^32
+    assert kernels.heuristic_version("pool_fwd", huge_plane) == "v1"
+    assert "64-bit in-plane" in kernels.unsupported_reason("pool_bwd", "v2", huge_plane)
+
+
+def test_heuristic_never_picks_an_unsupported_version():
+    many_groups = conv2d_geometry((1, 70000 * 16, 4, 4), (70000 * 16, 16, 1, 1), groups=70000)
+    assert not kernels.supports("fprop", "v2", many_groups)
+    assert kernels.heuristic_version("fprop", many_groups) == "v1"
+    assert kernels.heuristic_version("wgrad", many_groups) == "v1"
+
+
+def test_unknown_op_or_version_is_refused():
+    with pytest.raises(ValueError, match="op must be"):
+        kernels.heuristic_version("conv3d", TINY)
+    with pytest.raises(ValueError, match="versions"):
+        kernels.unsupported_reason("fprop", "v9", TINY)
+
+
+def test_wgrad_splits_are_a_function_of_the_geometry_alone():
+    assert kernels.wgrad_splits(RESNET_3X3) == kernels.wgrad_splits(RESNET_3X3)
+    # 1 x 9 tiles: split until ~264 blocks (the reduction is 100352 long: plenty of tiles).
+    assert kernels.wgrad_splits(RESNET_3X3) == 30
+    # A short reduction is not split below WGRAD_MIN_TILES_PER_SPLIT tiles per piece.
+    assert kernels.wgrad_splits(TINY) == 1
+    # Many groups: groups * splits stays within the grid's z limit.
+    g = conv2d_geometry((64, 60000, 8, 8), (60000, 1, 3, 3), padding=1, groups=60000)
+    assert g.groups * kernels.wgrad_splits(g) <= kernels.MAX_GRID_YZ
+
+
+# ----------------------------------------------------------------------------------------
+# overrides
+
+
+def run_conv_ops(rt, g, **kw):
+    a = A()
+    kernels.conv2d_fprop(rt, g, a, a, None, a, **kw)
+    kernels.conv2d_dgrad(rt, g, a, a, a, **kw)
+    kernels.conv2d_wgrad(rt, g, a, a, a, **kw)
+    kernels.conv2d_bgrad(rt, g, a, a, **kw)
+    return rt.launches
+
+
+def test_default_launches_follow_the_heuristic():
+    launched = run_conv_ops(Recorder(), DEPTHWISE)
+    # (512 groups already make 512 wgrad blocks: no split, so no second pass)
+    assert launched == ["conv2d_fprop_v1_direct", "conv2d_dgrad_v1_direct",
+                        "conv2d_wgrad_v2_implicit_gemm", "conv2d_bgrad_v2_tree"]
+    launched = run_conv_ops(Recorder(), RESNET_3X3)
+    assert launched == ["conv2d_fprop_v2_implicit_gemm", "conv2d_dgrad_v2_implicit_gemm",
+                        "conv2d_wgrad_v2_implicit_gemm", "conv2d_wgrad_v2_sum_splits",
+                        "conv2d_bgrad_v2_tree"]
+
+
+def test_env_override_for_every_op(monkeypatch):
+    monkeypatch.setenv(kernels.ENV_VERSION, "v1")
+    assert run_conv_ops(Recorder(), RESNET_3X3) == [
+        "conv2d_fprop_v1_direct", "conv2d_dgrad_v1_direct", "conv2d_wgrad_v1_direct",
+        "conv2d_bgrad_v1_direct"]
+
+
+def test_env_override_per_op(monkeypatch):
+    monkeypatch.setenv(kernels.ENV_VERSION, " fprop=v2, wgrad = v1 ,")
+    assert kernels.env_versions() == {"fprop": "v2", "wgrad": "v1"}
+    launched = run_conv_ops(Recorder(), DEPTHWISE)  # fprop v2 even for depthwise
+    assert launched == ["conv2d_fprop_v2_implicit_gemm", "conv2d_dgrad_v1_direct",
+                        "conv2d_wgrad_v1_direct", "conv2d_bgrad_v2_tree"]
+
+
+@pytest.mark.parametrize("text,match", [("fprop=v3", "versions"), ("conv=v1", "unknown op"),
+                                        ("v7", "versions")])
+def test_bad_env_override_is_refused(monkeypatch, text, match):
+    monkeypatch.setenv(kernels.ENV_VERSION, text)
+    with pytest.raises(ValueError, match=match):
+        kernels.env_versions()
+
+
+def test_argument_beats_env(monkeypatch):
+    monkeypatch.setenv(kernels.ENV_VERSION, "v1")
+    assert run_conv_ops(Recorder(), RESNET_3X3, version="v2")[0] == "conv2d_fprop_v2_implicit_gemm"
+
+
+def test_an_unsupported_explicit_version_is_refused(monkeypatch):
+    huge = conv2d_geometry((2**16, 1, 2048, 2048), (16, 1, 1, 1))
+    with pytest.raises(ValueError, match="version="):
+        kernels.select_version("fprop", huge, version="v2")
+    monkeypatch.setenv(kernels.ENV_VERSION, "fprop=v2")
+    with pytest.raises(ValueError, match="GPUCONV_KERNEL_VERSION"):
+        kernels.select_version("fprop", huge)
+
+
+# ----------------------------------------------------------------------------------------
+# autotune (fake timer, fake device)
+
+
+class FakeTimer:
+    def __init__(self, times):
+        self.times = times  # version -> ms
+        self.calls = []
+
+    def __call__(self, rt, launch):
+        launch()  # the candidate really is launched (on the recorder)
+        version = "v2" if "_v2_" in rt.launches[-1] else "v1"
+        self.calls.append(version)
+        return self.times[version]
+
+
+@pytest.fixture
+def autotuning(monkeypatch):
+    monkeypatch.setenv(kernels.ENV_AUTOTUNE, "1")
+    monkeypatch.setattr(kernels, "_device_key", lambda rt: "Fake GPU sm_90")
+    timer = FakeTimer({"v1": 1.0, "v2": 3.0})  # v1 "faster", against the heuristic's choice
+    monkeypatch.setattr(kernels, "_time_launch", timer)
+    return timer
+
+
+def test_autotune_times_every_candidate_once_and_caches(autotuning, monkeypatch):
+    rt = Recorder("cuda")
+    a = A()
+    kernels.conv2d_fprop(rt, RESNET_3X3, a, a, None, a)
+    assert sorted(autotuning.calls) == ["v1", "v2"]
+    assert rt.launches[-1] == "conv2d_fprop_v1_direct"  # the winner runs last
+    # In memory: no timing the second time.
+    kernels.conv2d_fprop(rt, RESNET_3X3, a, a, None, a)
+    assert len(autotuning.calls) == 2 and rt.launches[-1] == "conv2d_fprop_v1_direct"
+    # On disk: a new process (memory cleared) reads the file, no timing.
+    path = kernels.autotune_cache_path()
+    data = json.loads(path.read_text())
+    key = kernels.autotune_key("Fake GPU sm_90", "fprop", np.float32, RESNET_3X3)
+    assert data["entries"] == {key: "v1"}
+    kernels.clear_autotune_memory()
+    kernels.conv2d_fprop(rt, RESNET_3X3, a, a, None, a)
+    assert len(autotuning.calls) == 2
+    # Another dtype, op or device is another entry.
+    kernels.conv2d_fprop(rt, RESNET_3X3, A(np.float16), a, None, A(np.float16))
+    monkeypatch.setattr(kernels, "_device_key", lambda rt: "Other GPU sm_80")
+    kernels.conv2d_fprop(rt, RESNET_3X3, a, a, None, a)
+    assert len(autotuning.calls) == 6
+    assert len(json.loads(path.read_text())["entries"]) == 3
+
+
+def test_autotune_skips_unsupported_candidates(autotuning):
+    huge = conv2d_geometry((2**16, 1, 2048, 2048), (16, 1, 1, 1))
+    assert kernels.select_version("fprop", huge, np.float32, Recorder("cuda"),
+                                  launch=lambda v: None) == "v1"
+    assert autotuning.calls == []  # a single candidate: nothing is timed
+    assert not kernels.autotune_cache_path().exists()
+
+
+def test_autotune_ignores_a_corrupt_or_stale_cache_file(autotuning):
+    path = kernels.autotune_cache_path()
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    rt = Recorder("cuda")
+    kernels.conv2d_bgrad(rt, RESNET_3X3, A(), A())
+    assert autotuning.calls == ["v1", "v2"]
+    assert json.loads(path.read_text())["entries"]  # rewritten whole
+    # An entry naming a version that no longer exists is re-tuned.
+    data = json.loads(path.read_text())
+    data["entries"] = {k: "v0" for k in data["entries"]}
+    path.write_text(json.dumps(data))
+    kernels.clear_autotune_memory()
+    kernels.conv2d_bgrad(rt, RESNET_3X3, A(), A())
+    assert autotuning.calls == ["v1", "v2", "v1", "v2"]
+
+
+def test_autotune_on_the_cpu_runtime_is_the_heuristic(autotuning):
+    rt = Recorder("emulator")
+    kernels.conv2d_fprop(rt, RESNET_3X3, A(), A(), None, A())
+    assert autotuning.calls == [] and rt.launches == ["conv2d_fprop_v2_implicit_gemm"]
+
+
+def test_explicit_versions_beat_autotune(autotuning, monkeypatch):
+    rt = Recorder("cuda")
+    kernels.conv2d_fprop(rt, RESNET_3X3, A(), A(), None, A(), version="v2")
+    monkeypatch.setenv(kernels.ENV_VERSION, "fprop=v2")
+    kernels.conv2d_fprop(rt, RESNET_3X3, A(), A(), None, A())
+    assert autotuning.calls == [] and rt.launches == ["conv2d_fprop_v2_implicit_gemm"] * 2
+
+
+def test_cache_path(monkeypatch, tmp_path):
+    monkeypatch.setenv("GPUCONV_CACHE_DIR", str(tmp_path / "a"))
+    assert kernels.autotune_cache_path() == tmp_path / "a" / "autotune.json"
+    monkeypatch.delenv("GPUCONV_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
+    assert kernels.autotune_cache_path() == tmp_path / "x" / "gpuconv" / "autotune.json"
