@@ -61,6 +61,9 @@
 #ifndef WGRAD_V2_MIN_BLOCKS
 #define WGRAD_V2_MIN_BLOCKS 2  // resident blocks per SM the register budget must allow
 #endif
+#ifndef WGRAD_V2_MIN_BLOCKS_FP64
+#define WGRAD_V2_MIN_BLOCKS_FP64 1  // double: 2 blocks' 128-register cap spills on sm_75
+#endif
 #define WGRAD_V2_THREADS ((WGRAD_V2_BM / WGRAD_V2_TM) * (WGRAD_V2_BN / WGRAD_V2_TN))
 #ifndef BGRAD_V2_THREADS
 #define BGRAD_V2_THREADS 256  // a power of two (the tree halves it)
@@ -232,11 +235,15 @@ struct WgradXLoader {
     }
 };
 
+// The register budget per dtype: __launch_bounds__'s minimum resident blocks.
+template <typename T> struct wgrad_v2_min_blocks { enum { value = WGRAD_V2_MIN_BLOCKS }; };
+template <> struct wgrad_v2_min_blocks<double> { enum { value = WGRAD_V2_MIN_BLOCKS_FP64 }; };
+
 // Grid: x = filter tiles (ceil(K/groups / BM)), y = column tiles (ceil(C/groups*R*S / BN)),
 // z = groups * splits (z = g*splits + split). Block: WGRAD_V2_THREADS threads (1-D).
 // workspace: splits * K*(C/groups)*R*S accumulators when splits > 1 (unused otherwise).
 template <typename T>
-__global__ void __launch_bounds__(WGRAD_V2_THREADS, WGRAD_V2_MIN_BLOCKS)
+__global__ void __launch_bounds__(WGRAD_V2_THREADS, wgrad_v2_min_blocks<T>::value)
 conv2d_wgrad_v2_implicit_gemm(const T* __restrict__ x, const T* __restrict__ dy,
                               T* __restrict__ dw,
                               typename accumulator<T>::type* __restrict__ workspace, int splits,
