@@ -1,4 +1,4 @@
-"""Command line: ``gpuconv check | demo`` (also ``python -m gpuconv ...``).
+"""Command line: ``gpuconv check | bench | demo`` (also ``python -m gpuconv ...``).
 
 ``check`` runs every op x dtype x problem of the curated matrix through the public API on
 the best runtime present (the GPU when CuPy sees one, else the CUDA kernels on the CPU
@@ -83,13 +83,19 @@ def main(argv=None) -> int:
                          help="only this op (repeatable)")
     p_check.add_argument("--dtype", action="append", choices=("float16", "float32", "float64"),
                          help="only this dtype (repeatable)")
+    sub.add_parser("bench", add_help=False,
+                   help="time the kernels against cuDNN and CuPy im2col on a GPU; writes JSON "
+                        "(gpuconv bench --help)")
     sub.add_parser("demo", add_help=False,
                    help="filter and pool an image through the kernels; writes a PNG grid "
                         "(gpuconv demo --help)")
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["demo"]:  # the demo parses its own options
+    if argv[:1] == ["demo"]:  # demo and bench parse their own options
         from .demo import main as demo_main
         return demo_main(argv[1:])
+    if argv[:1] == ["bench"]:
+        from .bench import main as bench_main
+        return bench_main(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "check":
         failed = check(args.runtime, ops=tuple(args.op or checking.OPS),

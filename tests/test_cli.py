@@ -35,3 +35,13 @@ def test_module_entry_point_exit_status():
     bad = subprocess.run([sys.executable, "-m", "gpuconv", "check", "--op", "nope"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "nope" in bad.stderr
+
+
+def test_bench_without_gpu_says_so_and_exits_cleanly():
+    from gpuconv.runtime import cuda_available
+    if cuda_available():
+        import pytest
+        pytest.skip("a GPU is present: bench would measure")
+    run = subprocess.run([sys.executable, "-m", "gpuconv", "bench", "--quick"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0 and "needs a CUDA GPU" in run.stdout + run.stderr

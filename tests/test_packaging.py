@@ -23,6 +23,8 @@ def test_wheel_ships_cuda_sources_and_loads_them_when_installed(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     cu_files = sorted(p.name for p in (ROOT / "cuda").glob("*.cu*"))
     assert cu_files and all(f"gpuconv/cuda/{name}" in names for name in cu_files)
+    assert "gpuconv/benchmarks/layers.py" in names  # gpuconv bench's layer lists
+    assert "gpuconv/runtime/cuda_cpu.h" in names    # the CPU runtime's header
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
