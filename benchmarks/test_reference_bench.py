@@ -29,6 +29,6 @@ def test_reference_resnet50_layer(benchmark, data, op):
     call = {"forward": lambda: reference.conv2d(x, w, b, G),
             "input_grad": lambda: reference.conv2d_input(dy, w, G),
             "weight_grad": lambda: reference.conv2d_weight(x, dy, G)}[op]
-    result = benchmark.pedantic(call, rounds=3, iterations=1, warmup_rounds=1)
+    result = benchmark.pedantic(call, rounds=7, iterations=1, warmup_rounds=1)
     assert np.isfinite(result).all()
     benchmark.extra_info["gflops"] = G.flops / benchmark.stats.stats.median / 1e9

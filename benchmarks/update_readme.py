@@ -33,7 +33,24 @@ def reference_table(data: dict) -> str:
     return "\n".join(lines)
 
 
-TABLES = {"reference": ("reference_cpu.json", reference_table)}
+def cpu_runtime_table(data: dict) -> str:
+    """pytest-benchmark JSON of test_cpu_runtime_bench.py -> a Markdown table."""
+    cpu = data["machine_info"].get("cpu", {})
+    lines = [f"Measured {data['datetime'][:10]} on {cpu.get('brand_raw', 'unknown CPU')} "
+             f"({cpu.get('count', '?')} cores): one launch from Python, 16x16 tiles, "
+             "256 threads per block:",
+             "",
+             "| tiled matmul | blocks | median ms | min ms | rounds |",
+             "|---|---:|---:|---:|---:|"]
+    for bench in sorted(data["benchmarks"], key=lambda b: b["params"]["n"]):
+        n, stats = bench["params"]["n"], bench["stats"]
+        lines.append(f"| {n}x{n}x{n} | {bench['extra_info']['blocks']} | "
+                     f"{stats['median'] * 1e3:.2f} | {stats['min'] * 1e3:.2f} | {stats['rounds']} |")
+    return "\n".join(lines)
+
+
+TABLES = {"reference": ("reference_cpu.json", reference_table),
+          "cpu_runtime": ("cpu_runtime_matmul.json", cpu_runtime_table)}
 
 
 def render(readme: str) -> str:
