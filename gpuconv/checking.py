@@ -81,8 +81,6 @@ def assert_close(actual, expected, dtype=None, scale: float = 1.0, what: str = "
 # inputs and the op matrix (shared by `gpuconv check` and the tests)
 
 DTYPES = (np.float16, np.float32, np.float64)
-OPS = ("conv2d", "conv2d_input", "conv2d_weight", "conv2d_bias", "max_pool2d",
-       "max_pool2d_input")
 
 
 def conv_inputs(problem, dtype, seed: int = 0):
@@ -127,50 +125,101 @@ def pool_inputs(problem, dtype, seed: int = 0):
     return x, dy
 
 
+def _conv_case(problem, dtype):
+    """Inputs, geometry and keyword arguments of a conv2d check."""
+    from .geometry import conv2d_geometry
+    x, w, b, dy = conv_inputs(problem, dtype)
+    return x, w, b, dy, conv2d_geometry(problem.x_shape, problem.w_shape, **problem.kwargs)
+
+
+def _check_conv2d(problem, dtype, dev, host):
+    from . import functional, reference
+    x, w, b, _, g = _conv_case(problem, dtype)
+    got = functional.conv2d(dev(x), dev(w), None if b is None else dev(b), **problem.kwargs)
+    return compare(host(got), reference.conv2d(x, w, b, g), dtype)
+
+
+def _check_conv2d_input(problem, dtype, dev, host):
+    from . import grad, reference
+    x, w, _, dy, g = _conv_case(problem, dtype)
+    got = grad.conv2d_input(x.shape, dev(w), dev(dy), **problem.kwargs)
+    return compare(host(got), reference.conv2d_input(dy, w, g), dtype)
+
+
+def _check_conv2d_weight(problem, dtype, dev, host):
+    from . import grad, reference
+    x, w, _, dy, g = _conv_case(problem, dtype)
+    got = grad.conv2d_weight(dev(x), w.shape, dev(dy), **problem.kwargs)
+    return compare(host(got), reference.conv2d_weight(x, dy, g), dtype)
+
+
+def _check_conv2d_bias(problem, dtype, dev, host):
+    from . import grad, reference
+    *_, dy, _ = _conv_case(problem, dtype)
+    return compare(host(grad.conv2d_bias(dev(dy))), reference.conv2d_bias(dy), dtype)
+
+
+def _check_max_pool2d(problem, dtype, dev, host):
+    """Values within tolerance and indices exactly equal."""
+    from . import functional, reference
+    from .geometry import pool2d_geometry
+    x, _ = pool_inputs(problem, dtype)
+    want_y, want_idx = reference.max_pool2d(x, pool2d_geometry(problem.x_shape, **problem.kwargs))
+    y, idx = functional.max_pool2d(dev(x), return_indices=True, **problem.kwargs)
+    result = compare(host(y), want_y, dtype)
+    idx = host(idx)
+    if result and not np.array_equal(idx, want_idx):
+        bad = np.argwhere(idx != want_idx)[:5]
+        result = Comparison(False, result.max_error, result.atol, result.rtol,
+                            "indices differ at " + ", ".join(str(tuple(b)) for b in bad))
+    return result
+
+
+def _check_max_pool2d_input(problem, dtype, dev, host):
+    from . import grad, reference
+    from .geometry import pool2d_geometry
+    x, dy = pool_inputs(problem, dtype)
+    g = pool2d_geometry(problem.x_shape, **problem.kwargs)
+    _, idx = reference.max_pool2d(x, g)
+    got = grad.max_pool2d_input(dev(dy), dev(idx), x.shape, **problem.kwargs)
+    return compare(host(got), reference.max_pool2d_input(dy, idx, g), dtype)
+
+
+def _conv_problems():
+    from .problems import CONV_PROBLEMS
+    return CONV_PROBLEMS
+
+
+def _pool_problems():
+    from .problems import POOL_PROBLEMS
+    return POOL_PROBLEMS
+
+
+# The check matrix: op -> (its problem list, its check). A check runs the public op on one
+# problem in one dtype, with ``dev``/``host`` moving arrays to and from the backend's library,
+# and compares the result with the reference. A new op adds one entry here.
+CHECKS = {
+    "conv2d": (_conv_problems, _check_conv2d),
+    "conv2d_input": (_conv_problems, _check_conv2d_input),
+    "conv2d_weight": (_conv_problems, _check_conv2d_weight),
+    "conv2d_bias": (_conv_problems, _check_conv2d_bias),
+    "max_pool2d": (_pool_problems, _check_max_pool2d),
+    "max_pool2d_input": (_pool_problems, _check_max_pool2d_input),
+}
+OPS = tuple(CHECKS)
+
+
 def check_case(op: str, problem, dtype, to_device=lambda a: a, to_host=np.asarray) -> Comparison:
     """Run one op of the public API on ``problem`` in ``dtype`` and compare it with the reference.
 
     ``to_device``/``to_host`` move arrays to the backend's library (CuPy for the GPU).
     """
-    from . import functional, grad, reference
-    from .geometry import conv2d_geometry, pool2d_geometry
-    if op.startswith("conv2d"):
-        x, w, b, dy = conv_inputs(problem, dtype)
-        g = conv2d_geometry(problem.x_shape, problem.w_shape, **problem.kwargs)
-        kw = problem.kwargs
-        d = lambda a: None if a is None else to_device(a)
-        if op == "conv2d":
-            got, want = functional.conv2d(d(x), d(w), d(b), **kw), reference.conv2d(x, w, b, g)
-        elif op == "conv2d_input":
-            got = grad.conv2d_input(x.shape, d(w), d(dy), **kw)
-            want = reference.conv2d_input(dy, w, g)
-        elif op == "conv2d_weight":
-            got = grad.conv2d_weight(d(x), w.shape, d(dy), **kw)
-            want = reference.conv2d_weight(x, dy, g)
-        else:
-            got, want = grad.conv2d_bias(d(dy)), reference.conv2d_bias(dy)
-        return compare(to_host(got), want, dtype)
-    x, dy = pool_inputs(problem, dtype)
-    g = pool2d_geometry(problem.x_shape, **problem.kwargs)
-    want_y, want_idx = reference.max_pool2d(x, g)
-    if op == "max_pool2d":
-        y, idx = functional.max_pool2d(to_device(x), return_indices=True, **problem.kwargs)
-        result = compare(to_host(y), want_y, dtype)
-        idx = to_host(idx)
-        if result and not np.array_equal(idx, want_idx):
-            bad = np.argwhere(idx != want_idx)[:5]
-            result = Comparison(False, result.max_error, result.atol, result.rtol,
-                                "indices differ at " + ", ".join(str(tuple(b)) for b in bad))
-        return result
-    got = grad.max_pool2d_input(to_device(dy), to_device(want_idx), x.shape, **problem.kwargs)
-    return compare(to_host(got), reference.max_pool2d_input(dy, want_idx, g), dtype)
+    return CHECKS[op][1](problem, np.dtype(dtype), to_device, to_host)
 
 
-def cases(ops=OPS, dtypes=DTYPES):
-    """Every (op, dtype, problem) of the matrix: conv ops over CONV_PROBLEMS, pooling ops
-    over POOL_PROBLEMS."""
-    from .problems import CONV_PROBLEMS, POOL_PROBLEMS
-    for op in ops:
+def cases(ops=None, dtypes=DTYPES):
+    """Every (op, dtype, problem) of the matrix."""
+    for op in ops or OPS:
         for dtype in dtypes:
-            for problem in CONV_PROBLEMS if op.startswith("conv2d") else POOL_PROBLEMS:
+            for problem in CHECKS[op][0]():
                 yield op, np.dtype(dtype), problem
