@@ -56,9 +56,10 @@ def compare(actual, expected, dtype=None, scale: float = 1.0) -> Comparison:
         err = np.abs(a - e)
         bad = ~(both_nan | same_inf | (err <= atol + rtol * np.abs(e)))
     finite_err = np.where(both_nan | same_inf, 0.0, err)
-    max_error = float(np.nanmax(finite_err)) if finite_err.size else 0.0
-    if np.isnan(finite_err).any():
+    if np.isnan(finite_err).any():  # NaN where a number was expected (or the reverse)
         max_error = float("nan")
+    else:
+        max_error = float(finite_err.max()) if finite_err.size else 0.0
     if not bad.any():
         return Comparison(True, max_error, atol, rtol, "")
     where = np.argwhere(bad)[:5]
@@ -195,6 +196,301 @@ def _pool_problems():
     return POOL_PROBLEMS
 
 
+# ----------------------------------------------------------------------------------------
+# true convolution (flip), conv1d and conv_transpose2d: their references, written through the
+# 2-D reference in float64 (so the formulas stay in gpuconv.reference / gpuconv.geometry),
+# and their checks. Arrays are batched NumPy arrays; results come back in the input dtype.
+
+ACC = np.float64
+
+
+def _acc(a):
+    return None if a is None else np.asarray(a).astype(ACC)
+
+
+def ref_conv2d_flip(x, w, b, stride=1, padding=0, dilation=1, groups=1):
+    """True 2-D convolution: the cross-correlation with the kernel rotated by 180 degrees."""
+    from . import reference
+    from .geometry import conv2d_geometry
+    g = conv2d_geometry(x.shape, w.shape, stride, padding, dilation, groups)
+    return reference.conv2d(_acc(x), _acc(w)[..., ::-1, ::-1], _acc(b), g).astype(x.dtype)
+
+
+def _conv1d_case(x_shape, w_shape, stride, padding, dilation, groups, flip):
+    from .geometry import conv1d_geometry
+    g = conv1d_geometry(x_shape, w_shape, stride, padding, dilation, groups)
+    return g, (lambda w4: w4[..., ::-1] if flip else w4)
+
+
+def ref_conv1d(x, w, b, stride=1, padding=0, dilation=1, groups=1, flip=False):
+    """conv1d's reference: reference.conv2d of the (N, C, 1, L) view."""
+    from . import reference
+    g, rot = _conv1d_case(x.shape, w.shape, stride, padding, dilation, groups, flip)
+    y = reference.conv2d(_acc(x)[:, :, None, :], rot(_acc(w)[:, :, None, :]), _acc(b), g)
+    return y.reshape(g.N, g.K, g.Q).astype(x.dtype)
+
+
+def ref_conv1d_input(dy, w, x_shape, stride=1, padding=0, dilation=1, groups=1, flip=False):
+    from . import reference
+    g, rot = _conv1d_case(x_shape, w.shape, stride, padding, dilation, groups, flip)
+    dx = reference.conv2d_input(_acc(dy)[:, :, None, :], rot(_acc(w)[:, :, None, :]), g)
+    return dx.reshape(g.N, g.C, g.W).astype(dy.dtype)
+
+
+def ref_conv1d_weight(x, dy, w_shape, stride=1, padding=0, dilation=1, groups=1, flip=False):
+    from . import reference
+    g, rot = _conv1d_case(x.shape, w_shape, stride, padding, dilation, groups, flip)
+    dw = rot(reference.conv2d_weight(_acc(x)[:, :, None, :], _acc(dy)[:, :, None, :], g))
+    return dw.reshape(g.K, g.C_per_group, g.S).astype(x.dtype)
+
+
+def _extend(a, shape):
+    """``a`` zero-padded at the bottom/right to ``shape``."""
+    return np.pad(a, [(0, t - s) for s, t in zip(a.shape, shape)])
+
+
+def ref_conv_transpose2d(x, w, b, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """conv_transpose2d's reference: reference.conv2d_input with x as the output gradient."""
+    from . import reference
+    from .geometry import conv_transpose2d_geometry
+    g = conv_transpose2d_geometry(x.shape, w.shape, stride, padding, output_padding, groups,
+                                  dilation)
+    y = reference.conv2d_input(_extend(_acc(x), g.conv.y_shape), _acc(w), g.conv)
+    if b is not None:
+        y = y + _acc(b).reshape(1, -1, 1, 1)
+    return y.astype(x.dtype)
+
+
+def ref_conv_transpose2d_input(dy, w, x_shape, stride=1, padding=0, output_padding=0, groups=1,
+                               dilation=1):
+    from . import reference
+    from .geometry import conv_transpose2d_geometry
+    g = conv_transpose2d_geometry(x_shape, w.shape, stride, padding, output_padding, groups,
+                                  dilation)
+    dx = reference.conv2d(_acc(dy), _acc(w), None, g.conv)[:, :, :g.H_in, :g.W_in]
+    return dx.astype(dy.dtype)
+
+
+def ref_conv_transpose2d_weight(x, dy, w_shape, stride=1, padding=0, output_padding=0, groups=1,
+                                dilation=1):
+    from . import reference
+    from .geometry import conv_transpose2d_geometry
+    g = conv_transpose2d_geometry(x.shape, w_shape, stride, padding, output_padding, groups,
+                                  dilation)
+    dw = reference.conv2d_weight(_acc(dy), _extend(_acc(x), g.conv.y_shape), g.conv)
+    return dw.astype(x.dtype)
+
+
+def _normal_inputs(x_shape, w_shape, y_shape, n_bias, bias, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(n_bias).astype(dtype) if bias else None
+    dy = rng.standard_normal(y_shape).astype(dtype)
+    return x, w, b, dy
+
+
+def conv1d_inputs(problem, dtype, seed: int = 0):
+    """(x, w, b, dy) for a Conv1dProblem: standard normal values rounded to ``dtype``."""
+    from .geometry import conv1d_geometry
+    kw = problem.kwargs
+    g = conv1d_geometry(problem.x_shape, problem.w_shape, kw["stride"], kw["padding"],
+                        kw["dilation"], kw["groups"])
+    return _normal_inputs(problem.x_shape, problem.w_shape, (g.N, g.K, g.Q), g.K, problem.bias,
+                          dtype, seed)
+
+
+def conv_transpose2d_inputs(problem, dtype, seed: int = 0):
+    """(x, w, b, dy) for a ConvTranspose2dProblem (dy has the transposed conv's output shape)."""
+    from .geometry import conv_transpose2d_geometry
+    g = conv_transpose2d_geometry(problem.x_shape, problem.w_shape, **problem.kwargs)
+    return _normal_inputs(problem.x_shape, problem.w_shape, g.y_shape, g.y_shape[1],
+                          problem.bias, dtype, seed)
+
+
+def _check_conv2d_flip(problem, dtype, dev, host):
+    from . import functional
+    x, w, b, _ = conv_inputs(problem, dtype)
+    got = functional.conv2d(dev(x), dev(w), None if b is None else dev(b), **problem.kwargs,
+                            flip=True)
+    return compare(host(got), ref_conv2d_flip(x, w, b, **problem.kwargs), dtype)
+
+
+def _check_conv1d(problem, dtype, dev, host):
+    from . import functional
+    x, w, b, _ = conv1d_inputs(problem, dtype)
+    got = functional.conv1d(dev(x), dev(w), None if b is None else dev(b), **problem.kwargs)
+    return compare(host(got), ref_conv1d(x, w, b, **problem.kwargs), dtype)
+
+
+def _check_conv1d_input(problem, dtype, dev, host):
+    from . import grad
+    x, w, _, dy = conv1d_inputs(problem, dtype)
+    got = grad.conv1d_input(x.shape, dev(w), dev(dy), **problem.kwargs)
+    return compare(host(got), ref_conv1d_input(dy, w, x.shape, **problem.kwargs), dtype)
+
+
+def _check_conv1d_weight(problem, dtype, dev, host):
+    from . import grad
+    x, w, _, dy = conv1d_inputs(problem, dtype)
+    got = grad.conv1d_weight(dev(x), w.shape, dev(dy), **problem.kwargs)
+    return compare(host(got), ref_conv1d_weight(x, dy, w.shape, **problem.kwargs), dtype)
+
+
+def _check_conv_transpose2d(problem, dtype, dev, host):
+    from . import functional
+    x, w, b, _ = conv_transpose2d_inputs(problem, dtype)
+    got = functional.conv_transpose2d(dev(x), dev(w), None if b is None else dev(b),
+                                      **problem.kwargs)
+    return compare(host(got), ref_conv_transpose2d(x, w, b, **problem.kwargs), dtype)
+
+
+def _check_conv_transpose2d_input(problem, dtype, dev, host):
+    from . import grad
+    x, w, _, dy = conv_transpose2d_inputs(problem, dtype)
+    got = grad.conv_transpose2d_input(x.shape, dev(w), dev(dy), **problem.kwargs)
+    return compare(host(got), ref_conv_transpose2d_input(dy, w, x.shape, **problem.kwargs),
+                   dtype)
+
+
+def _check_conv_transpose2d_weight(problem, dtype, dev, host):
+    from . import grad
+    x, w, _, dy = conv_transpose2d_inputs(problem, dtype)
+    got = grad.conv_transpose2d_weight(dev(x), w.shape, dev(dy), **problem.kwargs)
+    return compare(host(got), ref_conv_transpose2d_weight(x, dy, w.shape, **problem.kwargs),
+                   dtype)
+
+
+def _flip_problems():
+    """conv2d problems whose kernels are not symmetric under a 180-degree rotation, with
+    asymmetric padding, dilation and groups (a flip that landed on the wrong axis shows)."""
+    from .problems import CONV_PROBLEMS
+    names = ("odd_sizes", "rect_kernel", "same_even", "dilation2", "full", "groups")
+    return [p for p in CONV_PROBLEMS if p.name in names]
+
+
+def _conv1d_problems():
+    from .problems import CONV1D_PROBLEMS
+    return CONV1D_PROBLEMS
+
+
+def _conv_transpose2d_problems():
+    from .problems import CONV_TRANSPOSE2D_PROBLEMS
+    return CONV_TRANSPOSE2D_PROBLEMS
+
+
+# conv3d (gpuconv.problems.CONV3D_PROBLEMS)
+
+
+def conv3d_inputs(problem, dtype, seed: int = 0):
+    """(x, w, b, dy) for a Conv3dProblem: standard normal values rounded to ``dtype``."""
+    from .geometry import conv3d_geometry
+    rng = np.random.default_rng(seed)
+    g = conv3d_geometry(problem.x_shape, problem.w_shape, **problem.kwargs)
+    x = rng.standard_normal(g.x_shape).astype(dtype)
+    w = rng.standard_normal(g.w_shape).astype(dtype)
+    b = rng.standard_normal(g.K).astype(dtype) if problem.bias else None
+    dy = rng.standard_normal(g.y_shape).astype(dtype)
+    return x, w, b, dy, g
+
+
+def _check_conv3d(problem, dtype, dev, host):
+    from . import functional, reference
+    x, w, b, _, g = conv3d_inputs(problem, dtype)
+    got = functional.conv3d(dev(x), dev(w), None if b is None else dev(b), **problem.kwargs)
+    return compare(host(got), reference.conv3d(x, w, b, g), dtype)
+
+
+def _check_conv3d_input(problem, dtype, dev, host):
+    from . import grad, reference
+    x, w, _, dy, g = conv3d_inputs(problem, dtype)
+    got = grad.conv3d_input(x.shape, dev(w), dev(dy), **problem.kwargs)
+    return compare(host(got), reference.conv3d_input(dy, w, g), dtype)
+
+
+def _check_conv3d_weight(problem, dtype, dev, host):
+    from . import grad, reference
+    x, w, _, dy, g = conv3d_inputs(problem, dtype)
+    got = grad.conv3d_weight(dev(x), w.shape, dev(dy), **problem.kwargs)
+    return compare(host(got), reference.conv3d_weight(x, dy, g), dtype)
+
+
+def _check_conv3d_bias(problem, dtype, dev, host):
+    from . import grad, reference
+    *_, dy, _ = conv3d_inputs(problem, dtype)
+    return compare(host(grad.conv3d_bias(dev(dy))), reference.conv3d_bias(dy), dtype)
+
+
+def _conv3d_problems():
+    from .problems import CONV3D_PROBLEMS
+    return CONV3D_PROBLEMS
+
+
+# tiled / locally connected conv2d (gpuconv.problems.TILED_PROBLEMS, LOCAL_PROBLEMS)
+
+
+def tiled_inputs(problem, dtype, seed: int = 0):
+    """(x, w, b, dy, g) for a TiledConvProblem: standard normal values rounded to ``dtype``;
+    b is None, (K,) or (K, TH, TW) as the problem says."""
+    from .geometry import tiled_conv2d_geometry
+    rng = np.random.default_rng(seed)
+    g = tiled_conv2d_geometry(problem.x_shape, problem.w_shape, **problem.kwargs)
+    x = rng.standard_normal(g.x_shape).astype(dtype)
+    w = rng.standard_normal(g.w_shape).astype(dtype)
+    b_shape = {None: None, "channel": (g.K,), "tile": g.tile_bias_shape}[problem.bias]
+    b = None if b_shape is None else rng.standard_normal(b_shape).astype(dtype)
+    dy = rng.standard_normal(g.y_shape).astype(dtype)
+    return x, w, b, dy, g
+
+
+def _tiled_checks(local: bool):
+    """The four checks (forward, input, weight, bias gradients) of tiled_conv2d, or of
+    local_conv2d (the same problems' tile is then (P, Q))."""
+    from . import functional, grad, reference
+
+    forward = functional.local_conv2d if local else functional.tiled_conv2d
+    input_grad = grad.local_conv2d_input if local else grad.tiled_conv2d_input
+    weight_grad = grad.local_conv2d_weight if local else grad.tiled_conv2d_weight
+
+    def check(problem, dtype, dev, host):
+        x, w, b, _, g = tiled_inputs(problem, dtype)
+        got = forward(dev(x), dev(w), None if b is None else dev(b), **problem.kwargs)
+        return compare(host(got), reference.tiled_conv2d(x, w, b, g), dtype)
+
+    def check_input(problem, dtype, dev, host):
+        x, w, _, dy, g = tiled_inputs(problem, dtype)
+        got = input_grad(x.shape, dev(w), dev(dy), **problem.kwargs)
+        return compare(host(got), reference.tiled_conv2d_input(dy, w, g), dtype)
+
+    def check_weight(problem, dtype, dev, host):
+        x, w, _, dy, g = tiled_inputs(problem, dtype)
+        got = weight_grad(dev(x), w.shape, dev(dy), **problem.kwargs)
+        return compare(host(got), reference.tiled_conv2d_weight(x, dy, g), dtype)
+
+    def check_bias(problem, dtype, dev, host):
+        *_, dy, g = tiled_inputs(problem, dtype)
+        got = (grad.local_conv2d_bias(dev(dy)) if local
+               else grad.tiled_conv2d_bias(dev(dy), (g.TH, g.TW)))
+        return compare(host(got), reference.tiled_conv2d_bias(dy, g), dtype)
+
+    return check, check_input, check_weight, check_bias
+
+
+def _check_tiled(which: int, local: bool):
+    return lambda problem, dtype, dev, host: _tiled_checks(local)[which](problem, dtype, dev,
+                                                                         host)
+
+
+def _tiled_problems():
+    from .problems import TILED_PROBLEMS
+    return TILED_PROBLEMS
+
+
+def _local_problems():
+    from .problems import LOCAL_PROBLEMS
+    return LOCAL_PROBLEMS
+
+
 # The check matrix: op -> (its problem list, its check). A check runs the public op on one
 # problem in one dtype, with ``dev``/``host`` moving arrays to and from the backend's library,
 # and compares the result with the reference. A new op adds one entry here.
@@ -205,6 +501,25 @@ CHECKS = {
     "conv2d_bias": (_conv_problems, _check_conv2d_bias),
     "max_pool2d": (_pool_problems, _check_max_pool2d),
     "max_pool2d_input": (_pool_problems, _check_max_pool2d_input),
+    "conv2d_flip": (_flip_problems, _check_conv2d_flip),
+    "conv1d": (_conv1d_problems, _check_conv1d),
+    "conv1d_input": (_conv1d_problems, _check_conv1d_input),
+    "conv1d_weight": (_conv1d_problems, _check_conv1d_weight),
+    "conv_transpose2d": (_conv_transpose2d_problems, _check_conv_transpose2d),
+    "conv_transpose2d_input": (_conv_transpose2d_problems, _check_conv_transpose2d_input),
+    "conv_transpose2d_weight": (_conv_transpose2d_problems, _check_conv_transpose2d_weight),
+    "conv3d": (_conv3d_problems, _check_conv3d),
+    "conv3d_input": (_conv3d_problems, _check_conv3d_input),
+    "conv3d_weight": (_conv3d_problems, _check_conv3d_weight),
+    "conv3d_bias": (_conv3d_problems, _check_conv3d_bias),
+    "tiled_conv2d": (_tiled_problems, _check_tiled(0, local=False)),
+    "tiled_conv2d_input": (_tiled_problems, _check_tiled(1, local=False)),
+    "tiled_conv2d_weight": (_tiled_problems, _check_tiled(2, local=False)),
+    "tiled_conv2d_bias": (_tiled_problems, _check_tiled(3, local=False)),
+    "local_conv2d": (_local_problems, _check_tiled(0, local=True)),
+    "local_conv2d_input": (_local_problems, _check_tiled(1, local=True)),
+    "local_conv2d_weight": (_local_problems, _check_tiled(2, local=True)),
+    "local_conv2d_bias": (_local_problems, _check_tiled(3, local=True)),
 }
 OPS = tuple(CHECKS)
 
