@@ -7,7 +7,7 @@
 //     with to_acc / from_acc conversions, and is_nan
 //   * 64-bit index helpers: flat NCHW offsets and grid-stride loop bounds in long long,
 //     because a tensor may hold more than 2^31 elements even when every one of N, C, H, W
-//     fits an int
+//     fits an int (offset5 / split5 at the end of the file: the same for 5-D NCDHW tensors)
 //   * block_sync(id): __syncthreads() with a test hook (GPUCONV_TEST_DROP_SYNC) that compiles
 //     one numbered barrier away, to prove each barrier of the tiled kernels matters
 //   * load4: four consecutive shared-memory values in 128-bit loads (LDS.128)
@@ -127,7 +127,8 @@ __host__ __device__ __forceinline__ long long div_up(long long a, long long b) {
 // use it (tests/test_kernels.py::test_dropping_a_barrier_breaks_v2): on the CPU runtime, whose
 // scheduler runs each fiber as far as it can, every dropped barrier gives wrong results.
 // Barrier ids: 1 = gemm_mainloop's first tile, 2 = gemm_mainloop's per-tile barrier,
-//              3 = bgrad v2's partial sums stored, 4 = bgrad v2's tree step.
+//              3 = bgrad v2's partial sums stored, 4 = bgrad v2's tree step,
+//              5 / 6 / 7 = v3 (mma.cuh): first tile / per-tile barrier / epilogue staging.
 #ifndef GPUCONV_TEST_DROP_SYNC
 #define GPUCONV_TEST_DROP_SYNC 0
 #endif
@@ -258,6 +259,27 @@ __device__ __forceinline__ void gemm_mainloop(ALoader& a, BLoader& b, long long 
         // finished reading stage buf before the next iteration's stores overwrite it.
         block_sync(2);
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// 5-D index helpers (conv3d: NCDHW x/dx, NKOPQ y/dy, K(C/groups)TRS w/dw), built on the 4-D
+// ones, all in long long.
+
+// Flat offset of element (i0, i1, i2, i3, i4) of a C-contiguous 5-D tensor with dims
+// (., D1, D2, D3, D4): (((i0*D1 + i1)*D2 + i2)*D3 + i3)*D4 + i4.
+__host__ __device__ __forceinline__ long long offset5(long long i0, long long i1, long long i2,
+                                                      long long i3, long long i4, long long D1,
+                                                      long long D2, long long D3, long long D4) {
+    return offset4(i0, i1, i2, i3, D1, D2, D3) * D4 + i4;
+}
+
+// The inverse of offset5: split a flat index into (i0, .., i4) for dims (., D1, D2, D3, D4).
+__host__ __device__ __forceinline__ void split5(long long flat, long long D1, long long D2,
+                                                long long D3, long long D4, long long& i0,
+                                                long long& i1, long long& i2, long long& i3,
+                                                long long& i4) {
+    i4 = flat % D4;
+    split4(flat / D4, D1, D2, D3, i0, i1, i2, i3);
 }
 
 #endif  // GPUCONV_COMMON_CUH

@@ -34,8 +34,16 @@
 //                              multiplies zeros (no per-phase decomposition yet); kernels.py
 //                              keeps v1 for depthwise and tiny problems; K/groups*R*S < 2^31,
 //                              groups <= 65535.
+//   conv2d_dgrad_v3_mma<__half>
+//                              v2's gather on tensor cores: ldmatrix + mma.sync.m16n8k16
+//                              (fp32 accumulation) through mma.cuh's mainloop, the tiles of
+//                              conv2d_fprop_v3_mma (128 x 64 x 32, 8 warps of 32 x 32); w
+//                              by guarded 16-bit loads (not contiguous along (k, r, s)).
+//                              sm_80+ runs the PTX, the CPU runtime and sm_75 the shuffle
+//                              emulation. __half only; same limits as v2.
 
 #include "common.cuh"
+#include "mma.cuh"
 
 // Tile sizes (defaults; -D overrides must keep kernels.py's DGRAD_V2 mirror in step).
 #ifndef DGRAD_V2_BM
@@ -263,6 +271,207 @@ conv2d_dgrad_v2_implicit_gemm(const T* __restrict__ dy, const T* __restrict__ w,
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// v3: the gather-form implicit GEMM of v2 on tensor cores (fp16 inputs, fp32 accumulation):
+// mma.sync m16n8k16 through mma.cuh's mma_gemm_mainloop, exactly as conv2d_fprop_v3_mma
+// (128 x 64 x 32 block tiles, 8 warps of 32 x 32, ldmatrix.x4 fragments, double-buffered
+// shared memory, an epilogue staged through shared memory so each warp stores 32
+// consecutive dx pixels of one channel plane). Operand A is v2's dy gather (zero where no
+// window puts tap (r, s) on (h, w)); operand B, w[g*Kg + k, c, r, s] for reduction
+// (k, r, s) and column c, is not contiguous along (k, r, s) for a fixed c in w's
+// (K, C/groups, R, S) layout, so it is loaded with guarded 16-bit loads (no cp.async).
+// Same limits as v2; T must be __half.
+
+#ifndef DGRAD_V3_BM
+#define DGRAD_V3_BM 128  // input pixels (GEMM rows) per block
+#endif
+#ifndef DGRAD_V3_BN
+#define DGRAD_V3_BN 64   // channels (GEMM columns) per block
+#endif
+#ifndef DGRAD_V3_BK
+#define DGRAD_V3_BK 32   // reduction steps (k, r, s) per shared-memory stage
+#endif
+#ifndef DGRAD_V3_WM
+#define DGRAD_V3_WM 32   // GEMM rows per warp
+#endif
+#ifndef DGRAD_V3_WN
+#define DGRAD_V3_WN 32   // GEMM columns per warp
+#endif
+#ifndef DGRAD_V3_MIN_BLOCKS
+#define DGRAD_V3_MIN_BLOCKS 2  // resident blocks per SM the register budget must allow
+#endif
+#ifndef DGRAD_V3_MIN_BLOCKS_EMULATED
+#define DGRAD_V3_MIN_BLOCKS_EMULATED 1  // sm_75: the shuffle emulation needs more registers
+#endif
+#if GPUCONV_MMA_PTX
+#define DGRAD_V3_LAUNCH_MIN_BLOCKS DGRAD_V3_MIN_BLOCKS
+#else
+#define DGRAD_V3_LAUNCH_MIN_BLOCKS DGRAD_V3_MIN_BLOCKS_EMULATED
+#endif
+#define DGRAD_V3_THREADS ((DGRAD_V3_BM / DGRAD_V3_WM) * (DGRAD_V3_BN / DGRAD_V3_WN) * 32)
+
+// Operand A of v3: thread t gathers GEMM row m_local = t % BM (one dx pixel) and the 16
+// consecutive reduction steps kk_local .. kk_local + 15 (kk_local = 16 * (t / BM)) of every
+// tile, then writes them as two 16-byte shared stores into row m_local of the stage.
+template <int BM, int BK, int THREADS>
+struct DgradV3DyLoader {
+    enum { PER_THREAD = 16, WORDS = PER_THREAD / 2, PITCH = BK + MMA_SMEM_SKEW };
+    static_assert(BM * BK == THREADS * PER_THREAD && THREADS % BM == 0, "A tile split");
+    const unsigned short* dy_group;  // dy + (n*K + g*Kg)*P*Q as raw 16-bit words
+    bool row_valid;
+    int m_local, kk_local, kk_first;
+    int h_padded, w_padded;  // h + pad_h, w + pad_w
+    int P, Q, R, S, stride_h, stride_w, dilation_h, dilation_w, Kgemm;
+    int k0, r0, s0;          // digits (k, r, s) of kk_first
+    MixedRadix3 step;        // BK as (k, r, s) digits
+
+    __device__ __forceinline__ void init(const unsigned short* dy, long long m, long long M,
+                                         int K, int Kg, int g, int H, int W, int R_, int S_,
+                                         int P_, int Q_, int pad_h, int pad_w, int str_h,
+                                         int str_w, int dil_h, int dil_w, int tid) {
+        P = P_; Q = Q_; R = R_; S = S_; stride_h = str_h; stride_w = str_w;
+        dilation_h = dil_h; dilation_w = dil_w;
+        Kgemm = Kg * R * S;
+        m_local = tid % BM;
+        kk_local = (tid / BM) * PER_THREAD;
+        kk_first = kk_local;
+        row_valid = m < M;
+        const long long mm = row_valid ? m : 0;  // rows past M read a valid pixel's indices
+        const long long n = mm / ((long long)H * W);
+        const int hw = (int)(mm - n * H * W);
+        h_padded = hw / W + pad_h;
+        w_padded = hw % W + pad_w;
+        dy_group = dy + ((long long)n * K + (long long)g * Kg) * P * Q;
+        k0 = kk_first / (R * S);
+        r0 = (kk_first / S) % R;
+        s0 = kk_first % S;
+        step = mixed_radix_step(BK, R, S);
+    }
+    __device__ __forceinline__ void load(unsigned (&regs)[WORDS]) {
+        int k = k0, r = r0, s = s0;
+#pragma unroll
+        for (int i = 0; i < PER_THREAD; ++i) {
+            // Output (p, q) whose window puts tap (r, s) on (h, w): p*stride_h = h + pad_h -
+            // r*dilation_h (q likewise).
+            const int p_times_stride = h_padded - r * dilation_h;
+            const int q_times_stride = w_padded - s * dilation_w;
+            const int p = p_times_stride / stride_h, q = q_times_stride / stride_w;
+            // Guards (as v2): rows past M; reduction steps past K/groups*R*S; negative (every
+            // window's tap lies above/left); not a multiple of the stride (no window puts
+            // this tap here); p >= P / q >= Q (no such window). All load +0.0.
+            const bool inside = row_valid && kk_first + i < Kgemm && p_times_stride >= 0 &&
+                                q_times_stride >= 0 && p * stride_h == p_times_stride &&
+                                q * stride_w == q_times_stride && p < P && q < Q;
+            const unsigned v = inside ? dy_group[((long long)k * P + p) * Q + q] : 0u;
+            if (i % 2 == 0) regs[i / 2] = v;
+            else regs[i / 2] |= v << 16;
+            if (++s == S) { s = 0; if (++r == R) { r = 0; ++k; } }  // kk + 1 as (k, r, s)
+        }
+        kk_first += BK;
+        advance_by_step(step, R, S, k0, r0, s0);
+    }
+    __device__ __forceinline__ void store(const unsigned (&regs)[WORDS], unsigned short* tile) {
+        uint4* dst = reinterpret_cast<uint4*>(tile + m_local * PITCH + kk_local);
+        dst[0] = make_uint4(regs[0], regs[1], regs[2], regs[3]);
+        dst[1] = make_uint4(regs[4], regs[5], regs[6], regs[7]);
+    }
+};
+
+// Operand B of v3: thread t fills 8 consecutive reduction steps kk = (k, rs) of channel
+// column c_local = t / (BK/8): w[g*Kg + k, c, rs], contiguous in rs for one k. Guarded 16-bit
+// loads (channels past the group's last, steps past the end: zero), one 16-byte shared store.
+template <int BN, int BK, int THREADS>
+struct DgradV3WLoader {
+    enum { PER_THREAD = 8, PITCH = BK + MMA_SMEM_SKEW };
+    static_assert(BN * BK == THREADS * PER_THREAD, "B tile split");
+    const unsigned short* w_column;  // w + (g*Kg*Cg + c)*RS: this thread's channel, k = 0
+    bool col_valid;
+    int c_local, kk_local, kk_first, Kgemm, RS, k_stride;  // k_stride = Cg*RS
+
+    __device__ __forceinline__ void init(const unsigned short* w, int g, int Kg, int Cg,
+                                         int c_first, int RS_, int tid) {
+        RS = RS_;
+        Kgemm = Kg * RS;
+        k_stride = Cg * RS;
+        c_local = tid / (BK / PER_THREAD);
+        kk_local = (tid % (BK / PER_THREAD)) * PER_THREAD;
+        kk_first = kk_local;
+        col_valid = c_first + c_local < Cg;
+        w_column = w + ((long long)g * Kg * Cg + (col_valid ? c_first + c_local : 0)) * RS;
+    }
+    __device__ __forceinline__ void load(unsigned short* tile) {
+        int k = kk_first / RS, rs = kk_first - (kk_first / RS) * RS;
+        unsigned words[PER_THREAD / 2];
+#pragma unroll
+        for (int i = 0; i < PER_THREAD; ++i) {
+            const unsigned v = (col_valid && kk_first + i < Kgemm)
+                                   ? w_column[(long long)k * k_stride + rs] : 0u;
+            if (i % 2 == 0) words[i / 2] = v;
+            else words[i / 2] |= v << 16;
+            if (++rs == RS) { rs = 0; ++k; }
+        }
+        *reinterpret_cast<uint4*>(tile + c_local * PITCH + kk_local) =
+            make_uint4(words[0], words[1], words[2], words[3]);
+        kk_first += BK;
+    }
+};
+
+// Grid: x = GEMM row tiles (ceil(N*H*W / BM)), y = channel tiles (ceil(C/groups / BN)),
+// z = groups. Block: DGRAD_V3_THREADS threads (1-D).
+template <typename T>
+__global__ void __launch_bounds__(DGRAD_V3_THREADS, DGRAD_V3_LAUNCH_MIN_BLOCKS)
+conv2d_dgrad_v3_mma(const T* __restrict__ dy, const T* __restrict__ w, T* __restrict__ dx,
+                    int N, int C, int H, int W, int K, int R, int S, int P, int Q, int pad_h,
+                    int pad_w, int stride_h, int stride_w, int dilation_h, int dilation_w,
+                    int groups) {
+    static_assert(sizeof(T) == 2, "conv2d_dgrad_v3_mma multiplies 16-bit inputs (__half)");
+    constexpr int BM = DGRAD_V3_BM, BN = DGRAD_V3_BN, BK = DGRAD_V3_BK;
+    constexpr int WM = DGRAD_V3_WM, WN = DGRAD_V3_WN, THREADS = DGRAD_V3_THREADS;
+    static_assert(THREADS % BM == 0, "epilogue: one fixed pixel per thread");
+    __shared__ __align__(16) unsigned short a_smem[2][BM][BK + MMA_SMEM_SKEW];
+    __shared__ __align__(16) unsigned short b_smem[2][BN][BK + MMA_SMEM_SKEW];
+
+    const int Cg = C / groups, Kg = K / groups, g = blockIdx.z;
+    const long long HW = (long long)H * W;
+    const long long M = (long long)N * HW;
+    const int Kgemm = Kg * R * S;
+    const long long m_block = (long long)blockIdx.x * BM;
+    const int c_block = blockIdx.y * BN;  // first channel of this tile, within the group
+    const int tid = threadIdx.x;
+
+    DgradV3DyLoader<BM, BK, THREADS> a;
+    a.init(reinterpret_cast<const unsigned short*>(dy), m_block + tid % BM, M, K, Kg, g, H, W,
+           R, S, P, Q, pad_h, pad_w, stride_h, stride_w, dilation_h, dilation_w, tid);
+    DgradV3WLoader<BN, BK, THREADS> bl;
+    bl.init(reinterpret_cast<const unsigned short*>(w), g, Kg, Cg, c_block, R * S, tid);
+
+    float acc[WM / 16][WN / 8][4];
+#pragma unroll
+    for (int i = 0; i < WM / 16; ++i)
+#pragma unroll
+        for (int j = 0; j < WN / 8; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+    mma_gemm_mainloop<BM, BN, BK, WM, WN>(a, bl, (int)div_up(Kgemm, BK), acc, a_smem, b_smem);
+
+    // Epilogue: round once, stage as out[channel][pixel] (mma.cuh; no bias in dgrad), then a
+    // warp stores 32 consecutive pixels of one channel plane. Guards: pixels past M and
+    // channels past the group's end are not written.
+    const T* out = mma_stage_tile<T, BM, BN, BK, WM, WN>(acc, a_smem, [](int) { return 0.0f; });
+    const int m_local = tid % BM;
+    const long long m = m_block + m_local;
+    if (m < M) {
+        const long long n_img = m / HW, hw = m - n_img * HW;
+        T* dx_pixel = dx + (n_img * C + (long long)g * Cg) * HW + hw;
+#pragma unroll 4
+        for (int c_local = tid / BM; c_local < BN; c_local += THREADS / BM) {
+            const int c = c_block + c_local;
+            if (c < Cg)
+                dx_pixel[(long long)c * HW] = out[c_local * (BM + MMA_SMEM_SKEW) + m_local];
+        }
+    }
+}
+
 // Standalone `nvcc -cubin -arch=sm_90 -Xptxas -v cuda/conv2d_dgrad.cu`: taking each
 // instance's address makes nvcc compile it, so ptxas reports every kernel. NVRTC and the CPU
 // runtime get their instances from name expressions (gpuconv/kernels.py) instead.
@@ -273,7 +482,8 @@ void* conv2d_dgrad_instance(int i) {
                                (void*)conv2d_dgrad_v1_direct<double>,
                                (void*)conv2d_dgrad_v2_implicit_gemm<__half>,
                                (void*)conv2d_dgrad_v2_implicit_gemm<float>,
-                               (void*)conv2d_dgrad_v2_implicit_gemm<double>};
+                               (void*)conv2d_dgrad_v2_implicit_gemm<double>,
+                               (void*)conv2d_dgrad_v3_mma<__half>};
     return instances[i];
 }
 #endif

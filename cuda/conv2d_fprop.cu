@@ -30,8 +30,17 @@
 //                              guarded), but a group with few filters wastes most of a BN-wide
 //                              tile: kernels.py keeps v1 for depthwise and tiny problems.
 //                              Limits: C/groups*R*S < 2^31, groups <= 65535 (grid z).
+//   conv2d_fprop_v3_mma<__half>
+//                              the same implicit GEMM on tensor cores: fp16 operands in
+//                              shared memory, ldmatrix + mma.sync.m16n8k16 (fp32
+//                              accumulation), 128 x 64 x 32 block tiles of 8 warps (32 x 32
+//                              each), cp.async for the filter tiles, double buffering, a
+//                              coalesced epilogue through shared memory. sm_80+ runs the PTX;
+//                              the CPU runtime and sm_75 run mma.cuh's shuffle emulation of the
+//                              same per-lane layouts. __half only; same limits as v2.
 
 #include "common.cuh"
+#include "mma.cuh"
 
 // Tile sizes (defaults; -D overrides must keep kernels.py's FPROP_V2 mirror in step).
 #ifndef FPROP_V2_BM
@@ -253,6 +262,236 @@ conv2d_fprop_v2_implicit_gemm(const T* __restrict__ x, const T* __restrict__ w,
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// v3: implicit GEMM on tensor cores (fp16 inputs, fp32 accumulation), mma.sync m16n8k16.
+//
+// The same GEMM as v2 (rows m = (n, p, q), columns = the group's filters, reduction
+// kk = (c, r, s)), but the operands stay 16-bit all the way into the tensor cores:
+//
+//   block tile   BM x BN x BK = 128 x 64 x 32, 8 warps (256 threads) as 4 (along m) x 2
+//                (along filters); each warp owns a WM x WN = 32 x 32 tile = 2 x 4 fragments
+//                of m16n8, i.e. 8 mma.m16n8k16 per k16 step, 2 k16 steps per BK.
+//   shared       A (the im2col tile of x) as a_smem[stage][m][kk] and B (filters) as
+//                b_smem[stage][filter][kk]: both reduction-contiguous rows of BK + 8 halves
+//                (80 bytes: the 8 rows an ldmatrix phase reads fall in 8 different 16-byte
+//                bank groups, so no bank conflicts), two stages.
+//   fragments    A: one ldmatrix.x4 per m16 fragment; its four 8x8 quarters (rows 0-7 /
+//                8-15 x kk 0-7 / 8-15) land exactly as a[0..3] of the mma A layout (mma.cuh).
+//                B: one ldmatrix.x4 per pair of n8 fragments; a filter row of b_smem is a
+//                column of B, so the non-transposed load gives the "col" B layout b[0..1].
+//   pipeline     double buffering as in v2: the next tile's x gathers are issued into
+//                registers before the math and stored after it; the filter tile goes
+//                global -> shared with cp.async (16 bytes, zero-filled outside the problem;
+//                sm_80+, else a plain copy) when rows of w are 16-byte aligned
+//                (C/groups*R*S % 8 == 0), else with guarded 16-bit loads. One barrier per tile.
+//   epilogue     fp32 accumulators + bias, rounded to fp16 once, staged through shared
+//                memory as [filter][pixel] so that each warp stores 32 consecutive pixels
+//                of one output plane (coalesced).
+//
+// Every geometry works (partial tiles, padding, stride, dilation, groups: the loaders load
+// zeros outside the problem, the epilogue writes only inside). Fixed reduction order (no
+// split-K): deterministic. T must be __half. On sm_80+ the mma, ldmatrix and cp.async are the
+// PTX instructions; on the CPU runtime and sm_75 their shuffle emulations (mma.cuh), which
+// keep the per-lane fragment layout, so CI tests this kernel's fragment index math.
+
+#ifndef FPROP_V3_BM
+#define FPROP_V3_BM 128  // output pixels (GEMM rows) per block
+#endif
+#ifndef FPROP_V3_BN
+#define FPROP_V3_BN 64   // filters (GEMM columns) per block
+#endif
+#ifndef FPROP_V3_BK
+#define FPROP_V3_BK 32   // reduction steps per shared-memory stage (two k16 mma steps)
+#endif
+#ifndef FPROP_V3_WM
+#define FPROP_V3_WM 32   // GEMM rows per warp (WM/16 m16 fragments)
+#endif
+#ifndef FPROP_V3_WN
+#define FPROP_V3_WN 32   // GEMM columns per warp (WN/8 n8 fragments)
+#endif
+#ifndef FPROP_V3_MIN_BLOCKS
+#define FPROP_V3_MIN_BLOCKS 2  // resident blocks per SM the register budget must allow
+#endif
+#ifndef FPROP_V3_MIN_BLOCKS_EMULATED
+#define FPROP_V3_MIN_BLOCKS_EMULATED 1  // sm_75: the shuffle emulation needs more registers
+#endif
+#if GPUCONV_MMA_PTX
+#define FPROP_V3_LAUNCH_MIN_BLOCKS FPROP_V3_MIN_BLOCKS
+#else
+#define FPROP_V3_LAUNCH_MIN_BLOCKS FPROP_V3_MIN_BLOCKS_EMULATED
+#endif
+#define FPROP_V3_THREADS ((FPROP_V3_BM / FPROP_V3_WM) * (FPROP_V3_BN / FPROP_V3_WN) * 32)
+
+// Operand A of v3: thread t gathers GEMM row m_local = t % BM and the 16 consecutive
+// reduction steps kk_local .. kk_local + 15 (kk_local = 16 * (t / BM)) of every tile: a warp
+// reads 32 consecutive output pixels per step (consecutive q: coalesced for stride 1), and
+// each thread writes its 16 halves as two 16-byte shared stores.
+template <int BM, int BK, int THREADS>
+struct FpropV3XLoader {
+    enum { PER_THREAD = 16, WORDS = PER_THREAD / 2, PITCH = BK + MMA_SMEM_SKEW };
+    static_assert(BM * BK == THREADS * PER_THREAD && THREADS % BM == 0, "A tile split");
+    const unsigned short* x_group;  // x + (n*C + g*Cg)*H*W as raw 16-bit words
+    bool row_valid;
+    int m_local, kk_local, kk_first;  // kk_first: reduction index of this thread's first slot
+    int h_first, w_first, H, W, R, S, dilation_h, dilation_w, Kgemm;
+    int c0, r0, s0;                   // digits (c, r, s) of kk_first
+    MixedRadix3 step;                 // BK as (c, r, s) digits
+
+    __device__ __forceinline__ void init(const unsigned short* x, long long m, long long M, int C,
+                                         int Cg, int g, int H_, int W_, int R_, int S_, int P,
+                                         int Q, int pad_h, int pad_w, int stride_h,
+                                         int stride_w, int dil_h, int dil_w, int tid) {
+        H = H_; W = W_; R = R_; S = S_; dilation_h = dil_h; dilation_w = dil_w;
+        Kgemm = Cg * R * S;
+        m_local = tid % BM;
+        kk_local = (tid / BM) * PER_THREAD;
+        kk_first = kk_local;
+        row_valid = m < M;
+        const long long mm = row_valid ? m : 0;  // rows past M read a valid pixel's indices
+        const long long n = mm / ((long long)P * Q);
+        const int pq = (int)(mm - n * P * Q);
+        h_first = (pq / Q) * stride_h - pad_h;
+        w_first = (pq % Q) * stride_w - pad_w;
+        x_group = x + ((long long)n * C + (long long)g * Cg) * H * W;
+        c0 = kk_first / (R * S);
+        r0 = (kk_first / S) % R;
+        s0 = kk_first % S;
+        step = mixed_radix_step(BK, R, S);
+    }
+    __device__ __forceinline__ void load(unsigned (&regs)[WORDS]) {
+        int c = c0, r = r0, s = s0;
+#pragma unroll
+        for (int i = 0; i < PER_THREAD; ++i) {
+            const int h = h_first + r * dilation_h;
+            const int wi = w_first + s * dilation_w;
+            // Guards: rows past M, reduction steps past C/groups*R*S (the last partial tile),
+            // and taps in the zero padding load +0.0 (bits 0).
+            const bool inside = row_valid && kk_first + i < Kgemm && h >= 0 && h < H &&
+                                wi >= 0 && wi < W;
+            const unsigned v = inside ? x_group[((long long)c * H + h) * W + wi] : 0u;
+            if (i % 2 == 0) regs[i / 2] = v;            // even kk: low half of the word
+            else regs[i / 2] |= v << 16;                // odd kk: high half
+            if (++s == S) { s = 0; if (++r == R) { r = 0; ++c; } }  // kk + 1 as (c, r, s)
+        }
+        kk_first += BK;
+        advance_by_step(step, R, S, c0, r0, s0);
+    }
+    __device__ __forceinline__ void store(const unsigned (&regs)[WORDS], unsigned short* tile) {
+        uint4* dst = reinterpret_cast<uint4*>(tile + m_local * PITCH + kk_local);
+        dst[0] = make_uint4(regs[0], regs[1], regs[2], regs[3]);
+        dst[1] = make_uint4(regs[4], regs[5], regs[6], regs[7]);
+    }
+};
+
+// Operand B of v3: thread t copies 8 consecutive reduction steps (16 bytes) of filter
+// n_local = t / (BK/8): four threads cover one filter's BK steps (64 contiguous bytes of w).
+// With C/groups*R*S % 8 == 0 and w 16-byte aligned every such piece is an aligned 16-byte
+// vector, copied by cp.async (zero-filled past the group's last filter or the reduction's
+// end, which then holds whole pieces); otherwise 8 guarded 16-bit loads.
+template <int BN, int BK, int THREADS>
+struct FpropV3WLoader {
+    enum { PER_THREAD = 8, PITCH = BK + MMA_SMEM_SKEW };
+    static_assert(BN * BK == THREADS * PER_THREAD, "B tile split");
+    const unsigned short* w;      // w itself (a valid address for zero-byte copies)
+    const unsigned short* w_row;  // this thread's filter row (w itself if past the group)
+    bool col_valid, vector_ok;
+    int n_local, kk_local, kk_first, Kgemm;
+
+    __device__ __forceinline__ void init(const unsigned short* w_, int k_first, int Kg_left,
+                                         int Kgemm_, int tid) {
+        w = w_;
+        Kgemm = Kgemm_;
+        n_local = tid / (BK / PER_THREAD);
+        kk_local = (tid % (BK / PER_THREAD)) * PER_THREAD;
+        kk_first = kk_local;
+        col_valid = n_local < Kg_left;
+        w_row = col_valid ? w + (long long)(k_first + n_local) * Kgemm : w;
+        vector_ok = Kgemm % PER_THREAD == 0 &&
+                    (reinterpret_cast<unsigned long long>(w) & 15ull) == 0;
+    }
+    // Fetch the next tile into `tile` (a free stage): asynchronously where possible.
+    __device__ __forceinline__ void load(unsigned short* tile) {
+        unsigned short* dst = tile + n_local * PITCH + kk_local;
+        if (vector_ok) {
+            const bool inside = col_valid && kk_first < Kgemm;  // whole 8-step piece or none
+            cp_async_16(dst, inside ? w_row + kk_first : w, inside ? 16 : 0);
+        } else {
+            unsigned words[PER_THREAD / 2];
+#pragma unroll
+            for (int i = 0; i < PER_THREAD; ++i) {
+                const unsigned v = (col_valid && kk_first + i < Kgemm) ? w_row[kk_first + i] : 0u;
+                if (i % 2 == 0) words[i / 2] = v;
+                else words[i / 2] |= v << 16;
+            }
+            *reinterpret_cast<uint4*>(dst) = make_uint4(words[0], words[1], words[2], words[3]);
+        }
+        kk_first += BK;
+    }
+};
+
+// Grid: x = GEMM row tiles (ceil(N*P*Q / BM)), y = filter tiles (ceil(K/groups / BN)),
+// z = groups. Block: FPROP_V3_THREADS threads (1-D).
+template <typename T>
+__global__ void __launch_bounds__(FPROP_V3_THREADS, FPROP_V3_LAUNCH_MIN_BLOCKS)
+conv2d_fprop_v3_mma(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b,
+                    int has_bias, T* __restrict__ y, int N, int C, int H, int W, int K, int R,
+                    int S, int P, int Q, int pad_h, int pad_w, int stride_h, int stride_w,
+                    int dilation_h, int dilation_w, int groups) {
+    static_assert(sizeof(T) == 2, "conv2d_fprop_v3_mma multiplies 16-bit inputs (__half)");
+    constexpr int BM = FPROP_V3_BM, BN = FPROP_V3_BN, BK = FPROP_V3_BK;
+    constexpr int WM = FPROP_V3_WM, WN = FPROP_V3_WN, THREADS = FPROP_V3_THREADS;
+    static_assert(THREADS % BM == 0, "epilogue: one fixed pixel per thread");
+    __shared__ __align__(16) unsigned short a_smem[2][BM][BK + MMA_SMEM_SKEW];
+    __shared__ __align__(16) unsigned short b_smem[2][BN][BK + MMA_SMEM_SKEW];
+
+    const int Cg = C / groups, Kg = K / groups, g = blockIdx.z;
+    const long long PQ = (long long)P * Q;
+    const long long M = (long long)N * PQ;
+    const int Kgemm = Cg * R * S;
+    const long long m_block = (long long)blockIdx.x * BM;
+    const int k_block = blockIdx.y * BN;  // first filter of this tile, within the group
+    const int tid = threadIdx.x;
+
+    FpropV3XLoader<BM, BK, THREADS> a;
+    a.init(reinterpret_cast<const unsigned short*>(x), m_block + tid % BM, M, C, Cg, g, H, W,
+           R, S, P, Q, pad_h, pad_w, stride_h, stride_w, dilation_h, dilation_w, tid);
+    FpropV3WLoader<BN, BK, THREADS> bl;
+    bl.init(reinterpret_cast<const unsigned short*>(w), g * Kg + k_block, Kg - k_block, Kgemm,
+            tid);
+
+    float acc[WM / 16][WN / 8][4];
+#pragma unroll
+    for (int i = 0; i < WM / 16; ++i)
+#pragma unroll
+        for (int j = 0; j < WN / 8; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+    mma_gemm_mainloop<BM, BN, BK, WM, WN>(a, bl, (int)div_up(Kgemm, BK), acc, a_smem, b_smem);
+
+    // Epilogue: add the bias, round once, stage the tile as out[filter][pixel] in shared
+    // memory (mma.cuh). b may be a 1-element dummy when there is no bias, and a column may be
+    // past the group's last filter in a partial tile: b is read only for a real filter.
+    const T* out = mma_stage_tile<T, BM, BN, BK, WM, WN>(acc, a_smem, [&](int col) {
+        const int k = k_block + col;
+        return (has_bias && k < Kg) ? to_acc(b[g * Kg + k]) : 0.0f;
+    });
+    // Thread t stores pixel m_local = t % BM of filters t / BM, + THREADS / BM, ...: a warp
+    // writes 32 consecutive pixels of one filter's plane (coalesced). Guards: pixels past M
+    // and filters past the group's end are not written.
+    const int m_local = tid % BM;
+    const long long m = m_block + m_local;
+    if (m < M) {
+        const long long n_img = m / PQ, pq = m - n_img * PQ;
+        T* y_pixel = y + n_img * K * PQ + pq;
+#pragma unroll 4
+        for (int n_local = tid / BM; n_local < BN; n_local += THREADS / BM) {
+            const int k = k_block + n_local;
+            if (k < Kg)
+                y_pixel[(long long)(g * Kg + k) * PQ] = out[n_local * (BM + MMA_SMEM_SKEW) + m_local];
+        }
+    }
+}
+
 // Standalone `nvcc -cubin -arch=sm_90 -Xptxas -v cuda/conv2d_fprop.cu`: taking each
 // instance's address makes nvcc compile it, so ptxas reports every kernel. NVRTC and the CPU
 // runtime get their instances from name expressions (gpuconv/kernels.py) instead.
@@ -263,7 +502,8 @@ void* conv2d_fprop_instance(int i) {
                                (void*)conv2d_fprop_v1_direct<double>,
                                (void*)conv2d_fprop_v2_implicit_gemm<__half>,
                                (void*)conv2d_fprop_v2_implicit_gemm<float>,
-                               (void*)conv2d_fprop_v2_implicit_gemm<double>};
+                               (void*)conv2d_fprop_v2_implicit_gemm<double>,
+                               (void*)conv2d_fprop_v3_mma<__half>};
     return instances[i];
 }
 #endif

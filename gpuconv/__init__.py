@@ -16,3 +16,24 @@ from .functional import conv2d, max_pool2d
 __version__ = "0.1.0"
 
 __all__ = ["conv2d", "max_pool2d", "grad", "use_backend", "current_backend", "__version__"]
+
+# average and Lp-norm pooling, separable convolution (seed 002 §9.3, §9.8); gradients in
+# gpuconv.grad
+from .functional import avg_pool2d, lp_pool2d, separable_conv2d, separable_factors  # noqa: E402
+
+__all__ += ["avg_pool2d", "lp_pool2d", "separable_conv2d", "separable_factors"]
+
+# conv1d (conv2d with H = 1) and conv_transpose2d (the conv2d dgrad kernel run forward)
+from .functional import conv1d, conv_transpose2d  # noqa: E402
+
+__all__ += ["conv1d", "conv_transpose2d"]
+
+# conv3d: volumes and video (input D, filter T, output O); gradients in gpuconv.grad
+from .functional import conv3d  # noqa: E402
+
+__all__ += ["conv3d"]
+
+# locally connected (unshared) and tiled convolution (seed 002 §9.5); gradients in gpuconv.grad
+from .functional import local_conv2d, tiled_conv2d  # noqa: E402
+
+__all__ += ["local_conv2d", "tiled_conv2d"]

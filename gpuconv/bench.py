@@ -260,7 +260,8 @@ def run_case(layer, n, op, g, dtype, rt, args, torch) -> dict:
         record["bytes"] = pool_bytes(g, op, np.dtype(dtype).itemsize)
     chosen = kernels.select_version(op, g, dtype, rt)
     record["gpuconv_version"] = chosen
-    versions = [v for v in kernels.VERSIONS[op] if kernels.supports(op, v, g)] \
+    versions = [v for v in kernels.VERSIONS[op] if kernels.supports(op, v, g)
+                and kernels.dtype_unsupported_reason(op, v, dtype) is None] \
         if args.all_versions else [chosen]
     for v in versions:
         ours[v] = _median_ms(lambda: call(v), args.runs, args.warmup, flush, _cupy_events)

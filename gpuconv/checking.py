@@ -201,11 +201,7 @@ def _pool_problems():
 # 2-D reference in float64 (so the formulas stay in gpuconv.reference / gpuconv.geometry),
 # and their checks. Arrays are batched NumPy arrays; results come back in the input dtype.
 
-ACC = np.float64
-
-
-def _acc(a):
-    return None if a is None else np.asarray(a).astype(ACC)
+# The references live in gpuconv.reference; these take the ops' own arguments.
 
 
 def ref_conv2d_flip(x, w, b, stride=1, padding=0, dilation=1, groups=1):
@@ -213,72 +209,54 @@ def ref_conv2d_flip(x, w, b, stride=1, padding=0, dilation=1, groups=1):
     from . import reference
     from .geometry import conv2d_geometry
     g = conv2d_geometry(x.shape, w.shape, stride, padding, dilation, groups)
-    return reference.conv2d(_acc(x), _acc(w)[..., ::-1, ::-1], _acc(b), g).astype(x.dtype)
-
-
-def _conv1d_case(x_shape, w_shape, stride, padding, dilation, groups, flip):
-    from .geometry import conv1d_geometry
-    g = conv1d_geometry(x_shape, w_shape, stride, padding, dilation, groups)
-    return g, (lambda w4: w4[..., ::-1] if flip else w4)
+    return reference.conv2d_flip(x, w, b, g)
 
 
 def ref_conv1d(x, w, b, stride=1, padding=0, dilation=1, groups=1, flip=False):
-    """conv1d's reference: reference.conv2d of the (N, C, 1, L) view."""
     from . import reference
-    g, rot = _conv1d_case(x.shape, w.shape, stride, padding, dilation, groups, flip)
-    y = reference.conv2d(_acc(x)[:, :, None, :], rot(_acc(w)[:, :, None, :]), _acc(b), g)
-    return y.reshape(g.N, g.K, g.Q).astype(x.dtype)
+    from .geometry import conv1d_geometry
+    g = conv1d_geometry(x.shape, w.shape, stride, padding, dilation, groups)
+    return reference.conv1d(x, w, b, g, flip)
 
 
 def ref_conv1d_input(dy, w, x_shape, stride=1, padding=0, dilation=1, groups=1, flip=False):
     from . import reference
-    g, rot = _conv1d_case(x_shape, w.shape, stride, padding, dilation, groups, flip)
-    dx = reference.conv2d_input(_acc(dy)[:, :, None, :], rot(_acc(w)[:, :, None, :]), g)
-    return dx.reshape(g.N, g.C, g.W).astype(dy.dtype)
+    from .geometry import conv1d_geometry
+    g = conv1d_geometry(x_shape, w.shape, stride, padding, dilation, groups)
+    return reference.conv1d_input(dy, w, g, flip)
 
 
 def ref_conv1d_weight(x, dy, w_shape, stride=1, padding=0, dilation=1, groups=1, flip=False):
     from . import reference
-    g, rot = _conv1d_case(x.shape, w_shape, stride, padding, dilation, groups, flip)
-    dw = rot(reference.conv2d_weight(_acc(x)[:, :, None, :], _acc(dy)[:, :, None, :], g))
-    return dw.reshape(g.K, g.C_per_group, g.S).astype(x.dtype)
+    from .geometry import conv1d_geometry
+    g = conv1d_geometry(x.shape, w_shape, stride, padding, dilation, groups)
+    return reference.conv1d_weight(x, dy, g, flip)
 
 
-def _extend(a, shape):
-    """``a`` zero-padded at the bottom/right to ``shape``."""
-    return np.pad(a, [(0, t - s) for s, t in zip(a.shape, shape)])
+def _transpose_geometry(x_shape, w_shape, stride, padding, output_padding, groups, dilation):
+    from .geometry import conv_transpose2d_geometry
+    return conv_transpose2d_geometry(x_shape, w_shape, stride, padding, output_padding, groups,
+                                     dilation)
 
 
 def ref_conv_transpose2d(x, w, b, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
-    """conv_transpose2d's reference: reference.conv2d_input with x as the output gradient."""
     from . import reference
-    from .geometry import conv_transpose2d_geometry
-    g = conv_transpose2d_geometry(x.shape, w.shape, stride, padding, output_padding, groups,
-                                  dilation)
-    y = reference.conv2d_input(_extend(_acc(x), g.conv.y_shape), _acc(w), g.conv)
-    if b is not None:
-        y = y + _acc(b).reshape(1, -1, 1, 1)
-    return y.astype(x.dtype)
+    g = _transpose_geometry(x.shape, w.shape, stride, padding, output_padding, groups, dilation)
+    return reference.conv_transpose2d(x, w, b, g)
 
 
 def ref_conv_transpose2d_input(dy, w, x_shape, stride=1, padding=0, output_padding=0, groups=1,
                                dilation=1):
     from . import reference
-    from .geometry import conv_transpose2d_geometry
-    g = conv_transpose2d_geometry(x_shape, w.shape, stride, padding, output_padding, groups,
-                                  dilation)
-    dx = reference.conv2d(_acc(dy), _acc(w), None, g.conv)[:, :, :g.H_in, :g.W_in]
-    return dx.astype(dy.dtype)
+    g = _transpose_geometry(x_shape, w.shape, stride, padding, output_padding, groups, dilation)
+    return reference.conv_transpose2d_input(dy, w, g)
 
 
 def ref_conv_transpose2d_weight(x, dy, w_shape, stride=1, padding=0, output_padding=0, groups=1,
                                 dilation=1):
     from . import reference
-    from .geometry import conv_transpose2d_geometry
-    g = conv_transpose2d_geometry(x.shape, w_shape, stride, padding, output_padding, groups,
-                                  dilation)
-    dw = reference.conv2d_weight(_acc(dy), _extend(_acc(x), g.conv.y_shape), g.conv)
-    return dw.astype(x.dtype)
+    g = _transpose_geometry(x.shape, w_shape, stride, padding, output_padding, groups, dilation)
+    return reference.conv_transpose2d_weight(x, dy, g)
 
 
 def _normal_inputs(x_shape, w_shape, y_shape, n_bias, bias, dtype, seed=0):
@@ -491,6 +469,132 @@ def _local_problems():
     return LOCAL_PROBLEMS
 
 
+# ----------------------------------------------------------------------------------------
+# avg-pool, lp-pool, separable conv2d
+
+
+def _worst(results) -> Comparison:
+    """The first failing comparison, else the one with the largest error."""
+    results = list(results)
+    failed = [r for r in results if not r]
+    return failed[0] if failed else max(results, key=lambda r: r.max_error)
+
+
+def _avgpool_case(problem, dtype, seed: int = 0):
+    """(x, dy, geometry) of an avg-pool problem: standard normal x and dy."""
+    from .geometry import avg_pool2d_geometry
+    rng = np.random.default_rng(seed)
+    g = avg_pool2d_geometry(problem.x_shape, **problem.kwargs)
+    return (rng.standard_normal(g.x_shape).astype(dtype),
+            rng.standard_normal(g.y_shape).astype(dtype), g)
+
+
+def _check_avg_pool2d(problem, dtype, dev, host):
+    from . import functional, reference
+    x, _, g = _avgpool_case(problem, dtype)
+    return compare(host(functional.avg_pool2d(dev(x), **problem.kwargs)),
+                   reference.avg_pool2d(x, g), dtype)
+
+
+def _check_avg_pool2d_input(problem, dtype, dev, host):
+    from . import grad, reference
+    x, dy, g = _avgpool_case(problem, dtype)
+    got = grad.avg_pool2d_input(dev(dy), x.shape, **problem.kwargs)
+    return compare(host(got), reference.avg_pool2d_input(dy, g), dtype)
+
+
+def _lp_case(problem, dtype):
+    """(x, dy, geometry, kwargs) of an lp-pool problem: x in [0.5, 1.5] (no NaN from a
+    negative base), dy standard normal."""
+    from .geometry import avg_pool2d_geometry
+    rng = np.random.default_rng(1)
+    kwargs = dict(kernel_size=problem.kernel_size, stride=problem.stride,
+                  ceil_mode=problem.ceil_mode)
+    g = avg_pool2d_geometry(problem.x_shape, padding=0, **kwargs)
+    x = rng.uniform(0.5, 1.5, g.x_shape).astype(dtype)
+    return x, rng.standard_normal(g.y_shape).astype(dtype), g, kwargs
+
+
+def _check_lp_pool2d(problem, dtype, dev, host):
+    from . import functional, reference
+    from .problems import LPPOOL_NORMS
+    x, _, g, kwargs = _lp_case(problem, dtype)
+    return _worst(compare(host(functional.lp_pool2d(dev(x), p, **kwargs)),
+                          reference.lp_pool2d(x, g, p), dtype) for p in LPPOOL_NORMS)
+
+
+def _check_lp_pool2d_input(problem, dtype, dev, host):
+    from . import grad, reference
+    from .problems import LPPOOL_NORMS
+    x, dy, g, kwargs = _lp_case(problem, dtype)
+    return _worst(compare(host(grad.lp_pool2d_input(dev(dy), dev(x), p, **kwargs)),
+                          reference.lp_pool2d_input(dy, x, g, p), dtype) for p in LPPOOL_NORMS)
+
+
+def _avgpool_problems():
+    from .problems import AVGPOOL_PROBLEMS
+    return AVGPOOL_PROBLEMS
+
+
+def _lppool_problems():
+    from .problems import LPPOOL_PROBLEMS
+    return LPPOOL_PROBLEMS
+
+
+def _separable_case(problem, dtype):
+    """(x, u, v, b, dy, g, w) of a separable problem: factors u (K, C/groups, R), v (K, S),
+    and w the outer-product kernel in float64 (of the factors rounded to ``dtype``)."""
+    from .geometry import conv2d_geometry
+    rng = np.random.default_rng(2)
+    g = conv2d_geometry(problem.x_shape, problem.w_shape, **problem.kwargs)
+    x = rng.standard_normal(g.x_shape).astype(dtype)
+    u = rng.standard_normal((g.K, g.C_per_group, g.R)).astype(dtype)
+    v = rng.standard_normal((g.K, g.S)).astype(dtype)
+    b = rng.standard_normal(g.K).astype(dtype) if problem.bias else None
+    dy = rng.standard_normal(g.y_shape).astype(dtype)
+    w = u.astype(np.float64)[:, :, :, None] * v.astype(np.float64)[:, None, None, :]
+    return x, u, v, b, dy, g, w
+
+
+# float16: the intermediate pass output is rounded to float16 too (and sums R, then S terms).
+_SEPARABLE_SCALE = {np.dtype(np.float16): 4.0}
+
+
+def _check_separable_conv2d(problem, dtype, dev, host):
+    from . import functional, reference
+    x, u, v, b, _, g, w = _separable_case(problem, dtype)
+    got = functional.separable_conv2d(dev(x), dev(u), dev(v), None if b is None else dev(b),
+                                      **problem.kwargs)
+    want = reference.conv2d(x.astype(np.float64), w, None if b is None else
+                            b.astype(np.float64), g)
+    return compare(host(got), want, dtype, _SEPARABLE_SCALE.get(np.dtype(dtype), 1.0))
+
+
+def _check_separable_conv2d_input(problem, dtype, dev, host):
+    from . import grad, reference
+    x, u, v, _, dy, g, w = _separable_case(problem, dtype)
+    got = grad.separable_conv2d_input(x.shape, dev(u), dev(v), dev(dy), **problem.kwargs)
+    return compare(host(got), reference.conv2d_input(dy.astype(np.float64), w, g), dtype,
+                   _SEPARABLE_SCALE.get(np.dtype(dtype), 1.0))
+
+
+def _check_separable_conv2d_weight(problem, dtype, dev, host):
+    """Both factor gradients against the 2-D weight gradient contracted with the factors."""
+    from . import grad, reference
+    x, u, v, _, dy, g, w = _separable_case(problem, dtype)
+    du, dv = grad.separable_conv2d_weight(dev(x), dev(u), dev(v), dev(dy), **problem.kwargs)
+    dw = reference.conv2d_weight(x.astype(np.float64), dy.astype(np.float64), g)
+    scale = _SEPARABLE_SCALE.get(np.dtype(dtype), 1.0)
+    return _worst([
+        compare(host(du), np.einsum("kcrs,ks->kcr", dw, v.astype(np.float64)), dtype, scale),
+        compare(host(dv), np.einsum("kcrs,kcr->ks", dw, u.astype(np.float64)), dtype, scale)])
+
+
+def _separable_problems():
+    from .problems import SEPARABLE_PROBLEMS
+    return SEPARABLE_PROBLEMS
+
+
 # The check matrix: op -> (its problem list, its check). A check runs the public op on one
 # problem in one dtype, with ``dev``/``host`` moving arrays to and from the backend's library,
 # and compares the result with the reference. A new op adds one entry here.
@@ -501,6 +605,13 @@ CHECKS = {
     "conv2d_bias": (_conv_problems, _check_conv2d_bias),
     "max_pool2d": (_pool_problems, _check_max_pool2d),
     "max_pool2d_input": (_pool_problems, _check_max_pool2d_input),
+    "avg_pool2d": (_avgpool_problems, _check_avg_pool2d),
+    "avg_pool2d_input": (_avgpool_problems, _check_avg_pool2d_input),
+    "lp_pool2d": (_lppool_problems, _check_lp_pool2d),
+    "lp_pool2d_input": (_lppool_problems, _check_lp_pool2d_input),
+    "separable_conv2d": (_separable_problems, _check_separable_conv2d),
+    "separable_conv2d_input": (_separable_problems, _check_separable_conv2d_input),
+    "separable_conv2d_weight": (_separable_problems, _check_separable_conv2d_weight),
     "conv2d_flip": (_flip_problems, _check_conv2d_flip),
     "conv1d": (_conv1d_problems, _check_conv1d),
     "conv1d_input": (_conv1d_problems, _check_conv1d_input),

@@ -47,8 +47,11 @@ def check(runtime: str | None = None, ops=checking.OPS, dtypes=checking.DTYPES,
     todo = list(checking.cases(ops, dtypes))
     print(f"gpuconv check: {len(todo)} cases on runtime '{runtime}' against the NumPy "
           f"reference", file=out)
-    header = f"{'':>11} {'op':<17} {'dtype':<8} {'problem':<22} {'runtime':<9} " \
-             f"{'max error':>10} {'tolerance':>17}  result"
+    op_width = max(len(op) for op, _, _ in todo) if todo else 2
+    name_width = max(len(problem.name) for _, _, problem in todo) if todo else 7
+    counter_width = 2 * len(str(len(todo))) + 3
+    header = f"{'':>{counter_width}} {'op':<{op_width}} {'dtype':<8} {'problem':<{name_width}} " \
+             f"{'runtime':<9} {'max error':>10} {'tolerance':>17}  result"
     print(header, file=out)
     failures = []
     start = time.perf_counter()
@@ -60,7 +63,8 @@ def check(runtime: str | None = None, ops=checking.OPS, dtypes=checking.DTYPES,
                 tol = f"{result.atol:.0e}+{result.rtol:.0e}*|ref|"
             except Exception as exc:  # a crash is a failure with its message, not an abort
                 error, ok, report, tol = float("nan"), False, f"{type(exc).__name__}: {exc}", "-"
-            print(f"[{i:4d}/{len(todo)}] {op:<17} {dtype.name:<8} {problem.name:<22} "
+            print(f"[{i:{len(str(len(todo)))}d}/{len(todo)}] {op:<{op_width}} {dtype.name:<8} "
+                  f"{problem.name:<{name_width}} "
                   f"{runtime:<9} {error:10.2e} {tol:>17}  {'pass' if ok else 'FAIL'}",
                   file=out, flush=True)
             if not ok:

@@ -22,6 +22,18 @@ _OPS = {
     "conv2d_bgrad": (lambda dy, g: reference.conv2d_bias(dy), "conv2d_bgrad"),
     "maxpool2d_fwd": (reference.max_pool2d, "maxpool2d_fwd"),
     "maxpool2d_bwd": (reference.max_pool2d_input, "maxpool2d_bwd"),
+    # avg-pool (lp-pool runs it on x**p): cuda/avgpool2d.cu
+    "avgpool2d_fwd": (reference.avg_pool2d, "avgpool2d_fwd"),
+    "avgpool2d_bwd": (reference.avg_pool2d_input, "avgpool2d_bwd"),
+    # tiled / locally connected conv2d (local = tiled with tile (P, Q)): cuda/local_conv2d.cu
+    "tiled_conv2d_fprop": (reference.tiled_conv2d, "tiled_conv2d_fprop"),
+    "tiled_conv2d_dgrad": (reference.tiled_conv2d_input, "tiled_conv2d_dgrad"),
+    "tiled_conv2d_wgrad": (reference.tiled_conv2d_weight, "tiled_conv2d_wgrad"),
+    "tiled_conv2d_bgrad": (reference.tiled_conv2d_bias, "tiled_conv2d_bgrad"),
+    # conv3d: cuda/conv3d.cu (its bias gradient runs conv2d_bgrad on dy viewed as 4-D)
+    "conv3d_fprop": (reference.conv3d, "conv3d_fprop"),
+    "conv3d_dgrad": (reference.conv3d_input, "conv3d_dgrad"),
+    "conv3d_wgrad": (reference.conv3d_weight, "conv3d_wgrad"),
 }
 
 

@@ -7,7 +7,8 @@ way for both.
 Kernel versions. Each op has several kernel versions (``VERSIONS``): ``v1`` is the simple,
 always-correct baseline (one thread per output element, a 1-D grid-stride loop), ``v2`` the
 tiled one (implicit GEMM for the convolutions, 2-D launches with 32-bit in-plane indices for
-max-pool). Which one runs is decided per call, first match wins:
+max-pool); fprop and dgrad also have ``v3``, the implicit GEMM on tensor cores (float16 only,
+``TEMPLATE_DTYPES``; mma.sync on sm_80+, a shuffle emulation elsewhere). Which one runs is decided per call, first match wins:
 
 1. the ``version=`` argument of the launcher (``'v1'``, ``'v2'``);
 2. ``$GPUCONV_KERNEL_VERSION``: ``'v1'`` (every op) or ``'fprop=v1,wgrad=v2'`` (per op; op
@@ -62,8 +63,10 @@ OPS = ("fprop", "dgrad", "wgrad", "bgrad", "pool_fwd", "pool_bwd")
 TEMPLATES = {
     ("fprop", "v1"): ("conv2d_fprop.cu", "conv2d_fprop_v1_direct"),
     ("fprop", "v2"): ("conv2d_fprop.cu", "conv2d_fprop_v2_implicit_gemm"),
+    ("fprop", "v3"): ("conv2d_fprop.cu", "conv2d_fprop_v3_mma"),  # tensor cores, float16 only
     ("dgrad", "v1"): ("conv2d_dgrad.cu", "conv2d_dgrad_v1_direct"),
     ("dgrad", "v2"): ("conv2d_dgrad.cu", "conv2d_dgrad_v2_implicit_gemm"),
+    ("dgrad", "v3"): ("conv2d_dgrad.cu", "conv2d_dgrad_v3_mma"),  # tensor cores, float16 only
     ("wgrad", "v1"): ("conv2d_wgrad.cu", "conv2d_wgrad_v1_direct"),
     ("wgrad", "v2"): ("conv2d_wgrad.cu", "conv2d_wgrad_v2_implicit_gemm"),
     ("bgrad", "v1"): ("conv2d_wgrad.cu", "conv2d_bgrad_v1_direct"),
@@ -83,6 +86,24 @@ for (_source, _template) in TEMPLATES.values():
     KERNELS.setdefault(_source, ())
     KERNELS[_source] += (_template,)
 KERNELS["conv2d_wgrad.cu"] += ("conv2d_wgrad_v2_sum_splits",)  # split-K's second pass
+# Templates instantiated for some dtypes only (every other template: every dtype in
+# CUDA_TYPES). The tensor-core kernels multiply float16 operands (fp32 accumulation).
+TEMPLATE_DTYPES = {"conv2d_fprop_v3_mma": (np.dtype(np.float16),),
+                   "conv2d_dgrad_v3_mma": (np.dtype(np.float16),)}
+# Versions that run on tensor cores: the heuristic and autotune consider them only on devices
+# of compute capability >= TENSOR_CORE_MIN_ARCH (on others, and on the CPU runtime, the
+# kernel runs a slow shuffle emulation of the mma: right, but only for explicit requests).
+TENSOR_CORE_VERSIONS = {("fprop", "v3"), ("dgrad", "v3")}
+TENSOR_CORE_MIN_ARCH = 80
+# Tiled / locally connected conv2d: one version each so far (v1, direct), so they stay out of
+# OPS / TEMPLATES (nothing to select); launchers near the end of this file.
+TILED_TEMPLATES = {
+    ("tiled_fprop", "v1"): ("local_conv2d.cu", "tiled_conv2d_fprop_v1_direct"),
+    ("tiled_dgrad", "v1"): ("local_conv2d.cu", "tiled_conv2d_dgrad_v1_direct"),
+    ("tiled_wgrad", "v1"): ("local_conv2d.cu", "tiled_conv2d_wgrad_v1_direct"),
+    ("tiled_bgrad", "v1"): ("local_conv2d.cu", "tiled_conv2d_bgrad_v1_direct"),
+}
+KERNELS["local_conv2d.cu"] = tuple(template for _, template in TILED_TEMPLATES.values())
 
 
 @dataclass(frozen=True)
@@ -106,6 +127,27 @@ class GemmTiles:
 FPROP_V2 = GemmTiles("FPROP_V2", BM=128, BN=64, BK=8, TM=8, TN=4, min_blocks=2)
 DGRAD_V2 = GemmTiles("DGRAD_V2", BM=128, BN=64, BK=8, TM=8, TN=4, min_blocks=2)
 WGRAD_V2 = GemmTiles("WGRAD_V2", BM=64, BN=64, BK=16, TM=4, TN=4, min_blocks=2)
+
+
+@dataclass(frozen=True)
+class MmaTiles:
+    """A tensor-core (v3) kernel's tile sizes: Python's mirror of its .cu ``#ifndef`` defaults."""
+
+    prefix: str      # macro prefix in the .cu file, e.g. 'FPROP_V3'
+    BM: int          # GEMM rows per block
+    BN: int          # GEMM columns per block
+    BK: int          # reduction steps per shared-memory stage
+    WM: int          # GEMM rows per warp (WM/16 m16 fragments)
+    WN: int          # GEMM columns per warp (WN/8 n8 fragments)
+    min_blocks: int  # __launch_bounds__ minimum resident blocks per SM (sm_80+)
+
+    @property
+    def threads(self) -> int:
+        return (self.BM // self.WM) * (self.BN // self.WN) * 32
+
+
+FPROP_V3 = MmaTiles("FPROP_V3", BM=128, BN=64, BK=32, WM=32, WN=32, min_blocks=2)
+DGRAD_V3 = MmaTiles("DGRAD_V3", BM=128, BN=64, BK=32, WM=32, WN=32, min_blocks=2)
 BGRAD_V2_THREADS = 256        # BGRAD_V2_THREADS in conv2d_wgrad.cu
 POOL_V2_BLOCK = (32, 8)       # POOL_V2_BLOCK_X/Y in maxpool2d.cu
 POOL_V2_MAX_GRID_Z = MAX_GRID_YZ  # max-pool v2's grid z over planes (tests lower it)
@@ -128,7 +170,8 @@ def name_expression(kernel: str, dtype) -> str:
 def name_expressions(source_name: str) -> tuple[str, ...]:
     """Every instance kernels.py can request from one source file."""
     return tuple(name_expression(kernel, dtype)
-                 for kernel in KERNELS[source_name] for dtype in CUDA_TYPES)
+                 for kernel in KERNELS[source_name] for dtype in CUDA_TYPES
+                 if dtype in TEMPLATE_DTYPES.get(kernel, CUDA_TYPES))
 
 
 def all_instances() -> list[tuple[str, str]]:
@@ -238,6 +281,10 @@ def unsupported_reason(op: str, version: str, g) -> str | None:
         return None
     if op in ("fprop", "dgrad", "wgrad"):
         tiles = {"fprop": FPROP_V2, "dgrad": DGRAD_V2, "wgrad": WGRAD_V2}[op]
+        if (op, version) == ("fprop", "v3"):
+            tiles = FPROP_V3
+        if (op, version) == ("dgrad", "v3"):
+            tiles = DGRAD_V3
         M, Ncols, Kred = _gemm_shape(op, g)
         if g.groups > MAX_GRID_YZ:
             return f"groups={g.groups} exceeds the grid's z limit {MAX_GRID_YZ}"
@@ -265,13 +312,56 @@ def supports(op: str, version: str, g) -> bool:
     return unsupported_reason(op, version, g) is None
 
 
-def heuristic_version(op: str, g) -> str:
+def dtype_unsupported_reason(op: str, version: str, dtype) -> str | None:
+    """Why ``version`` of ``op`` has no instance for ``dtype`` (None: it has, or dtype None)."""
+    allowed = TEMPLATE_DTYPES.get(TEMPLATES[(op, version)][1])
+    if dtype is None or allowed is None or np.dtype(dtype) in allowed:
+        return None
+    return (f"{op} {version} exists for {[d.name for d in allowed]} only, "
+            f"not {np.dtype(dtype).name}")
+
+
+def device_arch(rt) -> int | None:
+    """The compute capability (e.g. 90) of the current device of a 'cuda' runtime; None for
+    other runtimes or when CuPy cannot tell (no device)."""
+    if getattr(rt, "name", None) != "cuda":
+        return None
+    try:
+        import cupy
+
+        return int(cupy.cuda.Device().compute_capability)
+    except Exception:
+        return None
+
+
+def runs_well_here(op: str, version: str, dtype, arch: int | None) -> bool:
+    """Whether the heuristic / autotune may consider ``version``: it has an instance for
+    ``dtype``, and a tensor-core version only on a device with tensor-core mma (sm_80+)."""
+    if dtype_unsupported_reason(op, version, dtype) is not None:
+        return False
+    if (op, version) in TENSOR_CORE_VERSIONS:
+        return dtype is not None and arch is not None and arch >= TENSOR_CORE_MIN_ARCH
+    return True
+
+
+def tensor_core_suits(op: str, g) -> bool:
+    """fprop / dgrad v3's heuristic: the GEMM is large and one group's columns (filters;
+    dgrad: channels) and reduction fill its 128 x 64 x 32 tiles reasonably (at least 32
+    columns, a reduction of at least 64, 256 pixels); v2's CUDA-core tiles otherwise."""
+    M, Ncols, Kred = _gemm_shape(op, g)
+    return Ncols >= 32 and Kred >= 64 and M >= 256
+
+
+def heuristic_version(op: str, g, dtype=None, arch: int | None = None) -> str:
     """The version the heuristic picks for ``op`` on geometry ``g`` (no measurement).
 
     * fprop / dgrad: v2 (implicit GEMM) when one group's GEMM fills a tile reasonably: at least
       16 GEMM columns (filters for fprop, channels per group for dgrad), a reduction of at
       least 16 and at least 32 GEMM rows (pixels). Depthwise and few-channels-per-group
       convolutions (1-2 columns of a 64-wide tile) and tiny problems keep v1.
+    * fprop / dgrad v3 (tensor cores) instead of v2 when ``dtype`` is float16, ``arch`` (the device's
+      compute capability, e.g. 90) is at least 80 and :func:`tensor_core_suits`; never
+      without dtype and arch (so never on the CPU runtime, where mma is emulated).
     * wgrad: v2 (split-K GEMM) when the reduction N*P*Q is long (>= 256: v1 would run it
       serially in one thread per dw element, with only K*C/groups*R*S threads - a few thousand
       for a depthwise layer) or the filter GEMM is at least 16 x 16.
@@ -290,6 +380,9 @@ def heuristic_version(op: str, g) -> str:
         pick = "v2"
     else:
         raise ValueError(f"op must be one of {OPS}, got {op!r}")
+    if (op in ("fprop", "dgrad") and pick == "v2" and runs_well_here(op, "v3", dtype, arch)
+            and tensor_core_suits(op, g) and supports(op, "v3", g)):
+        return "v3"  # float16 on sm_80+ (dtype and arch given): tensor cores
     return pick if supports(op, pick, g) else "v1"
 
 
@@ -335,11 +428,14 @@ def select_version(op: str, g, dtype=None, rt=None, version: str | None = None,
         reason = unsupported_reason(op, version, g)
         if reason is not None:
             raise ValueError(f"{op} {version} (from {how}) cannot run this geometry: {reason}")
+        reason = dtype_unsupported_reason(op, version, dtype)
+        if reason is not None:
+            raise ValueError(f"{op} {version} (from {how}) cannot run this dtype: {reason}")
         return version
     if (launch is not None and rt is not None and getattr(rt, "name", None) == "cuda"
             and os.environ.get(ENV_AUTOTUNE, "") not in ("", "0")):
         return autotune(op, g, dtype, rt, launch)
-    return heuristic_version(op, g)
+    return heuristic_version(op, g, dtype, device_arch(rt))
 
 
 # ----------------------------------------------------------------------------------------
@@ -430,7 +526,9 @@ def autotune(op: str, g, dtype, rt, launch) -> str:
         with _tune_lock:
             _tune_memory[key] = cached
         return cached
-    candidates = [v for v in VERSIONS[op] if supports(op, v, g)]
+    arch = device_arch(rt)
+    candidates = [v for v in VERSIONS[op]
+                  if supports(op, v, g) and runs_well_here(op, v, dtype, arch)]
     if len(candidates) == 1:  # nothing to choose between: no timing, no file entry
         return candidates[0]
     times = {v: _time_launch(rt, lambda v=v: launch(v)) for v in candidates}
@@ -457,6 +555,10 @@ def _fprop_launch(rt, g, version, x, w, b, y) -> None:
     if version == "v1":
         _launch(rt, "conv2d_fprop.cu", "conv2d_fprop_v1_direct", y.dtype,
                 g.N * g.K * g.P * g.Q, args)
+    elif version == "v3":  # tensor cores: the same grid over FPROP_V3's tiles
+        M, Ncols, _ = _gemm_shape("fprop", g)
+        grid, block = _gemm_grid(FPROP_V3, M, Ncols, g.groups)
+        _launch_grid(rt, "fprop", version, y.dtype, grid, block, args)
     else:  # v2: grid (row tiles of N*P*Q, filter tiles of K/groups, groups)
         M, Ncols, _ = _gemm_shape("fprop", g)
         grid, block = _gemm_grid(FPROP_V2, M, Ncols, g.groups)
@@ -475,6 +577,10 @@ def _dgrad_launch(rt, g, version, dy, w, dx) -> None:
     if version == "v1":
         _launch(rt, "conv2d_dgrad.cu", "conv2d_dgrad_v1_direct", dx.dtype,
                 g.N * g.C * g.H * g.W, args)
+    elif version == "v3":  # tensor cores: the same grid over DGRAD_V3's tiles
+        M, Ncols, _ = _gemm_shape("dgrad", g)
+        grid, block = _gemm_grid(DGRAD_V3, M, Ncols, g.groups)
+        _launch_grid(rt, "dgrad", version, dx.dtype, grid, block, args)
     else:  # v2: grid (row tiles of N*H*W, channel tiles of C/groups, groups)
         M, Ncols, _ = _gemm_shape("dgrad", g)
         grid, block = _gemm_grid(DGRAD_V2, M, Ncols, g.groups)
@@ -576,3 +682,163 @@ def maxpool2d_bwd(rt, g, dy, idx, dx, version: str | None = None) -> None:
     v = select_version("pool_bwd", g, dx.dtype, rt, version,
                        lambda v: _pool_bwd_launch(rt, g, v, dy, idx, dx))
     _pool_bwd_launch(rt, g, v, dy, idx, dx)
+
+
+# ----------------------------------------------------------------------------------------
+# avg-pool: cuda/avgpool2d.cu (lp_pool2d runs the same kernels on x**p)
+#
+# g is a geometry.AvgPool2dGeometry. One version each so far (v1: a 1-D grid-stride launch,
+# one thread per output element; the backward a fixed-order gather, no atomics), so they
+# stay out of OPS / TEMPLATES (nothing to select).
+
+AVGPOOL_TEMPLATES = {
+    ("avgpool_fwd", "v1"): ("avgpool2d.cu", "avgpool2d_fwd_v1_direct"),
+    ("avgpool_bwd", "v1"): ("avgpool2d.cu", "avgpool2d_bwd_v1_gather"),
+}
+KERNELS["avgpool2d.cu"] = tuple(template for _, template in AVGPOOL_TEMPLATES.values())
+
+
+def _avgpool_kernel(op: str, version: str | None) -> tuple[str, str]:
+    """(source, template) of an avg-pool op's version (only 'v1' exists; None picks it)."""
+    version = "v1" if version is None else version
+    if (op, version) not in AVGPOOL_TEMPLATES:
+        have = tuple(v for (o, v) in AVGPOOL_TEMPLATES if o == op)
+        raise ValueError(f"{op} has versions {have}, got {version!r}")
+    return AVGPOOL_TEMPLATES[(op, version)]
+
+
+def _avgpool_sizes(g) -> list:
+    """The size arguments both avg-pool kernels take, in the order the kernels declare them
+    (divisor_override 0: none)."""
+    return _i32(N=g.N, C=g.C, H=g.H, W=g.W, R=g.R, S=g.S, P=g.P, Q=g.Q, pad_h=g.pad_h,
+                pad_w=g.pad_w, stride_h=g.stride_h, stride_w=g.stride_w,
+                count_include_pad=int(g.count_include_pad),
+                divisor_override=g.divisor_override)
+
+
+def avgpool2d_fwd(rt, g, x, y, version: str | None = None) -> None:
+    """y (N,C,P,Q) = avg-pool of x (N,C,H,W), PyTorch's divisor rule."""
+    source, kernel = _avgpool_kernel("avgpool_fwd", version)
+    _launch(rt, source, kernel, y.dtype, g.N * g.C * g.P * g.Q, [x, y] + _avgpool_sizes(g))
+
+
+def avgpool2d_bwd(rt, g, dy, dx, version: str | None = None) -> None:
+    """dx (N,C,H,W) = sum of dy / divisor over the windows holding each element (gather)."""
+    source, kernel = _avgpool_kernel("avgpool_bwd", version)
+    _launch(rt, source, kernel, dx.dtype, g.N * g.C * g.H * g.W, [dy, dx] + _avgpool_sizes(g))
+
+
+# ----------------------------------------------------------------------------------------
+# tiled and locally connected (unshared) conv2d: cuda/local_conv2d.cu
+#
+# g is a geometry.TiledConv2dGeometry (conv2d's sizes plus the tile TH x TW); a locally
+# connected layer is the tile (P, Q). Every kernel is v1: a 1-D grid-stride launch, one thread
+# per output element (y, dx, dw, db), fixed-order sums, no atomics.
+
+
+def _tiled_kernel(op: str, version: str | None) -> tuple[str, str]:
+    """(source, template) of a tiled op's version (only 'v1' exists; None picks it)."""
+    version = "v1" if version is None else version
+    if (op, version) not in TILED_TEMPLATES:
+        have = tuple(v for (o, v) in TILED_TEMPLATES if o == op)
+        raise ValueError(f"{op} has versions {have}, got {version!r}")
+    return TILED_TEMPLATES[(op, version)]
+
+
+def _tiled_sizes(g) -> list:
+    """conv2d's size arguments (without groups) plus the tile, in the kernels' order."""
+    return _i32(N=g.N, C=g.C, H=g.H, W=g.W, K=g.K, R=g.R, S=g.S, P=g.P, Q=g.Q,
+                pad_h=g.pad_top, pad_w=g.pad_left, stride_h=g.stride_h, stride_w=g.stride_w,
+                dilation_h=g.dilation_h, dilation_w=g.dilation_w, TH=g.TH, TW=g.TW)
+
+
+def tiled_conv2d_fprop(rt, g, x, w, b, y, version: str | None = None) -> None:
+    """y (N,K,P,Q) = tiled conv2d of x (N,C,H,W) with w (TH,TW,K,C,R,S), plus b: None, (K,)
+    or (K,TH,TW) (the kernel's has_bias 0, 1, 2)."""
+    source, kernel = _tiled_kernel("tiled_fprop", version)
+    has_bias = 0 if b is None else (1 if b.ndim == 1 else 2)
+    if b is None:
+        b = rt.xp.zeros(1, y.dtype)  # a valid pointer the kernel never reads (has_bias = 0)
+    _launch(rt, source, kernel, y.dtype, g.N * g.K * g.P * g.Q,
+            [x, w, b, np.int32(has_bias), y] + _tiled_sizes(g))
+
+
+def tiled_conv2d_dgrad(rt, g, dy, w, dx, version: str | None = None) -> None:
+    """dx (N,C,H,W) = gradient of the tiled conv2d with respect to x, from dy and w."""
+    source, kernel = _tiled_kernel("tiled_dgrad", version)
+    _launch(rt, source, kernel, dx.dtype, g.N * g.C * g.H * g.W, [dy, w, dx] + _tiled_sizes(g))
+
+
+def tiled_conv2d_wgrad(rt, g, x, dy, dw, version: str | None = None) -> None:
+    """dw (TH,TW,K,C,R,S) = gradient of the tiled conv2d with respect to w, from x and dy."""
+    source, kernel = _tiled_kernel("tiled_wgrad", version)
+    _launch(rt, source, kernel, dw.dtype, g.TH * g.TW * g.K * g.C * g.R * g.S,
+            [x, dy, dw] + _tiled_sizes(g))
+
+
+def tiled_conv2d_bgrad(rt, g, dy, db, version: str | None = None) -> None:
+    """db (K,TH,TW) = dy summed over n and the output positions that use each bank."""
+    source, kernel = _tiled_kernel("tiled_bgrad", version)
+    _launch(rt, source, kernel, db.dtype, g.K * g.TH * g.TW,
+            [dy, db] + _i32(N=g.N, K=g.K, P=g.P, Q=g.Q, TH=g.TH, TW=g.TW))
+
+
+# ----------------------------------------------------------------------------------------
+# conv3d: cuda/conv3d.cu
+#
+# g is a geometry.Conv3dGeometry (input D, H, W; filter T, R, S; output O, P, Q). One version
+# each so far (v1, direct), so conv3d stays out of OPS / TEMPLATES and $GPUCONV_KERNEL_VERSION
+# (nothing to select): a 1-D grid-stride launch, one thread per output element (y, dx, dw),
+# fixed-order sums, no atomics. The bias gradient has no kernel here: gpuconv.grad.conv3d_bias
+# views dy as (N, K, O, P*Q) and runs conv2d_bgrad.
+
+CONV3D_TEMPLATES = {
+    ("conv3d_fprop", "v1"): ("conv3d.cu", "conv3d_fprop_v1_direct"),
+    ("conv3d_dgrad", "v1"): ("conv3d.cu", "conv3d_dgrad_v1_direct"),
+    ("conv3d_wgrad", "v1"): ("conv3d.cu", "conv3d_wgrad_v1_direct"),
+}
+KERNELS["conv3d.cu"] = tuple(template for _, template in CONV3D_TEMPLATES.values())
+
+
+def _conv3d_kernel(op: str, version: str | None) -> tuple[str, str]:
+    """(source, template) of a conv3d op's version (only 'v1' exists; None picks it)."""
+    version = "v1" if version is None else version
+    if (op, version) not in CONV3D_TEMPLATES:
+        have = tuple(v for (o, v) in CONV3D_TEMPLATES if o == op)
+        raise ValueError(f"{op} has versions {have}, got {version!r}")
+    return CONV3D_TEMPLATES[(op, version)]
+
+
+def _conv3d_sizes(g) -> list:
+    """The size arguments every conv3d kernel takes, in the order the kernels declare them."""
+    return _i32(N=g.N, C=g.C, D=g.D, H=g.H, W=g.W, K=g.K, T=g.T, R=g.R, S=g.S, O=g.O, P=g.P,
+                Q=g.Q, pad_d=g.pad_front, pad_h=g.pad_top, pad_w=g.pad_left,
+                stride_d=g.stride_d, stride_h=g.stride_h, stride_w=g.stride_w,
+                dilation_d=g.dilation_d, dilation_h=g.dilation_h, dilation_w=g.dilation_w,
+                groups=g.groups)
+
+
+def conv3d_fprop(rt, g, x, w, b, y, version: str | None = None) -> None:
+    """y (N,K,O,P,Q) = conv3d(x (N,C,D,H,W), w (K,C/groups,T,R,S)) + b (K,) or no bias (None)."""
+    source, kernel = _conv3d_kernel("conv3d_fprop", version)
+    has_bias = b is not None
+    if not has_bias:
+        b = rt.xp.zeros(1, y.dtype)  # a valid pointer the kernel never reads (has_bias = 0)
+    _launch(rt, source, kernel, y.dtype, g.N * g.K * g.O * g.P * g.Q,
+            [x, w, b, np.int32(has_bias), y] + _conv3d_sizes(g))
+
+
+def conv3d_dgrad(rt, g, dy, w, dx, version: str | None = None) -> None:
+    """dx (N,C,D,H,W) = gradient of conv3d with respect to x, from dy (N,K,O,P,Q) and w."""
+    source, kernel = _conv3d_kernel("conv3d_dgrad", version)
+    _launch(rt, source, kernel, dx.dtype, g.N * g.C * g.D * g.H * g.W,
+            [dy, w, dx] + _conv3d_sizes(g))
+
+
+def conv3d_wgrad(rt, g, x, dy, dw, version: str | None = None) -> None:
+    """dw (K,C/groups,T,R,S) = gradient of conv3d with respect to w, from x and dy."""
+    source, kernel = _conv3d_kernel("conv3d_wgrad", version)
+    if g.N == 0:  # an empty batch: the sums are empty, and the contract is to do nothing
+        return
+    _launch(rt, source, kernel, dw.dtype, g.K * g.C_per_group * g.T * g.R * g.S,
+            [x, dy, dw] + _conv3d_sizes(g))

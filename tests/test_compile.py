@@ -364,6 +364,78 @@ def test_sass_maxpool_v2_has_no_emulated_64_bit_division(tmp_path):
         assert "CALL" in sass[f"maxpool2d_fwd_v1_direct<{dtype}>"]
 
 
+# ----------------------------------------------------------------------------------------
+# the tensor-core kernels (fprop / dgrad v3): tiles, registers, the instructions in their SASS
+
+# source -> (instance, tile mirror, whether its B tile is copied with cp.async)
+V3_KERNELS = {"conv2d_fprop.cu": ("conv2d_fprop_v3_mma<__half>", kernels.FPROP_V3, True),
+              "conv2d_dgrad.cu": ("conv2d_dgrad_v3_mma<__half>", kernels.DGRAD_V3, False)}
+
+
+@pytest.mark.parametrize("source_name", sorted(V3_KERNELS))
+def test_v3_tile_sizes_match_the_python_mirror(source_name):
+    kernel, t, _ = V3_KERNELS[source_name]
+    defaults = _macro_defaults(source_name)
+    for field in ("BM", "BN", "BK", "WM", "WN"):
+        assert defaults[f"{t.prefix}_{field}"] == getattr(t, field), field
+    assert defaults[f"{t.prefix}_MIN_BLOCKS"] == t.min_blocks
+    text = source_path(source_name).read_text()
+    template = kernel.split("<")[0]
+    assert re.search(rf"__global__ void __launch_bounds__\({t.prefix}_THREADS, "
+                     rf"{t.prefix}_LAUNCH_MIN_BLOCKS\)\s*{template}\(", text)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("source_name", sorted(V3_KERNELS))
+def test_v3_fits_its_launch_bounds(source_name, arch):
+    """sm_80+ (real mma): 2 resident blocks of 256 threads, so at most 128 registers; sm_75
+    runs the shuffle emulation under a 1-block bound (more registers, no spills either)."""
+    kernel, t, _ = V3_KERNELS[source_name]
+    rows, _ = nvrtc_compile(source_name, arch)
+    (r,) = [r for r in rows if r.kernel == kernel]
+    blocks = t.min_blocks if arch != "sm_75" else 1
+    limit = min(255, REGISTER_FILE // (t.threads * blocks))
+    print(f"{kernel} {arch}: {r.registers} registers (limit {limit}), {r.smem} B smem")
+    assert r.registers <= limit and r.spill_stores == r.spill_loads == 0
+    assert r.smem <= 48 * 1024
+
+
+def sass_counts(sass: str, pattern: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for m in re.finditer(pattern, sass):
+        counts[m.group(1)] = counts.get(m.group(1), 0) + 1
+    return counts
+
+
+@_needs_cuobjdump
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
+@pytest.mark.parametrize("source_name", sorted(V3_KERNELS))
+def test_sass_v3_runs_on_tensor_cores(source_name, arch, tmp_path):
+    """HMMA.16816.F32 (mma.m16n8k16 with fp32 accumulation): (BK/16) x (WM/16) x (WN/8) per
+    tile in the unrolled loop; LDSM.16.M88.4 (ldmatrix.x4) for the fragments; LDGSTS
+    (cp.async) for fprop's filter tiles; no local memory and no shuffles (no emulation)."""
+    kernel, t, uses_cp_async = V3_KERNELS[source_name]
+    cubin, names = nvrtc_cubin(source_name, arch)
+    sass = sass_by_kernel(cubin, names, tmp_path)[kernel]
+    counts = sass_counts(sass, r"\b((?:HMMA|LDSM|LDGSTS|LDL|STL|SHFL)(?:\.[A-Z0-9]+)*)\b")
+    print(kernel, arch, counts)
+    assert counts.get("HMMA.16816.F32", 0) >= (t.BK // 16) * (t.WM // 16) * (t.WN // 8)
+    assert counts.get("LDSM.16.M88.4", 0) >= (t.BK // 16) * (t.WM // 16 + t.WN // 16)
+    assert any(k.startswith("LDGSTS") for k in counts) == uses_cp_async, counts
+    assert not any(k.startswith(("LDL", "STL", "SHFL")) for k in counts), counts
+
+
+@_needs_cuobjdump
+@pytest.mark.parametrize("source_name", sorted(V3_KERNELS))
+def test_sass_v3_on_sm75_is_the_shuffle_emulation(source_name, tmp_path):
+    """sm_75 has no mma.m16n8k16 (nor cp.async): v3 compiles to mma.cuh's shuffle emulation."""
+    kernel = V3_KERNELS[source_name][0]
+    cubin, names = nvrtc_cubin(source_name, "sm_75")
+    sass = sass_by_kernel(cubin, names, tmp_path)[kernel]
+    assert "HMMA" not in sass and "LDSM" not in sass and "LDGSTS" not in sass
+    assert "SHFL" in sass
+
+
 if __name__ == "__main__":  # python tests/test_compile.py: the resource table, sm_90
     table: list[Resources] = []
     for name in sorted(kernels.KERNELS):

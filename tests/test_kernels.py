@@ -140,10 +140,13 @@ def check_maxpool_fwd(rt, g, x, version=None):
 CONV_IDS = [p.name for p in ALL_CONV_PROBLEMS]
 POOL_IDS = [p.name for p in POOL_PROBLEMS]
 VERSIONS = ["v1", "v2"]  # every op has both (kernels.VERSIONS; checked below)
+# Versions some ops have beyond these, each with its own dtypes and test below.
+EXTRA_VERSIONS = {"fprop": ["v3"], "dgrad": ["v3"]}  # tensor cores, float16 only: *_tensor_core
 
 
 def test_every_op_has_the_versions_tested_here():
-    assert all(kernels.VERSIONS[op] == tuple(VERSIONS) for op in kernels.OPS)
+    assert all(kernels.VERSIONS[op] == tuple(VERSIONS + EXTRA_VERSIONS.get(op, []))
+               for op in kernels.OPS)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
@@ -158,6 +161,19 @@ def test_conv2d_fprop(rt, version, problem, dtype):
                  what=f"fprop {version} {problem.name}")
 
 
+@pytest.mark.parametrize("problem", ALL_CONV_PROBLEMS, ids=CONV_IDS)
+def test_conv2d_fprop_tensor_core(rt, problem):
+    """fprop v3 (mma.sync m16n8k16; on the CPU runtime its shuffle emulation with the same
+    per-lane fragment layouts: tests/test_tensor_core.py) over the whole matrix, float16."""
+    dtype = np.float16
+    g, x, w, b, _ = conv_case(problem, dtype, "fprop")
+    y = poisoned(rt, g.y_shape, dtype)
+    kernels.conv2d_fprop(rt, g, on(rt, x), on(rt, w), None if b is None else on(rt, b), y,
+                         version="v3")
+    assert_close(host(y), reference.conv2d(x, w, b, g), dtype,
+                 what=f"fprop v3 {problem.name}")
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("problem", ALL_CONV_PROBLEMS, ids=CONV_IDS)
 @pytest.mark.parametrize("version", VERSIONS)
@@ -167,6 +183,17 @@ def test_conv2d_dgrad(rt, version, problem, dtype):
     kernels.conv2d_dgrad(rt, g, on(rt, dy), on(rt, w), dx, version=version)
     assert_close(host(dx), reference.conv2d_input(dy, w, g), dtype,
                  what=f"dgrad {version} {problem.name}")
+
+
+@pytest.mark.parametrize("problem", ALL_CONV_PROBLEMS, ids=CONV_IDS)
+def test_conv2d_dgrad_tensor_core(rt, problem):
+    """dgrad v3 (tensor cores; shuffle emulation on the CPU runtime), float16."""
+    dtype = np.float16
+    g, _, w, _, dy = conv_case(problem, dtype, "dgrad")
+    dx = poisoned(rt, g.x_shape, dtype)
+    kernels.conv2d_dgrad(rt, g, on(rt, dy), on(rt, w), dx, version="v3")
+    assert_close(host(dx), reference.conv2d_input(dy, w, g), dtype,
+                 what=f"dgrad v3 {problem.name}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)

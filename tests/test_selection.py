@@ -144,7 +144,7 @@ def test_env_override_per_op(monkeypatch):
                         "conv2d_wgrad_v1_direct", "conv2d_bgrad_v2_tree"]
 
 
-@pytest.mark.parametrize("text,match", [("fprop=v3", "versions"), ("conv=v1", "unknown op"),
+@pytest.mark.parametrize("text,match", [("fprop=v9", "versions"), ("conv=v1", "unknown op"),
                                         ("v7", "versions")])
 def test_bad_env_override_is_refused(monkeypatch, text, match):
     monkeypatch.setenv(kernels.ENV_VERSION, text)

@@ -1,0 +1,352 @@
+// mma.cuh — warp-level tensor-core building blocks for the v3 kernels, each with two paths:
+//
+//   * sm_80 and newer (__CUDA_ARCH__ >= 800): the PTX instruction itself (inline asm);
+//   * everything else — the CPU runtime (no __CUDA_ARCH__) and NVRTC/nvcc for sm_75 — a
+//     portable emulation built from warp shuffles (__shfl_sync) that reproduces the
+//     instruction's per-lane semantics exactly: which lane holds which matrix element.
+//
+// The emulation is what makes the kernels' fragment index math testable without a GPU: a
+// kernel that hands the wrong lane the wrong row gets the same wrong answer on the CPU runtime
+// as on the tensor cores. tests/test_tensor_core.py checks the emulations against NumPy
+// element by element, straight from the layouts written below.
+//
+//   mma_m16n8k16(d, a, b)        d (16x8 f32) += a (16x16 f16, row) * b (16x8 f16, col)
+//                                  mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32
+//   ldmatrix<NUM, TRANS>(r, p)   NUM = 1, 2 or 4 8x8 b16 matrices from shared memory
+//                                  ldmatrix.sync.aligned.m8n8.x{1,2,4}{,.trans}.shared.b16
+//   cp_async_16(dst, src, bytes) 16-byte global -> shared copy, zero-filled past `bytes`
+//                                  (cp.async.cg.shared.global; a plain copy elsewhere),
+//   cp_async_commit / cp_async_wait_all
+//   fragment_lane()              the lane id the kernels use for fragment index math, with
+//                                  the GPUCONV_TEST_SWAP_LANES test hook (see there)
+//   mma_gemm_mainloop            the v3 kernels' double-buffered shared-memory tile loop
+//   mma_stage_tile               their epilogue's staging of the rounded tile (+ bias)
+//
+// Registers holding f16 data are 32-bit words of two halves ("f16x2"): the element with the
+// lower index (the lower address in memory) in the low 16 bits.
+//
+// ---------------------------------------------------------------------------------------
+// Fragment layouts (PTX ISA, "Matrix Fragments for mma.m16n8k16 with floating point type"):
+//
+//   groupID = laneid >> 2, threadID_in_group = laneid % 4        (below: g and t)
+//
+//   A, 16x16 f16, four f16x2 registers a[0..3] = elements a0..a7 (low to high):
+//     row = g      for ai, 0 <= i < 2 || 4 <= i < 6;   g + 8 otherwise
+//     col = 2t + (i & 1)      for ai, i < 4;            2t + (i & 1) + 8 for i >= 4
+//     i.e. a[0] = A[g][2t..2t+1], a[1] = A[g+8][2t..2t+1],
+//          a[2] = A[g][2t+8..2t+9], a[3] = A[g+8][2t+8..2t+9]
+//   B, 16x8 f16, two f16x2 registers b[0..1] = elements b0..b3:
+//     row = 2t + (i & 1)      for bi, i < 2;            2t + (i & 1) + 8 for i >= 2
+//     col = g
+//     i.e. b[0] = B[2t..2t+1][g], b[1] = B[2t+8..2t+9][g]
+//   C and D, 16x8 f32, four registers c0..c3:
+//     row = g for ci, i < 2;  g + 8 for i >= 2;          col = 2t + (i & 1)
+//
+// ldmatrix (PTX ISA, "Warp-level matrix load instruction: ldmatrix"), .m8n8, .b16, .x1/.x2/.x4:
+//   lanes 8i .. 8i+7 supply the shared-memory addresses of rows 0..7 of matrix i (16 bytes
+//   each); lanes past 8*NUM supply nothing. Every lane receives one f16x2 register r[i] per
+//   matrix: r[i] = M_i[laneid / 4][2*(laneid % 4) .. +1] — which is exactly the A/B fragment
+//   layout above, one 8x8 quarter at a time. With .trans the matrix is read transposed:
+//   r[i] = { M_i[2*(laneid % 4)][laneid / 4], M_i[2*(laneid % 4) + 1][laneid / 4] }.
+//
+// This file is included after common.cuh (block_sync, from_acc); it includes nothing.
+
+#ifndef GPUCONV_MMA_CUH
+#define GPUCONV_MMA_CUH
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#define GPUCONV_MMA_PTX 1   // tensor-core instructions; else the shuffle emulation
+#else
+#define GPUCONV_MMA_PTX 0
+#endif
+
+// ---------------------------------------------------------------------------------------
+// fragment_lane(): this thread's lane (1-D blocks whose size is a multiple of 32), as the
+// kernels use it to compute which fragment rows and columns the lane holds.
+//
+// Test hook: built with -DGPUCONV_TEST_SWAP_LANES=1 the kernels believe lanes 1 and 5 are
+// each other (same threadID_in_group, groupIDs 0 and 1: their fragment rows swap), while the
+// instruction (or its emulation) keeps the true lane ids. tests/test_tensor_core.py shows the
+// results are then wrong — the lane mapping is really exercised.
+#ifndef GPUCONV_TEST_SWAP_LANES
+#define GPUCONV_TEST_SWAP_LANES 0
+#endif
+__device__ __forceinline__ int fragment_lane() {
+    const int lane = (int)(threadIdx.x & 31);
+#if GPUCONV_TEST_SWAP_LANES
+    if (lane == 1) return 5;
+    if (lane == 5) return 1;
+#endif
+    return lane;
+}
+
+// ---------------------------------------------------------------------------------------
+// Emulation helpers (CPU runtime and sm_75 only).
+#if !GPUCONV_MMA_PTX
+__device__ __forceinline__ float mma_half_bits_to_float(unsigned bits16) {
+#if defined(GPUCONV_CPU_RUNTIME)
+    return gpuconv_half_bits_to_float((unsigned short)bits16);
+#else
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"((unsigned short)bits16));
+    return f;
+#endif
+}
+__device__ __forceinline__ float mma_lo(unsigned pair) { return mma_half_bits_to_float(pair & 0xffffu); }
+__device__ __forceinline__ float mma_hi(unsigned pair) { return mma_half_bits_to_float(pair >> 16); }
+__device__ __forceinline__ unsigned long long mma_join(unsigned lo, unsigned hi) {
+    return (unsigned long long)lo | ((unsigned long long)hi << 32);
+}
+#endif
+
+// ---------------------------------------------------------------------------------------
+// mma_m16n8k16: d[0..3] += A * B for one warp (all 32 lanes, converged), fp32 accumulation.
+__device__ __forceinline__ void mma_m16n8k16(float (&d)[4], const unsigned (&a)[4],
+                                             const unsigned (&b)[2]) {
+#if GPUCONV_MMA_PTX
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#else
+    // This lane owns D rows g and g+8, columns 2t and 2t+1 (c0..c3). Row g of A lives in the
+    // four lanes 4g .. 4g+3 of its own group (lane 4g+j: a[0] = A[g][2j..2j+1], a[2] =
+    // A[g][2j+8..2j+9]; row g+8 likewise in a[1], a[3]); column n of B lives in lanes
+    // 4n .. 4n+3 (lane 4n+j: b[0] = B[2j..2j+1][n], b[1] = B[2j+8..2j+9][n]). Step j fetches
+    // the k slices {2j, 2j+1, 2j+8, 2j+9} of both A rows and both B columns, with 64-bit
+    // shuffles (two f16x2 registers each), and adds their products: all 16 k after 4 steps.
+    const int lane = (int)(threadIdx.x & 31);  // the hardware's lane id, never the test hook's
+    const int g = lane >> 2, t = lane & 3;
+    const unsigned long long a01 = mma_join(a[0], a[1]), a23 = mma_join(a[2], a[3]);
+    const unsigned long long b01 = mma_join(b[0], b[1]);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+        const unsigned long long ra01 = __shfl_sync(0xffffffffu, a01, 4 * g + j);
+        const unsigned long long ra23 = __shfl_sync(0xffffffffu, a23, 4 * g + j);
+        const unsigned long long rb0 = __shfl_sync(0xffffffffu, b01, 4 * (2 * t) + j);
+        const unsigned long long rb1 = __shfl_sync(0xffffffffu, b01, 4 * (2 * t + 1) + j);
+        // A[row][k] for k = 2j, 2j+1, 2j+8, 2j+9; rows g (index 0) and g+8 (index 1).
+        const unsigned a_words[2][2] = {{(unsigned)ra01, (unsigned)ra23},
+                                        {(unsigned)(ra01 >> 32), (unsigned)(ra23 >> 32)}};
+        // B[k][col] for the same k; columns 2t (index 0) and 2t+1 (index 1).
+        const unsigned b_words[2][2] = {{(unsigned)rb0, (unsigned)(rb0 >> 32)},
+                                        {(unsigned)rb1, (unsigned)(rb1 >> 32)}};
+#pragma unroll
+        for (int row = 0; row < 2; ++row)
+#pragma unroll
+            for (int col = 0; col < 2; ++col) {
+                float s = d[row * 2 + col];
+#pragma unroll
+                for (int half8 = 0; half8 < 2; ++half8) {  // k = 2j + {0,1}, then + 8
+                    s += mma_lo(a_words[row][half8]) * mma_lo(b_words[col][half8]);
+                    s += mma_hi(a_words[row][half8]) * mma_hi(b_words[col][half8]);
+                }
+                d[row * 2 + col] = s;
+            }
+    }
+#endif
+}
+
+// ---------------------------------------------------------------------------------------
+// ldmatrix<NUM, TRANS>(r, row): r[0..NUM-1] from NUM 8x8 matrices of 16-bit elements in
+// shared memory; `row` is the address of the row this lane supplies (lanes 8i..8i+7: rows
+// 0..7 of matrix i; 16-byte aligned; ignored for lanes >= 8*NUM).
+template <int NUM, bool TRANS>
+__device__ __forceinline__ void ldmatrix(unsigned (&r)[NUM], const unsigned short* row) {
+    static_assert(NUM == 1 || NUM == 2 || NUM == 4, "ldmatrix loads 1, 2 or 4 matrices");
+#if GPUCONV_MMA_PTX
+    const unsigned addr = (unsigned)__cvta_generic_to_shared(row);
+    if constexpr (NUM == 1 && !TRANS)
+        asm volatile("ldmatrix.sync.aligned.m8n8.x1.shared.b16 {%0}, [%1];\n"
+                     : "=r"(r[0]) : "r"(addr));
+    else if constexpr (NUM == 1 && TRANS)
+        asm volatile("ldmatrix.sync.aligned.m8n8.x1.trans.shared.b16 {%0}, [%1];\n"
+                     : "=r"(r[0]) : "r"(addr));
+    else if constexpr (NUM == 2 && !TRANS)
+        asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0, %1}, [%2];\n"
+                     : "=r"(r[0]), "=r"(r[1]) : "r"(addr));
+    else if constexpr (NUM == 2 && TRANS)
+        asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0, %1}, [%2];\n"
+                     : "=r"(r[0]), "=r"(r[1]) : "r"(addr));
+    else if constexpr (!TRANS)
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
+    else
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
+#else
+    // Every lane shuffles the row addresses it needs from the lanes that supplied them.
+    const int lane = (int)(threadIdx.x & 31);
+    const unsigned long long mine = (unsigned long long)row;
+#pragma unroll
+    for (int i = 0; i < NUM; ++i) {
+        if (!TRANS) {
+            // r[i] = M_i[lane / 4][2*(lane % 4) .. +1]: row lane/4 comes from lane 8i + lane/4.
+            const unsigned short* src =
+                (const unsigned short*)__shfl_sync(0xffffffffu, mine, 8 * i + (lane >> 2));
+            r[i] = (unsigned)src[2 * (lane & 3)] | ((unsigned)src[2 * (lane & 3) + 1] << 16);
+        } else {
+            // r[i] = {M_i[2*(lane%4)][lane/4], M_i[2*(lane%4)+1][lane/4]}: two rows.
+            const unsigned short* src0 =
+                (const unsigned short*)__shfl_sync(0xffffffffu, mine, 8 * i + 2 * (lane & 3));
+            const unsigned short* src1 =
+                (const unsigned short*)__shfl_sync(0xffffffffu, mine, 8 * i + 2 * (lane & 3) + 1);
+            r[i] = (unsigned)src0[lane >> 2] | ((unsigned)src1[lane >> 2] << 16);
+        }
+    }
+#endif
+}
+
+// ---------------------------------------------------------------------------------------
+// cp_async_16(dst, src, src_bytes): copy src_bytes (0 or 16) from global memory to shared
+// memory and zero-fill the rest of the 16 bytes; both addresses 16-byte aligned. On sm_80+ an
+// asynchronous copy (LDGSTS) that completes at cp_async_wait_all(); elsewhere a plain copy,
+// complete at once. src must be a valid address even when src_bytes is 0 (nothing is read).
+__device__ __forceinline__ void cp_async_16(void* dst, const void* src, int src_bytes) {
+#if GPUCONV_MMA_PTX
+    const unsigned addr = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n"
+                 :: "r"(addr), "l"(src), "r"(src_bytes));
+#else
+    uint4 v = make_uint4(0u, 0u, 0u, 0u);
+    if (src_bytes >= 16) v = *reinterpret_cast<const uint4*>(src);
+    *reinterpret_cast<uint4*>(dst) = v;
+#endif
+}
+__device__ __forceinline__ void cp_async_commit() {
+#if GPUCONV_MMA_PTX
+    asm volatile("cp.async.commit_group;\n" ::);
+#endif
+}
+__device__ __forceinline__ void cp_async_wait_all() {
+#if GPUCONV_MMA_PTX
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
+#endif
+}
+
+// ---------------------------------------------------------------------------------------
+// mma_gemm_mainloop: acc += the block's BM x BN tile of an implicit GEMM over `tiles`
+// reduction tiles of BK, on tensor cores (the v3 kernels: conv2d fprop and dgrad).
+//
+//   a_smem[stage][row][kk], b_smem[stage][col][kk]: both operands as reduction-contiguous
+//   rows of BK + MMA_SMEM_SKEW halves (80 bytes for BK = 32: the 8 rows one ldmatrix phase
+//   reads fall in 8 different 16-byte bank groups, so no bank conflicts); two stages.
+//   ALoader a:  a.load(regs) gathers this thread's part of the next A tile into registers
+//               (zeros outside the problem) and steps on by BK; a.store(regs, stage) writes
+//               it into a_smem[stage].
+//   BLoader b:  b.load(stage) copies the next B tile straight into the free stage b_smem[..]
+//               (cp.async where it can) and steps on by BK.
+//   Warps: warp w owns rows (w % (BM/WM))*WM .. +WM and columns (w / (BM/WM))*WN .. +WN:
+//   WM/16 x WN/8 fragments of m16n8, accumulators acc[i][j][c0..c3] in the mma D layout.
+//   Fragments: A, per m16 fragment, one ldmatrix.x4 whose quarters (rows 0-7 | 8-15) x
+//   (kk 0-7 | 8-15) land as a[0..3] of the mma A layout: lane l supplies row l % 16 at kk
+//   (l / 16) * 8. B, per pair of n8 fragments, one ldmatrix.x4: (cols 0-7, kk 0-7), (0-7,
+//   8-15), (8-15, 0-7), (8-15, 8-15) = b[0..1] of the first fragment, then of the second: lane
+//   l supplies column l % 8 + (l / 16) * 8 at kk ((l / 8) % 2) * 8. A column of B is a row
+//   of b_smem, so the non-transposed load gives the mma's "col" B layout.
+//   Pipeline: the next A tile's loads are issued into registers before the math and stored
+//   after it; the next B tile is copied asynchronously into the free stage during the math.
+//   One barrier per tile (block_sync ids 5 and 6, common.cuh).
+#define MMA_SMEM_SKEW 8  // halves of padding per shared row (keeps rows 16-byte aligned)
+
+template <int BM, int BN, int BK, int WM, int WN, class ALoader, class BLoader>
+__device__ __forceinline__ void mma_gemm_mainloop(
+    ALoader& a, BLoader& b, int tiles, float (&acc)[WM / 16][WN / 8][4],
+    unsigned short (&a_smem)[2][BM][BK + MMA_SMEM_SKEW],
+    unsigned short (&b_smem)[2][BN][BK + MMA_SMEM_SKEW]) {
+    constexpr int MI = WM / 16, NJ = WN / 8;  // m16 / n8 fragments per warp
+    static_assert(BK % 16 == 0 && WM % 16 == 0 && WN % 16 == 0, "k16 steps, x4 B loads");
+    static_assert(BM % WM == 0 && BN % WN == 0, "block tile must split into warp tiles");
+    const int warp = (int)(threadIdx.x / 32);
+    const int warp_m = (warp % (BM / WM)) * WM, warp_n = (warp / (BM / WM)) * WN;
+    const int lane = fragment_lane();
+    const int a_row = warp_m + lane % 16, a_kk = (lane / 16) * 8;
+    const int b_row = warp_n + lane % 8 + (lane / 16) * 8, b_kk = ((lane / 8) % 2) * 8;
+
+    unsigned a_regs[ALoader::WORDS];
+    a.load(a_regs);
+    b.load(&b_smem[0][0][0]);
+    cp_async_commit();
+    a.store(a_regs, &a_smem[0][0][0]);
+    cp_async_wait_all();
+    // Barrier 5: the first tile is in shared memory (this thread's cp.async copies have
+    // landed: wait_all above) before any warp reads rows other threads stored.
+    block_sync(5);
+
+    for (int t = 0; t < tiles; ++t) {
+        const int buf = t & 1;
+        const bool has_next = t + 1 < tiles;
+        // Issue the next tile's loads now: A into registers, B straight into the free stage
+        // (every warp finished reading it before the barrier that ended the last iteration).
+        if (has_next) {
+            a.load(a_regs);
+            b.load(&b_smem[buf ^ 1][0][0]);
+            cp_async_commit();
+        }
+#pragma unroll
+        for (int ks = 0; ks < BK; ks += 16) {
+            unsigned af[MI][4], bf[NJ][2];
+#pragma unroll
+            for (int i = 0; i < MI; ++i)
+                ldmatrix<4, false>(af[i], &a_smem[buf][a_row + i * 16][ks + a_kk]);
+#pragma unroll
+            for (int j = 0; j < NJ; j += 2) {
+                unsigned r[4];
+                ldmatrix<4, false>(r, &b_smem[buf][b_row + j * 8][ks + b_kk]);
+                bf[j][0] = r[0]; bf[j][1] = r[1];
+                bf[j + 1][0] = r[2]; bf[j + 1][1] = r[3];
+            }
+#pragma unroll
+            for (int i = 0; i < MI; ++i)
+#pragma unroll
+                for (int j = 0; j < NJ; ++j) mma_m16n8k16(acc[i][j], af[i], bf[j]);
+        }
+        if (has_next) {
+            a.store(a_regs, &a_smem[buf ^ 1][0][0]);
+            cp_async_wait_all();
+        }
+        // Barrier 6, two duties: (1) the next tile (A stored above, B copied and waited for)
+        // is complete before anyone reads it; (2) every warp has finished reading stage buf
+        // before the next iteration's loads overwrite it.
+        block_sync(6);
+    }
+}
+
+// mma_stage_tile: after the mainloop (its last barrier ended every read of a_smem), write
+// the block's tile, acc + bias[column], rounded to T once, into a_smem reinterpreted as
+// out[column][row] (row pitch BM + MMA_SMEM_SKEW), so that the epilogue can store whole runs
+// of consecutive rows (pixels) per column. bias(col) gives the column's bias (0 for none).
+// Accumulator c_e of fragment (i, j) is D[row][col] with row = g (+8 for e >= 2) and
+// col = 2t + (e & 1) (the mma C/D layout above).
+template <typename T, int BM, int BN, int BK, int WM, int WN, class Bias>
+__device__ __forceinline__ T* mma_stage_tile(const float (&acc)[WM / 16][WN / 8][4],
+                                             unsigned short (&a_smem)[2][BM][BK + MMA_SMEM_SKEW],
+                                             Bias bias) {
+    constexpr int OUT_PITCH = BM + MMA_SMEM_SKEW;
+    static_assert(BN * OUT_PITCH * sizeof(T) <= sizeof(a_smem), "staged tile must fit a_smem");
+    T* out = reinterpret_cast<T*>(&a_smem[0][0][0]);
+    const int warp = (int)(threadIdx.x / 32);
+    const int warp_m = (warp % (BM / WM)) * WM, warp_n = (warp / (BM / WM)) * WN;
+    const int lane = fragment_lane();
+    const int grp = lane >> 2, tig = lane & 3;
+#pragma unroll
+    for (int j = 0; j < WN / 8; ++j)
+#pragma unroll
+        for (int e1 = 0; e1 < 2; ++e1) {
+            const int col = warp_n + j * 8 + 2 * tig + e1;
+            const float col_bias = bias(col);
+#pragma unroll
+            for (int i = 0; i < WM / 16; ++i)
+#pragma unroll
+                for (int e2 = 0; e2 < 2; ++e2) {
+                    const int row = warp_m + i * 16 + grp + e2 * 8;
+                    out[col * OUT_PITCH + row] = from_acc<T>(acc[i][j][e2 * 2 + e1] + col_bias);
+                }
+        }
+    // Barrier 7: the staged tile is complete before threads read rows other warps wrote.
+    block_sync(7);
+    return out;
+}
+
+#endif  // GPUCONV_MMA_CUH
