@@ -49,7 +49,33 @@ def cpu_runtime_table(data: dict) -> str:
     return "\n".join(lines)
 
 
-TABLES = {"reference": ("reference_cpu.json", reference_table),
+def separable_table(data: dict) -> str:
+    """pytest-benchmark JSON of test_separable_bench.py -> one row per (device, width)."""
+    cpu = data["machine_info"].get("cpu", {})
+    runs = {}
+    for bench in data["benchmarks"]:
+        info = bench["extra_info"]
+        runs.setdefault((info["device"], info["width"]), {})[info["form"]] = (
+            bench["stats"]["median"], info)
+    lines = [f"Measured {data['datetime'][:10]} on {cpu.get('brand_raw', 'unknown CPU')} "
+             f"({cpu.get('count', '?')} cores): N=1, C=K=4, 96x96, per-channel w x w filter, "
+             "'same' padding, float32, median times:",
+             "",
+             "| path | w | full 2-D multiply-adds | separable multiply-adds | ratio | full ms | "
+             "separable ms | speed-up |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for (device, width), forms in sorted(runs.items()):
+        if set(forms) != {"full", "separable"}:
+            continue
+        (t_full, info), (t_sep, _) = forms["full"], forms["separable"]
+        lines.append(f"| {device} | {width} | {info['macs_full']:,} | {info['macs_separable']:,} | "
+                     f"{info['mac_ratio_full_to_separable']:.1f} | {t_full * 1e3:.2f} | "
+                     f"{t_sep * 1e3:.2f} | {t_full / t_sep:.1f}x |")
+    return "\n".join(lines)
+
+
+TABLES = {"separable": ("separable_cpu.json", separable_table),
+          "reference": ("reference_cpu.json", reference_table),
           "cpu_runtime": ("cpu_runtime_matmul.json", cpu_runtime_table)}
 
 
