@@ -12,18 +12,41 @@ from .geometry import conv2d_geometry, pool2d_geometry
 from .validation import check_arrays, check_indices, check_shape
 
 
-def _batched_size(size, name: str, grad_output):
-    """input_size with 3 or 4 entries -> (4-tuple, unbatched?); must match grad_output's rank."""
-    try:
-        dims = tuple(size)
-    except TypeError:
-        raise TypeError(f"{name} must be a sequence of ints, got {size!r}") from None
-    if len(dims) not in (3, 4):
-        raise ValueError(f"{name} must have 3 or 4 entries, got {len(dims)}: {size!r}")
-    if len(dims) != grad_output.ndim:
+def _batched_size(size, name: str, grad_output=None, batched_rank: int = 4):
+    """A size argument with ``batched_rank`` or one fewer entries -> (batched tuple,
+    unbatched?); when grad_output is given it must have the same rank."""
+    dims = _sequence(size, name)
+    if len(dims) not in (batched_rank - 1, batched_rank):
+        raise ValueError(f"{name} must have {batched_rank - 1} or {batched_rank} entries, got "
+                         f"{len(dims)}: {size!r}")
+    if grad_output is not None and len(dims) != grad_output.ndim:
         raise ValueError(f"{name} {dims} has {len(dims)} entries but grad_output is "
                          f"{grad_output.ndim}-D (shape {tuple(grad_output.shape)})")
-    return ((1,) + dims if len(dims) == 3 else dims), len(dims) == 3
+    unbatched = len(dims) == batched_rank - 1
+    return ((1,) + dims if unbatched else dims), unbatched
+
+
+def _input_and_grad_output(input, grad_output, batched_rank: int):
+    """The arrays of a weight gradient: checked, of one rank (both batched or both not), and
+    returned batched as ``(lib, dtype, x, dy, unbatched)``."""
+    ranks = (batched_rank - 1, batched_rank)
+    lib, dtype = check_arrays({"input": input, "grad_output": grad_output},
+                              float_names=("input", "grad_output"),
+                              ranks={"input": ranks, "grad_output": ranks})
+    if input.ndim != grad_output.ndim:
+        raise ValueError(f"input is {input.ndim}-D but grad_output is {grad_output.ndim}-D")
+    unbatched = input.ndim == batched_rank - 1
+    x = input[None] if unbatched else input
+    dy = grad_output[None] if unbatched else grad_output
+    return lib, dtype, x, dy, unbatched
+
+
+def _sequence(size, name: str) -> tuple:
+    """A size argument (weight_size, ...) as a tuple; TypeError naming it otherwise."""
+    try:
+        return tuple(size)
+    except TypeError:
+        raise TypeError(f"{name} must be a sequence of ints, got {size!r}") from None
 
 
 def conv2d_input(input_size, weight, grad_output, stride=1, padding=0, dilation=1, groups=1, *,
@@ -86,18 +109,8 @@ def conv2d_weight(input, weight_size, grad_output, stride=1, padding=0, dilation
         array([[ 8., 12.],
                [20., 24.]])
     """
-    lib, dtype = check_arrays({"input": input, "grad_output": grad_output},
-                              float_names=("input", "grad_output"),
-                              ranks={"input": (3, 4), "grad_output": (3, 4)})
-    if input.ndim != grad_output.ndim:
-        raise ValueError(f"input is {input.ndim}-D but grad_output is {grad_output.ndim}-D")
-    unbatched = input.ndim == 3
-    x = input[None] if unbatched else input
-    dy = grad_output[None] if unbatched else grad_output
-    try:
-        w_shape = tuple(weight_size)
-    except TypeError:
-        raise TypeError(f"weight_size must be a sequence of ints, got {weight_size!r}") from None
+    lib, dtype, x, dy, unbatched = _input_and_grad_output(input, grad_output, batched_rank=4)
+    w_shape = _sequence(weight_size, "weight_size")
     g = conv2d_geometry(x.shape, w_shape, stride, padding, dilation, groups)
     check_shape(dy, g.y_shape, "grad_output", f"input of shape {tuple(x.shape)} with "
                 f"weight_size {w_shape} and this geometry")
@@ -273,17 +286,6 @@ def lp_pool2d_input(grad_output, input, norm_type, kernel_size, stride=None, cei
     return dx[0] if unbatched else dx
 
 
-def _separable_shape(size, name: str):
-    """input_size -> (4-D shape, unbatched?)."""
-    try:
-        dims = tuple(size)
-    except TypeError:
-        raise TypeError(f"{name} must be a sequence of ints, got {size!r}") from None
-    if len(dims) not in (3, 4):
-        raise ValueError(f"{name} must have 3 or 4 entries, got {len(dims)}: {size!r}")
-    return ((1,) + dims if len(dims) == 3 else dims), len(dims) == 3
-
-
 def separable_conv2d_input(input_size, weight_h, weight_w, grad_output, stride=1, padding=0,
                            dilation=1, groups=1):
     """Gradient of separable_conv2d with respect to its input, through the two passes.
@@ -315,7 +317,7 @@ def separable_conv2d_input(input_size, weight_h, weight_w, grad_output, stride=1
                               float_names=("weight_h", "weight_w", "grad_output"),
                               ranks={"weight_h": (3,), "weight_w": (2,),
                                      "grad_output": (3, 4)})
-    x_shape, unbatched = _separable_shape(input_size, "input_size")
+    x_shape, unbatched = _batched_size(input_size, "input_size")
     if (grad_output.ndim == 3) != unbatched:
         raise ValueError(f"input_size {tuple(input_size)} and grad_output "
                          f"({grad_output.ndim}-D) must both be batched or both unbatched")
@@ -395,13 +397,7 @@ def _tiled_input(make_geometry, input_size, weight, grad_output, stride, padding
 
 
 def _tiled_weight(make_geometry, input, weight_size, grad_output, stride, padding, dilation):
-    lib, dtype = check_arrays({"input": input, "grad_output": grad_output},
-                              float_names=("input", "grad_output"),
-                              ranks={"input": (3, 4), "grad_output": (3, 4)})
-    if input.ndim != grad_output.ndim:
-        raise ValueError(f"input is {input.ndim}-D but grad_output is {grad_output.ndim}-D")
-    x = input[None] if input.ndim == 3 else input
-    dy = grad_output[None] if grad_output.ndim == 3 else grad_output
+    lib, dtype, x, dy, _ = _input_and_grad_output(input, grad_output, batched_rank=4)
     w_shape = _size(weight_size, "weight_size", 6)
     g = make_geometry(x.shape, w_shape, stride, padding, dilation)
     check_shape(dy, g.y_shape, "grad_output", f"input of shape {tuple(x.shape)} with "
@@ -568,20 +564,6 @@ def local_conv2d_bias(grad_output):
 from .geometry import conv3d_geometry  # noqa: E402
 
 
-def _batched_size3d(size, name: str, grad_output):
-    """input_size with 4 or 5 entries -> (5-tuple, unbatched?); must match grad_output's rank."""
-    try:
-        dims = tuple(size)
-    except TypeError:
-        raise TypeError(f"{name} must be a sequence of ints, got {size!r}") from None
-    if len(dims) not in (4, 5):
-        raise ValueError(f"{name} must have 4 or 5 entries, got {len(dims)}: {size!r}")
-    if len(dims) != grad_output.ndim:
-        raise ValueError(f"{name} {dims} has {len(dims)} entries but grad_output is "
-                         f"{grad_output.ndim}-D (shape {tuple(grad_output.shape)})")
-    return ((1,) + dims if len(dims) == 4 else dims), len(dims) == 4
-
-
 def conv3d_input(input_size, weight, grad_output, stride=1, padding=0, dilation=1, groups=1):
     """Gradient of conv3d with respect to its input, like ``torch.nn.grad.conv3d_input``.
 
@@ -606,7 +588,7 @@ def conv3d_input(input_size, weight, grad_output, stride=1, padding=0, dilation=
     lib, dtype = check_arrays({"weight": weight, "grad_output": grad_output},
                               float_names=("weight", "grad_output"),
                               ranks={"weight": (5,), "grad_output": (4, 5)})
-    x_shape, unbatched = _batched_size3d(input_size, "input_size", grad_output)
+    x_shape, unbatched = _batched_size(input_size, "input_size", grad_output, 5)
     dy = grad_output[None] if unbatched else grad_output
     g = conv3d_geometry(x_shape, weight.shape, stride, padding, dilation, groups)
     check_shape(dy, g.y_shape, "grad_output", f"input_size {tuple(input_size)} with this weight "
@@ -636,18 +618,8 @@ def conv3d_weight(input, weight_size, grad_output, stride=1, padding=0, dilation
         >>> gpuconv.grad.conv3d_weight(x, (1, 1, 2, 1, 1), dy)[0, 0, :, 0, 0]
         array([1., 3.])
     """
-    lib, dtype = check_arrays({"input": input, "grad_output": grad_output},
-                              float_names=("input", "grad_output"),
-                              ranks={"input": (4, 5), "grad_output": (4, 5)})
-    if input.ndim != grad_output.ndim:
-        raise ValueError(f"input is {input.ndim}-D but grad_output is {grad_output.ndim}-D")
-    unbatched = input.ndim == 4
-    x = input[None] if unbatched else input
-    dy = grad_output[None] if unbatched else grad_output
-    try:
-        w_shape = tuple(weight_size)
-    except TypeError:
-        raise TypeError(f"weight_size must be a sequence of ints, got {weight_size!r}") from None
+    lib, dtype, x, dy, unbatched = _input_and_grad_output(input, grad_output, batched_rank=5)
+    w_shape = _sequence(weight_size, "weight_size")
     g = conv3d_geometry(x.shape, w_shape, stride, padding, dilation, groups)
     check_shape(dy, g.y_shape, "grad_output", f"input of shape {tuple(x.shape)} with "
                 f"weight_size {w_shape} and this geometry")
@@ -694,23 +666,6 @@ from .functional import _flip_flag, _flipped, _zero_extended  # noqa: E402
 from .geometry import conv1d_geometry, conv_transpose2d_geometry  # noqa: E402
 
 
-def _shape_arg(size, name: str, grad_output, batched_rank: int):
-    """A size argument with ``batched_rank`` or one fewer entries -> (batched tuple,
-    unbatched?); it must match grad_output's rank."""
-    try:
-        dims = tuple(size)
-    except TypeError:
-        raise TypeError(f"{name} must be a sequence of ints, got {size!r}") from None
-    if len(dims) not in (batched_rank - 1, batched_rank):
-        raise ValueError(f"{name} must have {batched_rank - 1} or {batched_rank} entries, got "
-                         f"{len(dims)}: {size!r}")
-    if len(dims) != grad_output.ndim:
-        raise ValueError(f"{name} {dims} has {len(dims)} entries but grad_output is "
-                         f"{grad_output.ndim}-D (shape {tuple(grad_output.shape)})")
-    unbatched = len(dims) == batched_rank - 1
-    return ((1,) + dims if unbatched else dims), unbatched
-
-
 def conv1d_input(input_size, weight, grad_output, stride=1, padding=0, dilation=1, groups=1, *,
                  flip=False):
     """Gradient of conv1d with respect to its input, like ``torch.nn.grad.conv1d_input``.
@@ -734,7 +689,7 @@ def conv1d_input(input_size, weight, grad_output, stride=1, padding=0, dilation=
     lib, dtype = check_arrays({"weight": weight, "grad_output": grad_output},
                               float_names=("weight", "grad_output"),
                               ranks={"weight": (3,), "grad_output": (2, 3)})
-    x_shape, unbatched = _shape_arg(input_size, "input_size", grad_output, 3)
+    x_shape, unbatched = _batched_size(input_size, "input_size", grad_output, 3)
     dy = grad_output[None] if unbatched else grad_output
     g = conv1d_geometry(x_shape, weight.shape, stride, padding, dilation, groups)
     check_shape(dy, (g.N, g.K, g.Q), "grad_output", f"input_size {tuple(input_size)} with this "
@@ -767,18 +722,8 @@ def conv1d_weight(input, weight_size, grad_output, stride=1, padding=0, dilation
         >>> gpuconv.grad.conv1d_weight(x, (1, 1, 2), np.ones((1, 1, 3)))
         array([[[3., 6.]]])
     """
-    lib, dtype = check_arrays({"input": input, "grad_output": grad_output},
-                              float_names=("input", "grad_output"),
-                              ranks={"input": (2, 3), "grad_output": (2, 3)})
-    if input.ndim != grad_output.ndim:
-        raise ValueError(f"input is {input.ndim}-D but grad_output is {grad_output.ndim}-D")
-    unbatched = input.ndim == 2
-    x = input[None] if unbatched else input
-    dy = grad_output[None] if unbatched else grad_output
-    try:
-        w_shape = tuple(weight_size)
-    except TypeError:
-        raise TypeError(f"weight_size must be a sequence of ints, got {weight_size!r}") from None
+    lib, dtype, x, dy, unbatched = _input_and_grad_output(input, grad_output, batched_rank=3)
+    w_shape = _sequence(weight_size, "weight_size")
     if len(w_shape) != 3:
         raise ValueError(f"weight_size must have 3 entries (K, C/groups, S), got {weight_size!r}")
     g = conv1d_geometry(x.shape, w_shape, stride, padding, dilation, groups)
@@ -841,7 +786,7 @@ def conv_transpose2d_input(input_size, weight, grad_output, stride=1, padding=0,
     lib, dtype = check_arrays({"weight": weight, "grad_output": grad_output},
                               float_names=("weight", "grad_output"),
                               ranks={"weight": (4,), "grad_output": (3, 4)})
-    x_shape, unbatched = _shape_arg(input_size, "input_size", grad_output, 4)
+    x_shape, unbatched = _batched_size(input_size, "input_size", grad_output, 4)
     dy = grad_output[None] if unbatched else grad_output
     g = conv_transpose2d_geometry(x_shape, weight.shape, stride, padding, output_padding, groups,
                                   dilation)
@@ -878,18 +823,8 @@ def conv_transpose2d_weight(input, weight_size, grad_output, stride=1, padding=0
         array([[10., 10.],
                [10., 10.]])
     """
-    lib, dtype = check_arrays({"input": input, "grad_output": grad_output},
-                              float_names=("input", "grad_output"),
-                              ranks={"input": (3, 4), "grad_output": (3, 4)})
-    if input.ndim != grad_output.ndim:
-        raise ValueError(f"input is {input.ndim}-D but grad_output is {grad_output.ndim}-D")
-    unbatched = input.ndim == 3
-    x = input[None] if unbatched else input
-    dy = grad_output[None] if unbatched else grad_output
-    try:
-        w_shape = tuple(weight_size)
-    except TypeError:
-        raise TypeError(f"weight_size must be a sequence of ints, got {weight_size!r}") from None
+    lib, dtype, x, dy, unbatched = _input_and_grad_output(input, grad_output, batched_rank=4)
+    w_shape = _sequence(weight_size, "weight_size")
     g = conv_transpose2d_geometry(x.shape, w_shape, stride, padding, output_padding, groups,
                                   dilation)
     check_shape(dy, g.y_shape, "grad_output", f"input of shape {tuple(x.shape)} with "
