@@ -8,7 +8,7 @@ batch of 1-2 and a few channels fewer where that keeps the edge the layer is her
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)

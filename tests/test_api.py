@@ -8,7 +8,7 @@ import pytest
 
 import gpuconv
 from gpuconv import backend, grad, reference
-from gpuconv.geometry import conv2d_geometry, pool2d_geometry
+from gpuconv.geometry import conv2d_geometry
 
 rng = np.random.default_rng(7)
 X = rng.standard_normal((2, 4, 9, 8)).astype(np.float32)

@@ -23,20 +23,10 @@ from gpuconv import grad, kernels, reference
 from gpuconv.checking import assert_close
 from gpuconv.geometry import avg_pool2d_geometry
 from gpuconv.problems import AVGPOOL_PROBLEMS, LPPOOL_NORMS, LPPOOL_PROBLEMS
-from gpuconv.runtime import cuda_available, get_runtime
+from gpuconv.runtime import get_runtime
+from helpers import numeric_grad  # noqa: E402
 
 DTYPES = [np.float16, np.float32, np.float64]
-RUNTIMES = [
-    pytest.param("emulator", id="emulator"),
-    pytest.param("cuda", id="cuda", marks=pytest.mark.gpu),
-]
-
-
-@pytest.fixture(params=RUNTIMES)
-def rt(request):
-    if request.param == "cuda" and not cuda_available():
-        pytest.skip("no CUDA device visible to CuPy (or CuPy not installed)")
-    return get_runtime(request.param)
 
 
 # ----------------------------------------------------------------------------------------
@@ -307,20 +297,6 @@ def test_only_version_v1_exists():
 # finite differences (float64)
 
 
-def _finite_difference(f, x, dy, eps=1e-6):
-    """d(sum(f(x) * dy))/dx by central differences."""
-    dx = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        keep = x[i]
-        x[i] = keep + eps
-        plus = np.sum(f(x) * dy)
-        x[i] = keep - eps
-        minus = np.sum(f(x) * dy)
-        x[i] = keep
-        dx[i] = (plus - minus) / (2 * eps)
-    return dx
-
-
 @pytest.mark.parametrize("kw", [dict(kernel_size=3, stride=2, padding=1, ceil_mode=True),
                                 dict(kernel_size=(2, 3), stride=1, count_include_pad=False,
                                      padding=(1, 1)),
@@ -329,7 +305,7 @@ def test_avg_pool_gradient_by_finite_differences(kw):
     rng = np.random.default_rng(9)
     x = rng.standard_normal((1, 2, 6, 5))
     dy = rng.standard_normal(gpuconv.avg_pool2d(x, **kw).shape)
-    want = _finite_difference(lambda a: gpuconv.avg_pool2d(a, **kw), x, dy)
+    want = numeric_grad(lambda: np.sum(gpuconv.avg_pool2d(x, **kw) * dy), x)
     for backend in ("numpy", "emulator"):
         with gpuconv.use_backend(backend):
             np.testing.assert_allclose(grad.avg_pool2d_input(dy, x.shape, **kw), want,
@@ -342,7 +318,7 @@ def test_lp_pool_gradient_by_finite_differences(norm_type):
     x = rng.uniform(0.3, 1.5, (1, 2, 7, 6))
     kw = dict(kernel_size=3, stride=2, ceil_mode=True)
     dy = rng.standard_normal(gpuconv.lp_pool2d(x, norm_type, **kw).shape)
-    want = _finite_difference(lambda a: gpuconv.lp_pool2d(a, norm_type, **kw), x, dy)
+    want = numeric_grad(lambda: np.sum(gpuconv.lp_pool2d(x, norm_type, **kw) * dy), x)
     for backend in ("numpy", "emulator"):
         with gpuconv.use_backend(backend):
             np.testing.assert_allclose(grad.lp_pool2d_input(dy, x, norm_type, **kw), want,

@@ -14,7 +14,6 @@ Vocabulary: input depth D, filter depth T, output depth O (height and width as i
 
 from __future__ import annotations
 
-import zlib
 
 import numpy as np
 import pytest
@@ -24,31 +23,18 @@ from gpuconv import grad, kernels, reference
 from gpuconv.checking import assert_close
 from gpuconv.geometry import conv2d_geometry, conv3d_geometry
 from gpuconv.problems import CONV3D_PROBLEMS, Conv3dProblem
-from gpuconv.runtime import cuda_available, get_runtime
+from gpuconv.runtime import get_runtime
+from helpers import numeric_grad, rng_for  # noqa: E402
 
 DTYPES = [np.float16, np.float32, np.float64]
 PROBLEM_IDS = [p.name for p in CONV3D_PROBLEMS]
 
-RUNTIMES = [
-    pytest.param("emulator", id="emulator"),
-    pytest.param("cuda", id="cuda", marks=pytest.mark.gpu),
-]
-
-
-@pytest.fixture(params=RUNTIMES)
-def rt(request):
-    if request.param == "cuda" and not cuda_available():
-        pytest.skip("no CUDA device visible to CuPy (or CuPy not installed)")
-    return get_runtime(request.param)
 
 
 # ----------------------------------------------------------------------------------------
 # helpers
 
 
-def rng_for(*parts) -> np.random.Generator:
-    """A generator seeded from the test's identity, stable from run to run."""
-    return np.random.default_rng(zlib.crc32(repr(parts).encode()))
 
 
 def case(problem, dtype, what):
@@ -248,19 +234,6 @@ def test_gradients_take_torch_nn_grad_arguments():
                                        want_dw.numpy(), atol=1e-12)
 
 
-def _numeric_grad(f, a, eps=1e-6):
-    out = np.zeros_like(a)
-    for i in np.ndindex(a.shape):
-        old = a[i]
-        a[i] = old + eps
-        plus = f()
-        a[i] = old - eps
-        minus = f()
-        a[i] = old
-        out[i] = (plus - minus) / (2 * eps)
-    return out
-
-
 @pytest.mark.parametrize("backend", ["numpy", "emulator"])
 @pytest.mark.parametrize("name, x_shape, w_shape, stride, padding, pads, dilation, groups",
                          [TINY[i] for i in (1, 2, 3)], ids=[TINY[i][0] for i in (1, 2, 3)])
@@ -279,9 +252,9 @@ def test_gradients_match_finite_differences(backend, name, x_shape, w_shape, str
         dx = grad.conv3d_input(x.shape, w, dy, **kw)
         dw = grad.conv3d_weight(x, w.shape, dy, **kw)
         db = grad.conv3d_bias(dy)
-    np.testing.assert_allclose(dx, _numeric_grad(loss, x), atol=1e-6)
-    np.testing.assert_allclose(dw, _numeric_grad(loss, w), atol=1e-6)
-    np.testing.assert_allclose(db, _numeric_grad(loss, b), atol=1e-6)
+    np.testing.assert_allclose(dx, numeric_grad(loss, x), atol=1e-6)
+    np.testing.assert_allclose(dw, numeric_grad(loss, w), atol=1e-6)
+    np.testing.assert_allclose(db, numeric_grad(loss, b), atol=1e-6)
 
 
 # ----------------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ Sections:
 from __future__ import annotations
 
 import contextlib
-import zlib
 from types import SimpleNamespace
 
 import numpy as np
@@ -27,27 +26,9 @@ import gpuconv
 from gpuconv import checking, dispatch, grad, kernels
 from gpuconv.problems import CONV1D_PROBLEMS, CONV_PROBLEMS, CONV_TRANSPOSE2D_PROBLEMS
 from gpuconv.runtime import cuda_available
+from helpers import numeric_grad, rng_for  # noqa: E402
 
 DTYPES = [np.float16, np.float32, np.float64]
-
-
-def rng_for(*parts) -> np.random.Generator:
-    return np.random.default_rng(zlib.crc32(repr(parts).encode()))
-
-
-def numeric_grad(f, a, eps=1e-6):
-    """Central differences of the scalar f() with respect to every element of a (in place)."""
-    out = np.zeros_like(a)
-    flat, grad_flat = a.reshape(-1), out.reshape(-1)
-    for i in range(flat.size):
-        keep = flat[i]
-        flat[i] = keep + eps
-        up = f()
-        flat[i] = keep - eps
-        down = f()
-        flat[i] = keep
-        grad_flat[i] = (up - down) / (2 * eps)
-    return out
 
 
 def torch_or_skip():

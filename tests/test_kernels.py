@@ -18,7 +18,6 @@ is unique; ties, NaN, -inf, all -inf windows and ceil_mode windows have their ow
 
 from __future__ import annotations
 
-import zlib
 
 import numpy as np
 import pytest
@@ -28,6 +27,7 @@ from gpuconv.checking import assert_close, compare, distinct_values
 from gpuconv.geometry import conv2d_geometry, pool2d_geometry
 from gpuconv.problems import CONV_PROBLEMS, ConvProblem, POOL_PROBLEMS
 from gpuconv.runtime import Runtime, cuda_available, get_runtime
+from helpers import rng_for  # noqa: E402
 
 DTYPES = [np.float16, np.float32, np.float64]
 
@@ -51,26 +51,12 @@ V2_EDGE_PROBLEMS = [
 ALL_CONV_PROBLEMS = CONV_PROBLEMS + V2_EDGE_PROBLEMS
 IDX_POISON = -7  # what index outputs are filled with before a launch (never a valid index)
 
-RUNTIMES = [
-    pytest.param("emulator", id="emulator"),
-    pytest.param("cuda", id="cuda", marks=pytest.mark.gpu),
-]
-
-
-@pytest.fixture(params=RUNTIMES)
-def rt(request):
-    if request.param == "cuda" and not cuda_available():
-        pytest.skip("no CUDA device visible to CuPy (or CuPy not installed)")
-    return get_runtime(request.param)
 
 
 # ----------------------------------------------------------------------------------------
 # helpers
 
 
-def rng_for(*parts) -> np.random.Generator:
-    """A generator seeded from the test's identity, stable from run to run."""
-    return np.random.default_rng(zlib.crc32(repr(parts).encode()))
 
 
 def uniform(rng, shape, dtype) -> np.ndarray:

@@ -14,7 +14,6 @@ gpuconv.tiled_conv2d and their gradients in gpuconv.grad.
 
 from __future__ import annotations
 
-import zlib
 
 import numpy as np
 import pytest
@@ -24,26 +23,12 @@ from gpuconv import grad, kernels, reference
 from gpuconv.checking import assert_close
 from gpuconv.geometry import (conv2d_geometry, local_conv2d_geometry, tiled_conv2d_geometry)
 from gpuconv.problems import CONV_PROBLEMS, LOCAL_PROBLEMS, TILED_PROBLEMS
-from gpuconv.runtime import cuda_available, get_runtime
+from gpuconv.runtime import cuda_available
+from helpers import rng_for  # noqa: E402
 
 DTYPES = [np.float16, np.float32, np.float64]
 dtype_ids = lambda d: np.dtype(d).name  # noqa: E731
 
-RUNTIMES = [
-    pytest.param("emulator", id="emulator"),
-    pytest.param("cuda", id="cuda", marks=pytest.mark.gpu),
-]
-
-
-@pytest.fixture(params=RUNTIMES)
-def rt(request):
-    if request.param == "cuda" and not cuda_available():
-        pytest.skip("no CUDA device visible to CuPy (or CuPy not installed)")
-    return get_runtime(request.param)
-
-
-def rng_for(*parts) -> np.random.Generator:
-    return np.random.default_rng(zlib.crc32(repr(parts).encode()))
 
 
 def uniform(rng, shape, dtype=np.float64) -> np.ndarray:

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import naive
+from helpers import numeric_grad
 from gpuconv import geometry, reference
 from gpuconv.checking import distinct_values
 
@@ -153,19 +154,6 @@ def test_float16_accumulates_in_float64():
 # finite differences (float64): the gradients are the derivatives of the forward pass
 
 
-def _numeric_grad(f, a, eps=1e-6):
-    grad = np.zeros_like(a)
-    for i in np.ndindex(a.shape):
-        old = a[i]
-        a[i] = old + eps
-        plus = f()
-        a[i] = old - eps
-        minus = f()
-        a[i] = old
-        grad[i] = (plus - minus) / (2 * eps)
-    return grad
-
-
 @pytest.mark.parametrize("case", [CONV_CASES[i] for i in (2, 5, 6, 10, 12)],
                          ids=[CONV_CASES[i][0] for i in (2, 5, 6, 10, 12)])
 def test_conv_gradients_match_finite_differences(case):
@@ -175,9 +163,9 @@ def test_conv_gradients_match_finite_differences(case):
     g = geometry.conv2d_geometry(x_shape, w_shape, stride, padding, dilation, groups)
     dy = rng.standard_normal(g.y_shape)
     loss = lambda: float((reference.conv2d(x, w, b, g) * dy).sum())
-    np.testing.assert_allclose(reference.conv2d_input(dy, w, g), _numeric_grad(loss, x), atol=1e-6)
-    np.testing.assert_allclose(reference.conv2d_weight(x, dy, g), _numeric_grad(loss, w), atol=1e-6)
-    np.testing.assert_allclose(reference.conv2d_bias(dy), _numeric_grad(loss, b), atol=1e-6)
+    np.testing.assert_allclose(reference.conv2d_input(dy, w, g), numeric_grad(loss, x), atol=1e-6)
+    np.testing.assert_allclose(reference.conv2d_weight(x, dy, g), numeric_grad(loss, w), atol=1e-6)
+    np.testing.assert_allclose(reference.conv2d_bias(dy), numeric_grad(loss, b), atol=1e-6)
 
 
 @pytest.mark.parametrize("case", [POOL_CASES[i] for i in (1, 2, 4, 6)],
@@ -190,7 +178,7 @@ def test_pool_gradient_matches_finite_differences(case):
     y, idx = reference.max_pool2d(x, g)
     dy = rng.standard_normal(y.shape)
     loss = lambda: float((reference.max_pool2d(x, g)[0] * dy).sum())
-    np.testing.assert_allclose(reference.max_pool2d_input(dy, idx, g), _numeric_grad(loss, x, 1e-4),
+    np.testing.assert_allclose(reference.max_pool2d_input(dy, idx, g), numeric_grad(loss, x, 1e-4),
                                atol=1e-6)
 
 

@@ -1,7 +1,6 @@
 """Reliability of the kernel path: determinism, thread safety, special values, array handling
 on the CPU runtime (the GPU variants run where CuPy sees a device)."""
 
-import json
 import os
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import pytest
 
 import gpuconv
 from gpuconv import checking, grad, reference
-from gpuconv.geometry import conv2d_geometry, pool2d_geometry
+from gpuconv.geometry import conv2d_geometry
 from gpuconv.problems import CONV_PROBLEMS, POOL_PROBLEMS
 
 CONV = next(p for p in CONV_PROBLEMS if p.name == "groups")

@@ -20,6 +20,7 @@ from gpuconv import grad
 from gpuconv.checking import check_case
 from gpuconv.problems import SEPARABLE_PROBLEMS
 from gpuconv.runtime import cuda_available
+from helpers import numeric_grad  # noqa: E402
 
 DTYPES = [np.float16, np.float32, np.float64]
 SOBEL_X = np.array([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
@@ -142,19 +143,6 @@ def test_kernels_match_reference(problem, dtype, op, runtime):
 # finite differences (float64)
 
 
-def _numeric_gradient(f, a, dy, eps=1e-6):
-    out = np.zeros_like(a)
-    for i in np.ndindex(a.shape):
-        keep = a[i]
-        a[i] = keep + eps
-        plus = np.sum(f() * dy)
-        a[i] = keep - eps
-        minus = np.sum(f() * dy)
-        a[i] = keep
-        out[i] = (plus - minus) / (2 * eps)
-    return out
-
-
 def test_gradients_by_finite_differences():
     rng = np.random.default_rng(4)
     x = rng.standard_normal((1, 2, 7, 6))
@@ -165,10 +153,10 @@ def test_gradients_by_finite_differences():
     for backend in ("numpy", "emulator"):
         with gpuconv.use_backend(backend):
             np.testing.assert_allclose(grad.separable_conv2d_input(x.shape, u, v, dy, **kw),
-                                       _numeric_gradient(f, x, dy), rtol=1e-6, atol=1e-8)
+                                       numeric_grad(lambda: np.sum(f() * dy), x), rtol=1e-6, atol=1e-8)
             du, dv = grad.separable_conv2d_weight(x, u, v, dy, **kw)
-            np.testing.assert_allclose(du, _numeric_gradient(f, u, dy), rtol=1e-6, atol=1e-8)
-            np.testing.assert_allclose(dv, _numeric_gradient(f, v, dy), rtol=1e-6, atol=1e-8)
+            np.testing.assert_allclose(du, numeric_grad(lambda: np.sum(f() * dy), u), rtol=1e-6, atol=1e-8)
+            np.testing.assert_allclose(dv, numeric_grad(lambda: np.sum(f() * dy), v), rtol=1e-6, atol=1e-8)
 
 
 # ----------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from conftest import REPO, KERNELS, run_python, module
+from conftest import KERNELS, run_python, module
 from gpuconv.runtime.cpu_rt import KernelError
 
 
