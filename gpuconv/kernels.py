@@ -95,15 +95,34 @@ TEMPLATE_DTYPES = {"conv2d_fprop_v3_mma": (np.dtype(np.float16),),
 # kernel runs a slow shuffle emulation of the mma: right, but only for explicit requests).
 TENSOR_CORE_VERSIONS = {("fprop", "v3"), ("dgrad", "v3")}
 TENSOR_CORE_MIN_ARCH = 80
-# Tiled / locally connected conv2d: one version each so far (v1, direct), so they stay out of
-# OPS / TEMPLATES (nothing to select); launchers near the end of this file.
-TILED_TEMPLATES = {
-    ("tiled_fprop", "v1"): ("local_conv2d.cu", "tiled_conv2d_fprop_v1_direct"),
-    ("tiled_dgrad", "v1"): ("local_conv2d.cu", "tiled_conv2d_dgrad_v1_direct"),
-    ("tiled_wgrad", "v1"): ("local_conv2d.cu", "tiled_conv2d_wgrad_v1_direct"),
-    ("tiled_bgrad", "v1"): ("local_conv2d.cu", "tiled_conv2d_bgrad_v1_direct"),
-}
-KERNELS["local_conv2d.cu"] = tuple(template for _, template in TILED_TEMPLATES.values())
+# Ops with one kernel version so far (v1): nothing to select, so they stay out of OPS /
+# TEMPLATES. (op, version) -> (source, template); each op family's section near the end of
+# this file registers its own with _add_single_version.
+SINGLE_VERSION_TEMPLATES: dict = {}
+
+
+def _add_single_version(source: str, templates: dict) -> None:
+    """Register one source file's v1-only kernels: {op: template}."""
+    for op, template in templates.items():
+        SINGLE_VERSION_TEMPLATES[(op, "v1")] = (source, template)
+    KERNELS[source] = tuple(templates.values())
+
+
+def _single_version_kernel(op: str, version: str | None) -> tuple[str, str]:
+    """(source, template) of a v1-only op (None picks v1; another version is refused)."""
+    version = "v1" if version is None else version
+    if (op, version) not in SINGLE_VERSION_TEMPLATES:
+        have = tuple(v for (o, v) in SINGLE_VERSION_TEMPLATES if o == op)
+        raise ValueError(f"{op} has versions {have}, got {version!r}")
+    return SINGLE_VERSION_TEMPLATES[(op, version)]
+
+
+_add_single_version("local_conv2d.cu", {
+    "tiled_fprop": "tiled_conv2d_fprop_v1_direct",
+    "tiled_dgrad": "tiled_conv2d_dgrad_v1_direct",
+    "tiled_wgrad": "tiled_conv2d_wgrad_v1_direct",
+    "tiled_bgrad": "tiled_conv2d_bgrad_v1_direct",
+})
 
 
 @dataclass(frozen=True)
@@ -691,20 +710,10 @@ def maxpool2d_bwd(rt, g, dy, idx, dx, version: str | None = None) -> None:
 # one thread per output element; the backward a fixed-order gather, no atomics), so they
 # stay out of OPS / TEMPLATES (nothing to select).
 
-AVGPOOL_TEMPLATES = {
-    ("avgpool_fwd", "v1"): ("avgpool2d.cu", "avgpool2d_fwd_v1_direct"),
-    ("avgpool_bwd", "v1"): ("avgpool2d.cu", "avgpool2d_bwd_v1_gather"),
-}
-KERNELS["avgpool2d.cu"] = tuple(template for _, template in AVGPOOL_TEMPLATES.values())
-
-
-def _avgpool_kernel(op: str, version: str | None) -> tuple[str, str]:
-    """(source, template) of an avg-pool op's version (only 'v1' exists; None picks it)."""
-    version = "v1" if version is None else version
-    if (op, version) not in AVGPOOL_TEMPLATES:
-        have = tuple(v for (o, v) in AVGPOOL_TEMPLATES if o == op)
-        raise ValueError(f"{op} has versions {have}, got {version!r}")
-    return AVGPOOL_TEMPLATES[(op, version)]
+_add_single_version("avgpool2d.cu", {
+    "avgpool_fwd": "avgpool2d_fwd_v1_direct",
+    "avgpool_bwd": "avgpool2d_bwd_v1_gather",
+})
 
 
 def _avgpool_sizes(g) -> list:
@@ -718,13 +727,13 @@ def _avgpool_sizes(g) -> list:
 
 def avgpool2d_fwd(rt, g, x, y, version: str | None = None) -> None:
     """y (N,C,P,Q) = avg-pool of x (N,C,H,W), PyTorch's divisor rule."""
-    source, kernel = _avgpool_kernel("avgpool_fwd", version)
+    source, kernel = _single_version_kernel("avgpool_fwd", version)
     _launch(rt, source, kernel, y.dtype, g.N * g.C * g.P * g.Q, [x, y] + _avgpool_sizes(g))
 
 
 def avgpool2d_bwd(rt, g, dy, dx, version: str | None = None) -> None:
     """dx (N,C,H,W) = sum of dy / divisor over the windows holding each element (gather)."""
-    source, kernel = _avgpool_kernel("avgpool_bwd", version)
+    source, kernel = _single_version_kernel("avgpool_bwd", version)
     _launch(rt, source, kernel, dx.dtype, g.N * g.C * g.H * g.W, [dy, dx] + _avgpool_sizes(g))
 
 
@@ -734,15 +743,6 @@ def avgpool2d_bwd(rt, g, dy, dx, version: str | None = None) -> None:
 # g is a geometry.TiledConv2dGeometry (conv2d's sizes plus the tile TH x TW); a locally
 # connected layer is the tile (P, Q). Every kernel is v1: a 1-D grid-stride launch, one thread
 # per output element (y, dx, dw, db), fixed-order sums, no atomics.
-
-
-def _tiled_kernel(op: str, version: str | None) -> tuple[str, str]:
-    """(source, template) of a tiled op's version (only 'v1' exists; None picks it)."""
-    version = "v1" if version is None else version
-    if (op, version) not in TILED_TEMPLATES:
-        have = tuple(v for (o, v) in TILED_TEMPLATES if o == op)
-        raise ValueError(f"{op} has versions {have}, got {version!r}")
-    return TILED_TEMPLATES[(op, version)]
 
 
 def _tiled_sizes(g) -> list:
@@ -755,7 +755,7 @@ def _tiled_sizes(g) -> list:
 def tiled_conv2d_fprop(rt, g, x, w, b, y, version: str | None = None) -> None:
     """y (N,K,P,Q) = tiled conv2d of x (N,C,H,W) with w (TH,TW,K,C,R,S), plus b: None, (K,)
     or (K,TH,TW) (the kernel's has_bias 0, 1, 2)."""
-    source, kernel = _tiled_kernel("tiled_fprop", version)
+    source, kernel = _single_version_kernel("tiled_fprop", version)
     has_bias = 0 if b is None else (1 if b.ndim == 1 else 2)
     if b is None:
         b = rt.xp.zeros(1, y.dtype)  # a valid pointer the kernel never reads (has_bias = 0)
@@ -765,20 +765,20 @@ def tiled_conv2d_fprop(rt, g, x, w, b, y, version: str | None = None) -> None:
 
 def tiled_conv2d_dgrad(rt, g, dy, w, dx, version: str | None = None) -> None:
     """dx (N,C,H,W) = gradient of the tiled conv2d with respect to x, from dy and w."""
-    source, kernel = _tiled_kernel("tiled_dgrad", version)
+    source, kernel = _single_version_kernel("tiled_dgrad", version)
     _launch(rt, source, kernel, dx.dtype, g.N * g.C * g.H * g.W, [dy, w, dx] + _tiled_sizes(g))
 
 
 def tiled_conv2d_wgrad(rt, g, x, dy, dw, version: str | None = None) -> None:
     """dw (TH,TW,K,C,R,S) = gradient of the tiled conv2d with respect to w, from x and dy."""
-    source, kernel = _tiled_kernel("tiled_wgrad", version)
+    source, kernel = _single_version_kernel("tiled_wgrad", version)
     _launch(rt, source, kernel, dw.dtype, g.TH * g.TW * g.K * g.C * g.R * g.S,
             [x, dy, dw] + _tiled_sizes(g))
 
 
 def tiled_conv2d_bgrad(rt, g, dy, db, version: str | None = None) -> None:
     """db (K,TH,TW) = dy summed over n and the output positions that use each bank."""
-    source, kernel = _tiled_kernel("tiled_bgrad", version)
+    source, kernel = _single_version_kernel("tiled_bgrad", version)
     _launch(rt, source, kernel, db.dtype, g.K * g.TH * g.TW,
             [dy, db] + _i32(N=g.N, K=g.K, P=g.P, Q=g.Q, TH=g.TH, TW=g.TW))
 
@@ -792,21 +792,11 @@ def tiled_conv2d_bgrad(rt, g, dy, db, version: str | None = None) -> None:
 # fixed-order sums, no atomics. The bias gradient has no kernel here: gpuconv.grad.conv3d_bias
 # views dy as (N, K, O, P*Q) and runs conv2d_bgrad.
 
-CONV3D_TEMPLATES = {
-    ("conv3d_fprop", "v1"): ("conv3d.cu", "conv3d_fprop_v1_direct"),
-    ("conv3d_dgrad", "v1"): ("conv3d.cu", "conv3d_dgrad_v1_direct"),
-    ("conv3d_wgrad", "v1"): ("conv3d.cu", "conv3d_wgrad_v1_direct"),
-}
-KERNELS["conv3d.cu"] = tuple(template for _, template in CONV3D_TEMPLATES.values())
-
-
-def _conv3d_kernel(op: str, version: str | None) -> tuple[str, str]:
-    """(source, template) of a conv3d op's version (only 'v1' exists; None picks it)."""
-    version = "v1" if version is None else version
-    if (op, version) not in CONV3D_TEMPLATES:
-        have = tuple(v for (o, v) in CONV3D_TEMPLATES if o == op)
-        raise ValueError(f"{op} has versions {have}, got {version!r}")
-    return CONV3D_TEMPLATES[(op, version)]
+_add_single_version("conv3d.cu", {
+    "conv3d_fprop": "conv3d_fprop_v1_direct",
+    "conv3d_dgrad": "conv3d_dgrad_v1_direct",
+    "conv3d_wgrad": "conv3d_wgrad_v1_direct",
+})
 
 
 def _conv3d_sizes(g) -> list:
@@ -820,7 +810,7 @@ def _conv3d_sizes(g) -> list:
 
 def conv3d_fprop(rt, g, x, w, b, y, version: str | None = None) -> None:
     """y (N,K,O,P,Q) = conv3d(x (N,C,D,H,W), w (K,C/groups,T,R,S)) + b (K,) or no bias (None)."""
-    source, kernel = _conv3d_kernel("conv3d_fprop", version)
+    source, kernel = _single_version_kernel("conv3d_fprop", version)
     has_bias = b is not None
     if not has_bias:
         b = rt.xp.zeros(1, y.dtype)  # a valid pointer the kernel never reads (has_bias = 0)
@@ -830,14 +820,14 @@ def conv3d_fprop(rt, g, x, w, b, y, version: str | None = None) -> None:
 
 def conv3d_dgrad(rt, g, dy, w, dx, version: str | None = None) -> None:
     """dx (N,C,D,H,W) = gradient of conv3d with respect to x, from dy (N,K,O,P,Q) and w."""
-    source, kernel = _conv3d_kernel("conv3d_dgrad", version)
+    source, kernel = _single_version_kernel("conv3d_dgrad", version)
     _launch(rt, source, kernel, dx.dtype, g.N * g.C * g.D * g.H * g.W,
             [dy, w, dx] + _conv3d_sizes(g))
 
 
 def conv3d_wgrad(rt, g, x, dy, dw, version: str | None = None) -> None:
     """dw (K,C/groups,T,R,S) = gradient of conv3d with respect to w, from x and dy."""
-    source, kernel = _conv3d_kernel("conv3d_wgrad", version)
+    source, kernel = _single_version_kernel("conv3d_wgrad", version)
     if g.N == 0:  # an empty batch: the sums are empty, and the contract is to do nothing
         return
     _launch(rt, source, kernel, dw.dtype, g.K * g.C_per_group * g.T * g.R * g.S,
