@@ -62,15 +62,9 @@ def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, g: Conv2dGeometry
     return y.astype(x.dtype)
 
 
-def conv2d_input(dy: np.ndarray, w: np.ndarray, g: Conv2dGeometry) -> np.ndarray:
-    """Input gradient dx (N, C, H, W) of the forward pass.
-
-    Each output position spreads dy[n,k,p,q] * w[k,c,:,:] back over the input patch it read
-    ("col2im"): one strided slice-add per filter tap (r, s).
-    """
-    dyg = dy.astype(ACC, copy=False).reshape(g.N, g.groups, g.K_per_group, g.P, g.Q)
-    cols = np.einsum("ngkpq,gkcrs->ngcrspq", dyg, _grouped_weight(w, g), optimize=True)
-    cols = cols.reshape(g.N, g.C, g.R, g.S, g.P, g.Q)
+def _col2im(cols: np.ndarray, g: Conv2dGeometry) -> np.ndarray:
+    """Sum the per-tap contributions cols (N, C, R, S, P, Q) back onto the input (N, C, H, W):
+    one strided slice-add per filter tap (r, s) into the padded input, then crop the padding."""
     Hp = g.H + g.pad_top + g.pad_bottom
     Wp = g.W + g.pad_left + g.pad_right
     dx_padded = np.zeros((g.N, g.C, Hp, Wp), dtype=ACC)
@@ -80,8 +74,19 @@ def conv2d_input(dy: np.ndarray, w: np.ndarray, g: Conv2dGeometry) -> np.ndarray
             w0 = s * g.dilation_w
             dx_padded[:, :, h0:h0 + g.stride_h * (g.P - 1) + 1:g.stride_h,
                             w0:w0 + g.stride_w * (g.Q - 1) + 1:g.stride_w] += cols[:, :, r, s]
-    dx = dx_padded[:, :, g.pad_top:g.pad_top + g.H, g.pad_left:g.pad_left + g.W]
-    return dx.astype(dy.dtype)
+    return dx_padded[:, :, g.pad_top:g.pad_top + g.H, g.pad_left:g.pad_left + g.W]
+
+
+def conv2d_input(dy: np.ndarray, w: np.ndarray, g: Conv2dGeometry) -> np.ndarray:
+    """Input gradient dx (N, C, H, W) of the forward pass.
+
+    Each output position spreads dy[n,k,p,q] * w[k,c,:,:] back over the input patch it read
+    ("col2im"): one strided slice-add per filter tap (r, s).
+    """
+    dyg = dy.astype(ACC, copy=False).reshape(g.N, g.groups, g.K_per_group, g.P, g.Q)
+    cols = np.einsum("ngkpq,gkcrs->ngcrspq", dyg, _grouped_weight(w, g), optimize=True)
+    cols = cols.reshape(g.N, g.C, g.R, g.S, g.P, g.Q)
+    return _col2im(cols, g).astype(dy.dtype)
 
 
 def conv2d_weight(x: np.ndarray, dy: np.ndarray, g: Conv2dGeometry) -> np.ndarray:
@@ -329,17 +334,7 @@ def tiled_conv2d_input(dy: np.ndarray, w: np.ndarray, g) -> np.ndarray:
         cols[..., th::g.TH, tw::g.TW] = np.einsum("nkpq,kcrs->ncrspq",
                                                   dy64[:, :, th::g.TH, tw::g.TW], w64[th, tw],
                                                   optimize=True)
-    Hp = g.H + g.pad_top + g.pad_bottom
-    Wp = g.W + g.pad_left + g.pad_right
-    dx_padded = np.zeros((g.N, g.C, Hp, Wp), dtype=ACC)
-    for r in range(g.R):
-        h0 = r * g.dilation_h
-        for s in range(g.S):
-            w0 = s * g.dilation_w
-            dx_padded[:, :, h0:h0 + g.stride_h * (g.P - 1) + 1:g.stride_h,
-                            w0:w0 + g.stride_w * (g.Q - 1) + 1:g.stride_w] += cols[:, :, r, s]
-    dx = dx_padded[:, :, g.pad_top:g.pad_top + g.H, g.pad_left:g.pad_left + g.W]
-    return dx.astype(dy.dtype)
+    return _col2im(cols, g).astype(dy.dtype)
 
 
 def tiled_conv2d_weight(x: np.ndarray, dy: np.ndarray, g) -> np.ndarray:
