@@ -635,17 +635,52 @@ CHECKS = {
 OPS = tuple(CHECKS)
 
 
-def check_case(op: str, problem, dtype, to_device=lambda a: a, to_host=np.asarray) -> Comparison:
+# The ops whose kernels come in several versions (gpuconv.kernels.VERSIONS): the check runs
+# each of them once per version the geometry and dtype allow.
+KERNEL_OPS = {"conv2d": "fprop", "conv2d_input": "dgrad", "conv2d_weight": "wgrad",
+              "conv2d_bias": "bgrad", "max_pool2d": "pool_fwd", "max_pool2d_input": "pool_bwd"}
+
+
+def _kernel_geometry(op: str, problem):
+    """The geometry the kernel of a KERNEL_OPS check runs on."""
+    from .geometry import conv2d_geometry, pool2d_geometry
+    if op.startswith("max_pool2d"):
+        return pool2d_geometry(problem.x_shape, **problem.kwargs)
+    g = conv2d_geometry(problem.x_shape, problem.w_shape, **problem.kwargs)
+    if op == "conv2d_bias":  # grad.conv2d_bias describes dy as a depthwise 1x1 convolution
+        return conv2d_geometry(g.y_shape, (g.K, 1, 1, 1), groups=g.K)
+    return g
+
+
+def kernel_versions(op: str, problem, dtype) -> tuple:
+    """Every kernel version that can run this check (empty for single-version ops)."""
+    from . import kernels
+    if op not in KERNEL_OPS:
+        return ()
+    kop, g = KERNEL_OPS[op], _kernel_geometry(op, problem)
+    return tuple(v for v in kernels.VERSIONS[kop] if kernels.supports(kop, v, g)
+                 and kernels.dtype_unsupported_reason(kop, v, dtype) is None)
+
+
+def check_case(op: str, problem, dtype, to_device=lambda a: a, to_host=np.asarray,
+               version: str | None = None) -> Comparison:
     """Run one op of the public API on ``problem`` in ``dtype`` and compare it with the reference.
 
-    ``to_device``/``to_host`` move arrays to the backend's library (CuPy for the GPU).
+    ``to_device``/``to_host`` move arrays to the backend's library (CuPy for the GPU);
+    ``version`` forces that kernel version (None: the one gpuconv would choose).
     """
-    return CHECKS[op][1](problem, np.dtype(dtype), to_device, to_host)
+    from . import kernels
+    forced = {KERNEL_OPS[op]: version} if version is not None else {}
+    with kernels.use_versions(**forced):
+        return CHECKS[op][1](problem, np.dtype(dtype), to_device, to_host)
 
 
-def cases(ops=None, dtypes=DTYPES):
-    """Every (op, dtype, problem) of the matrix."""
+def cases(ops=None, dtypes=DTYPES, versions: bool = False):
+    """Every (op, dtype, problem, version) of the matrix; with ``versions``, every kernel
+    version of the multi-version ops, else version None (gpuconv's own choice)."""
     for op in ops or OPS:
         for dtype in dtypes:
             for problem in CHECKS[op][0]():
-                yield op, np.dtype(dtype), problem
+                for version in (kernel_versions(op, problem, np.dtype(dtype)) if versions
+                                else ()) or (None,):
+                    yield op, np.dtype(dtype), problem, version

@@ -44,31 +44,32 @@ def check(runtime: str | None = None, ops=checking.OPS, dtypes=checking.DTYPES,
     """Run the matrix; return the number of failed cases."""
     runtime = runtime or best_runtime()
     to_device, to_host = _movers(runtime)
-    todo = list(checking.cases(ops, dtypes))
+    # On a kernel runtime every version of every kernel runs; the reference has no versions.
+    todo = list(checking.cases(ops, dtypes, versions=runtime != "numpy"))
     print(f"gpuconv check: {len(todo)} cases on runtime '{runtime}' against the NumPy "
           f"reference", file=out)
-    op_width = max(len(op) for op, _, _ in todo) if todo else 2
-    name_width = max(len(problem.name) for _, _, problem in todo) if todo else 7
+    op_width = max(len(op) for op, *_ in todo) if todo else 2
+    name_width = max(len(problem.name) for _, _, problem, _ in todo) if todo else 7
     counter_width = 2 * len(str(len(todo))) + 3
     header = f"{'':>{counter_width}} {'op':<{op_width}} {'dtype':<8} {'problem':<{name_width}} " \
-             f"{'runtime':<9} {'max error':>10} {'tolerance':>17}  result"
+             f"{'runtime':<9} {'kernel':<6} {'max error':>10} {'tolerance':>17}  result"
     print(header, file=out)
     failures = []
     start = time.perf_counter()
     with backend.use_backend(runtime):
-        for i, (op, dtype, problem) in enumerate(todo, 1):
+        for i, (op, dtype, problem, version) in enumerate(todo, 1):
             try:
-                result = checking.check_case(op, problem, dtype, to_device, to_host)
+                result = checking.check_case(op, problem, dtype, to_device, to_host, version)
                 error, ok, report = result.max_error, result.ok, result.report
                 tol = f"{result.atol:.0e}+{result.rtol:.0e}*|ref|"
             except Exception as exc:  # a crash is a failure with its message, not an abort
                 error, ok, report, tol = float("nan"), False, f"{type(exc).__name__}: {exc}", "-"
             print(f"[{i:{len(str(len(todo)))}d}/{len(todo)}] {op:<{op_width}} {dtype.name:<8} "
-                  f"{problem.name:<{name_width}} "
-                  f"{runtime:<9} {error:10.2e} {tol:>17}  {'pass' if ok else 'FAIL'}",
+                  f"{problem.name:<{name_width}} {runtime:<9} {version or 'auto':<6} "
+                  f"{error:10.2e} {tol:>17}  {'pass' if ok else 'FAIL'}",
                   file=out, flush=True)
             if not ok:
-                failures.append((op, dtype.name, problem.name, report))
+                failures.append((f"{op} [{version or 'auto'}]", dtype.name, problem.name, report))
     seconds = time.perf_counter() - start
     for op, dtype, name, report in failures:
         print(f"\nFAIL {op} {dtype} {name}:\n{report}", file=out)

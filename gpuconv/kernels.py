@@ -39,6 +39,8 @@ from __future__ import annotations
 
 import numpy as np
 
+import contextlib
+import contextvars
 import json
 import os
 import tempfile
@@ -432,17 +434,39 @@ def env_versions() -> dict[str, str]:
     return out
 
 
+_forced_versions: contextvars.ContextVar[dict] = contextvars.ContextVar(
+    "gpuconv_forced_versions", default={})
+
+
+@contextlib.contextmanager
+def use_versions(**versions):
+    """Inside the block, run these versions (``use_versions(fprop="v1", wgrad="v2")``): like
+    $GPUCONV_KERNEL_VERSION, but local to the thread or task. ``gpuconv check`` uses it to run
+    every version of every kernel."""
+    for op, version in versions.items():
+        if op not in OPS or version not in VERSIONS[op]:
+            raise ValueError(f"use_versions: unknown op or version {op}={version!r}; versions: "
+                             f"{VERSIONS}")
+    token = _forced_versions.set({**_forced_versions.get(), **versions})
+    try:
+        yield
+    finally:
+        _forced_versions.reset(token)
+
+
 def select_version(op: str, g, dtype=None, rt=None, version: str | None = None,
                    launch=None) -> str:
-    """The version of ``op`` to run on ``g``: argument, env override, autotune, heuristic.
+    """The version of ``op`` to run on ``g``: argument, use_versions, env override, autotune,
+    heuristic.
 
     ``launch(version)`` runs one candidate (autotune times it); without it, or without a GPU
     runtime, autotune falls back to the heuristic.
     """
     how = "version="
     if version is None:
-        version = env_versions().get(op)
-        how = ENV_VERSION
+        version, how = _forced_versions.get().get(op), "use_versions"
+    if version is None:
+        version, how = env_versions().get(op), ENV_VERSION
     if version is not None:
         reason = unsupported_reason(op, version, g)
         if reason is not None:

@@ -45,3 +45,29 @@ def test_bench_without_gpu_says_so_and_exits_cleanly():
     run = subprocess.run([sys.executable, "-m", "gpuconv", "bench", "--quick"],
                          capture_output=True, text=True)
     assert run.returncode == 0 and "needs a CUDA GPU" in run.stdout + run.stderr
+
+
+def test_check_runs_every_kernel_version_on_a_kernel_runtime():
+    out = io.StringIO()
+    failed = cli.check("emulator", ops=("conv2d",), dtypes=(np.float16, np.float32), out=out)
+    rows = [line.split() for line in out.getvalue().splitlines() if line.startswith("[")]
+    versions = {(row[3], row[6]) for row in rows}  # (dtype, kernel)
+    assert failed == 0
+    assert {("float32", "v1"), ("float32", "v2"), ("float16", "v3")} <= versions
+    assert ("float32", "v3") not in versions  # tensor-core kernels are float16 only
+
+
+def test_use_versions_forces_and_restores():
+    from gpuconv import kernels
+    from gpuconv.geometry import conv2d_geometry
+    g = conv2d_geometry((2, 64, 14, 14), (64, 64, 3, 3), padding=1)
+    chosen = kernels.select_version("fprop", g, np.float32)
+    other = "v1" if chosen != "v1" else "v2"
+    with kernels.use_versions(fprop=other):
+        assert kernels.select_version("fprop", g, np.float32) == other
+        assert kernels.select_version("fprop", g, np.float32, version=chosen) == chosen
+    assert kernels.select_version("fprop", g, np.float32) == chosen
+    import pytest
+    with pytest.raises(ValueError, match="use_versions"):
+        with kernels.use_versions(fprop="v9"):
+            pass
