@@ -1,10 +1,22 @@
 """PyTorch integration: autograd functions and ``nn`` modules backed by gpuconv's ops.
 
-``gpuconv.torch.conv2d`` / ``max_pool2d`` take and return ``torch.Tensor`` s, support
-autograd (first-order; the backward pass calls ``gpuconv.grad``), and
-:class:`Conv2d` / :class:`MaxPool2d` are drop-in replacements for ``torch.nn.Conv2d`` /
-``torch.nn.MaxPool2d``: same constructor arguments and defaults, same parameter names and
-initialization, so ``state_dict`` s load either way::
+Functions, on ``torch.Tensor`` s, with autograd (first-order; the backward pass calls
+``gpuconv.grad``), like their ``torch.nn.functional`` namesakes:
+
+* ``conv1d``, ``conv2d``, ``conv3d``, ``conv_transpose2d``
+* ``max_pool2d``, ``avg_pool2d``, ``lp_pool2d``
+
+Modules, drop-in replacements for ``torch.nn``'s (subclasses of them that override only
+``forward``, plus a ``padding_mode='zeros'`` check for the convolutions): same constructor
+arguments and defaults, same parameter names and initialization, so ``state_dict`` s load
+either way:
+
+* :class:`Conv1d`, :class:`Conv2d`, :class:`Conv3d`, :class:`ConvTranspose2d` (with
+  ``forward(input, output_size=None)`` as in ``torch.nn.ConvTranspose2d``)
+* :class:`MaxPool2d`, :class:`AvgPool2d`, :class:`LPPool2d`
+
+The autograd Functions behind them (``Conv1dFunction``, ``Conv2dFunction``, ...) are public
+too. ::
 
     import torch, gpuconv.torch as gt
     model = torch.nn.Sequential(gt.Conv2d(1, 8, 3, padding="same"), torch.nn.ReLU(),
@@ -52,8 +64,11 @@ import gpuconv
 import gpuconv.dispatch
 from gpuconv import backend as _backend
 
-__all__ = ["conv2d", "max_pool2d", "Conv2d", "MaxPool2d", "Conv2dFunction",
-           "MaxPool2dFunction"]
+__all__ = ["conv1d", "conv2d", "conv3d", "conv_transpose2d", "max_pool2d", "avg_pool2d",
+           "lp_pool2d", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose2d", "MaxPool2d",
+           "AvgPool2d", "LPPool2d", "Conv1dFunction", "Conv2dFunction", "Conv3dFunction",
+           "ConvTranspose2dFunction", "MaxPool2dFunction", "AvgPool2dFunction",
+           "LPPool2dFunction"]
 
 _DTYPES = (torch.float16, torch.float32, torch.float64)
 
@@ -140,6 +155,38 @@ def _ensure_import(t):
 # autograd functions
 
 
+def _conv_forward(ctx, op, input, weight, bias, geometry):
+    """Forward of a convolution-like Function: ``op(input, weight, bias, **geometry)`` on the
+    tensors' arrays; records what the backward pass needs (geometry, backend, tensors)."""
+    ctx.geometry = geometry
+    ctx.backend = _backend.current_backend()
+    ctx.has_bias = bias is not None
+    ctx.save_for_backward(input, weight)
+    with _on_device_of(input):
+        y = op(_to_array(input), _to_array(weight), _to_array(bias), **geometry)
+        return _to_tensor(y)
+
+
+def _conv_backward(ctx, grad_output, input_op, weight_op, bias_op):
+    """Backward of a convolution-like Function: ``(grad_input, grad_weight, grad_bias)`` from
+    ``input_op(input_size, weight, dy, **geometry)``, ``weight_op(input, weight_size, dy,
+    **geometry)`` and ``bias_op(dy)``, each run only when needed, on forward's backend."""
+    input, weight = ctx.saved_tensors
+    need_input, need_weight, need_bias = ctx.needs_input_grad[:3]
+    grad_input = grad_weight = grad_bias = None
+    with _backend.use_backend(ctx.backend), _on_device_of(grad_output):
+        dy = _to_array(grad_output)
+        if need_input:
+            grad_input = _to_tensor(input_op(tuple(input.shape), _to_array(weight), dy,
+                                             **ctx.geometry))
+        if need_weight:
+            grad_weight = _to_tensor(weight_op(_to_array(input), tuple(weight.shape), dy,
+                                               **ctx.geometry))
+        if need_bias and ctx.has_bias:
+            grad_bias = _to_tensor(bias_op(dy))
+    return grad_input, grad_weight, grad_bias
+
+
 class Conv2dFunction(torch.autograd.Function):
     """conv2d as an autograd Function: gpuconv.conv2d forward, gpuconv.grad backward.
 
@@ -149,32 +196,80 @@ class Conv2dFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, input, weight, bias, stride, padding, dilation, groups):
-        ctx.geometry = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
-        ctx.backend = _backend.current_backend()
-        ctx.has_bias = bias is not None
-        ctx.save_for_backward(input, weight)
-        with _on_device_of(input):
-            y = gpuconv.conv2d(_to_array(input), _to_array(weight), _to_array(bias),
-                               **ctx.geometry)
-            return _to_tensor(y)
+        return _conv_forward(ctx, gpuconv.conv2d, input, weight, bias,
+                             dict(stride=stride, padding=padding, dilation=dilation,
+                                  groups=groups))
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_output):
-        input, weight = ctx.saved_tensors
-        need_input, need_weight, need_bias = ctx.needs_input_grad[:3]
-        grad_input = grad_weight = grad_bias = None
-        with _backend.use_backend(ctx.backend), _on_device_of(grad_output):
-            dy = _to_array(grad_output)
-            if need_input:
-                grad_input = _to_tensor(gpuconv.grad.conv2d_input(
-                    tuple(input.shape), _to_array(weight), dy, **ctx.geometry))
-            if need_weight:
-                grad_weight = _to_tensor(gpuconv.grad.conv2d_weight(
-                    _to_array(input), tuple(weight.shape), dy, **ctx.geometry))
-            if need_bias and ctx.has_bias:
-                grad_bias = _to_tensor(gpuconv.grad.conv2d_bias(dy))
-        return grad_input, grad_weight, grad_bias, None, None, None, None
+        grads = _conv_backward(ctx, grad_output, gpuconv.grad.conv2d_input,
+                               gpuconv.grad.conv2d_weight, gpuconv.grad.conv2d_bias)
+        return (*grads, None, None, None, None)
+
+
+class Conv1dFunction(torch.autograd.Function):
+    """conv1d as an autograd Function: gpuconv.conv1d forward, gpuconv.grad.conv1d_* backward.
+
+    Call through :func:`conv1d` (``Conv1dFunction.apply`` takes every argument
+    positionally: input, weight, bias, stride, padding, dilation, groups).
+    """
+
+    @staticmethod
+    def forward(ctx, input, weight, bias, stride, padding, dilation, groups):
+        return _conv_forward(ctx, gpuconv.conv1d, input, weight, bias,
+                             dict(stride=stride, padding=padding, dilation=dilation,
+                                  groups=groups))
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_output):
+        grads = _conv_backward(ctx, grad_output, gpuconv.grad.conv1d_input,
+                               gpuconv.grad.conv1d_weight, gpuconv.grad.conv1d_bias)
+        return (*grads, None, None, None, None)
+
+
+class Conv3dFunction(torch.autograd.Function):
+    """conv3d as an autograd Function: gpuconv.conv3d forward, gpuconv.grad.conv3d_* backward.
+
+    Call through :func:`conv3d` (``Conv3dFunction.apply`` takes every argument
+    positionally: input, weight, bias, stride, padding, dilation, groups).
+    """
+
+    @staticmethod
+    def forward(ctx, input, weight, bias, stride, padding, dilation, groups):
+        return _conv_forward(ctx, gpuconv.conv3d, input, weight, bias,
+                             dict(stride=stride, padding=padding, dilation=dilation,
+                                  groups=groups))
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_output):
+        grads = _conv_backward(ctx, grad_output, gpuconv.grad.conv3d_input,
+                               gpuconv.grad.conv3d_weight, gpuconv.grad.conv3d_bias)
+        return (*grads, None, None, None, None)
+
+
+class ConvTranspose2dFunction(torch.autograd.Function):
+    """conv_transpose2d as an autograd Function: gpuconv.conv_transpose2d forward;
+    gpuconv.grad.conv_transpose2d_input/_weight and conv2d_bias (of grad_output) backward.
+
+    Call through :func:`conv_transpose2d` (``apply`` takes every argument positionally, in
+    PyTorch's order: input, weight, bias, stride, padding, output_padding, groups, dilation).
+    """
+
+    @staticmethod
+    def forward(ctx, input, weight, bias, stride, padding, output_padding, groups, dilation):
+        return _conv_forward(ctx, gpuconv.conv_transpose2d, input, weight, bias,
+                             dict(stride=stride, padding=padding, output_padding=output_padding,
+                                  groups=groups, dilation=dilation))
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_output):
+        grads = _conv_backward(ctx, grad_output, gpuconv.grad.conv_transpose2d_input,
+                               gpuconv.grad.conv_transpose2d_weight, gpuconv.grad.conv2d_bias)
+        return (*grads, None, None, None, None, None)
 
 
 class MaxPool2dFunction(torch.autograd.Function):
@@ -208,6 +303,65 @@ class MaxPool2dFunction(torch.autograd.Function):
                                                ctx.input_size, **ctx.geometry)
             grad_input = _to_tensor(dx)
         return grad_input, None, None, None, None, None
+
+
+class AvgPool2dFunction(torch.autograd.Function):
+    """avg_pool2d as an autograd Function: gpuconv.avg_pool2d forward,
+    gpuconv.grad.avg_pool2d_input backward.
+
+    Call through :func:`avg_pool2d` (``apply`` takes input, kernel_size, stride, padding,
+    ceil_mode, count_include_pad, divisor_override positionally).
+    """
+
+    @staticmethod
+    def forward(ctx, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                divisor_override):
+        ctx.geometry = dict(kernel_size=kernel_size, stride=stride, padding=padding,
+                            ceil_mode=ceil_mode, count_include_pad=count_include_pad,
+                            divisor_override=divisor_override)
+        ctx.backend = _backend.current_backend()
+        ctx.input_size = tuple(input.shape)
+        with _on_device_of(input):
+            return _to_tensor(gpuconv.avg_pool2d(_to_array(input), **ctx.geometry))
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_output):
+        grad_input = None
+        if ctx.needs_input_grad[0]:
+            with _backend.use_backend(ctx.backend), _on_device_of(grad_output):
+                grad_input = _to_tensor(gpuconv.grad.avg_pool2d_input(
+                    _to_array(grad_output), ctx.input_size, **ctx.geometry))
+        return grad_input, None, None, None, None, None, None
+
+
+class LPPool2dFunction(torch.autograd.Function):
+    """lp_pool2d as an autograd Function: gpuconv.lp_pool2d forward,
+    gpuconv.grad.lp_pool2d_input backward (which recomputes what it needs from the input).
+
+    Call through :func:`lp_pool2d` (``apply`` takes input, norm_type, kernel_size, stride,
+    ceil_mode positionally).
+    """
+
+    @staticmethod
+    def forward(ctx, input, norm_type, kernel_size, stride, ceil_mode):
+        ctx.geometry = dict(norm_type=norm_type, kernel_size=kernel_size, stride=stride,
+                            ceil_mode=ceil_mode)
+        ctx.backend = _backend.current_backend()
+        ctx.save_for_backward(input)
+        with _on_device_of(input):
+            return _to_tensor(gpuconv.lp_pool2d(_to_array(input), **ctx.geometry))
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_output):
+        grad_input = None
+        if ctx.needs_input_grad[0]:
+            (input,) = ctx.saved_tensors
+            with _backend.use_backend(ctx.backend), _on_device_of(grad_output):
+                grad_input = _to_tensor(gpuconv.grad.lp_pool2d_input(
+                    _to_array(grad_output), _to_array(input), **ctx.geometry))
+        return grad_input, None, None, None, None
 
 
 def _plain(value):
@@ -270,15 +424,179 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     """
     _check_tensors(input=input)
     _ensure_import(input)
-    if stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0):
-        stride = kernel_size
-    y, idx = MaxPool2dFunction.apply(input, _plain(kernel_size), _plain(stride),
-                                     _plain(padding), _plain(dilation), bool(ceil_mode))
+    y, idx = MaxPool2dFunction.apply(input, _plain(kernel_size),
+                                     _pool_stride(stride, kernel_size), _plain(padding),
+                                     _plain(dilation), bool(ceil_mode))
     return (y, idx) if return_indices else y
+
+
+def _pool_stride(stride, kernel_size):
+    """A pooling stride as torch.nn.functional reads it: None or empty means kernel_size."""
+    if stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0):
+        return _plain(kernel_size)
+    return _plain(stride)
+
+
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """1-D cross-correlation on tensors, like ``torch.nn.functional.conv1d``, with autograd.
+
+    Args:
+        input: (N, C, L) or (C, L) tensor, float16/32/64, on cpu or cuda.
+        weight: (K, C/groups, S) tensor, same dtype and device. bias: optional (K,) tensor.
+        stride, dilation: int or 1-tuple. padding: int, 1-tuple, ``'valid'``, ``'same'`` or
+            ``'full'`` (see :func:`gpuconv.conv1d`). groups: int.
+
+    Returns:
+        (N, K, Q) (or (K, Q)) tensor, input's dtype and device; differentiable with respect
+        to input, weight and bias (first order).
+
+    Example:
+        >>> import torch, gpuconv.torch as gt
+        >>> x = torch.tensor([[[1., 2., 3., 4.]]], requires_grad=True)
+        >>> y = gt.conv1d(x, torch.tensor([[[1., -1.]]]))
+        >>> y.tolist()
+        [[[-1.0, -1.0, -1.0]]]
+        >>> y.sum().backward(); x.grad.tolist()
+        [[[1.0, 0.0, 0.0, -1.0]]]
+    """
+    _check_tensors(input=input, weight=weight, bias=bias)
+    _ensure_import(input)
+    return Conv1dFunction.apply(input, weight, bias, _plain(stride), _plain(padding),
+                                _plain(dilation), groups)
+
+
+def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """3-D cross-correlation on tensors, like ``torch.nn.functional.conv3d``, with autograd.
+
+    Args:
+        input: (N, C, D, H, W) or (C, D, H, W) tensor, float16/32/64, on cpu or cuda.
+        weight: (K, C/groups, T, R, S) tensor, same dtype and device. bias: optional (K,).
+        stride, dilation: int or triple (depth, height, width). padding: int, triple,
+            ``'valid'``, ``'same'`` or ``'full'`` (see :func:`gpuconv.conv3d`). groups: int.
+
+    Returns:
+        (N, K, O, P, Q) (or (K, O, P, Q)) tensor, input's dtype and device; differentiable
+        with respect to input, weight and bias (first order).
+
+    Example:
+        >>> import torch, gpuconv.torch as gt
+        >>> x = torch.ones(1, 1, 3, 4, 4, requires_grad=True)
+        >>> y = gt.conv3d(x, torch.ones(1, 1, 3, 3, 3), padding=(0, 1, 1))
+        >>> y.shape, y[0, 0, 0, 1, 1].item()
+        (torch.Size([1, 1, 1, 4, 4]), 27.0)
+        >>> y.sum().backward(); x.grad[0, 0, 0, 0, 0].item()
+        4.0
+    """
+    _check_tensors(input=input, weight=weight, bias=bias)
+    _ensure_import(input)
+    return Conv3dFunction.apply(input, weight, bias, _plain(stride), _plain(padding),
+                                _plain(dilation), groups)
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1):
+    """2-D transposed convolution on tensors, like ``torch.nn.functional.conv_transpose2d``
+    (same argument order), with autograd.
+
+    Args:
+        input: (N, C_in, H, W) or (C_in, H, W) tensor, float16/32/64, on cpu or cuda.
+        weight: (C_in, C_out/groups, R, S) tensor, same dtype and device.
+        bias: optional (C_out,) tensor.
+        stride, dilation: int or pair. padding: int or pair (no strings).
+        output_padding: int or pair, each smaller than its axis's stride or dilation.
+        groups: int.
+
+    Returns:
+        (N, C_out, H_out, W_out) (or unbatched) tensor with
+        ``H_out = (H-1)*stride - 2*padding + dilation*(R-1) + output_padding + 1``;
+        differentiable with respect to input, weight and bias (first order).
+
+    Example:
+        >>> import torch, gpuconv.torch as gt
+        >>> x = torch.tensor([[[[1., 2.], [3., 4.]]]], requires_grad=True)
+        >>> y = gt.conv_transpose2d(x, torch.ones(1, 1, 2, 2), stride=2)
+        >>> y[0, 0].tolist()
+        [[1.0, 1.0, 2.0, 2.0], [1.0, 1.0, 2.0, 2.0], [3.0, 3.0, 4.0, 4.0], [3.0, 3.0, 4.0, 4.0]]
+        >>> y.sum().backward(); x.grad[0, 0].tolist()
+        [[4.0, 4.0], [4.0, 4.0]]
+    """
+    _check_tensors(input=input, weight=weight, bias=bias)
+    _ensure_import(input)
+    return ConvTranspose2dFunction.apply(input, weight, bias, _plain(stride), _plain(padding),
+                                         _plain(output_padding), groups, _plain(dilation))
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True, divisor_override=None):
+    """2-D average pooling on tensors, like ``torch.nn.functional.avg_pool2d``, with autograd.
+
+    Args:
+        input: (N, C, H, W) or (C, H, W) float tensor, on cpu or cuda.
+        kernel_size, stride (default: kernel_size), padding: int or pair.
+        ceil_mode: keep a partial last window. count_include_pad: divide by the window's
+            size including padding cells (True) or by its input cells only (False).
+        divisor_override: None or a nonzero int used as every window's divisor.
+
+    Returns:
+        (N, C, P, Q) (or (C, P, Q)) tensor, input's dtype and device; differentiable with
+        respect to input (first order).
+
+    Example:
+        >>> import torch, gpuconv.torch as gt
+        >>> x = torch.arange(16.).reshape(1, 1, 4, 4).requires_grad_()
+        >>> y = gt.avg_pool2d(x, 2)
+        >>> y[0, 0].tolist()
+        [[2.5, 4.5], [10.5, 12.5]]
+        >>> y.sum().backward(); x.grad[0, 0, 0].tolist()
+        [0.25, 0.25, 0.25, 0.25]
+    """
+    _check_tensors(input=input)
+    _ensure_import(input)
+    return AvgPool2dFunction.apply(input, _plain(kernel_size),
+                                   _pool_stride(stride, kernel_size), _plain(padding),
+                                   bool(ceil_mode), bool(count_include_pad), divisor_override)
+
+
+def lp_pool2d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
+    """2-D power-average (Lp) pooling on tensors, like ``torch.nn.functional.lp_pool2d``,
+    with autograd: ``(sum over the window of x**p) ** (1/p)``, PyTorch's quirks included
+    (see :func:`gpuconv.lp_pool2d`).
+
+    Args:
+        input: (N, C, H, W) or (C, H, W) float tensor, on cpu or cuda.
+        norm_type: p, a nonzero real number (``inf``: max of ``|x|``; ``-inf``: min).
+        kernel_size, stride (default: kernel_size): int or pair. No padding.
+        ceil_mode: keep a partial last window.
+
+    Returns:
+        (N, C, P, Q) (or (C, P, Q)) tensor, input's dtype and device; differentiable with
+        respect to input (first order; a window whose sum of ``x**p`` is 0 passes no
+        gradient, as in PyTorch).
+
+    Example:
+        >>> import torch, gpuconv.torch as gt
+        >>> x = torch.tensor([[[3., 0.], [0., 4.]]], requires_grad=True)
+        >>> y = gt.lp_pool2d(x, 2, 2)       # sqrt(3**2 + 4**2)
+        >>> y.item()
+        5.0
+        >>> y.backward(); x.grad.tolist()   # x / ||x||
+        [[[0.6000000238418579, 0.0], [0.0, 0.800000011920929]]]
+    """
+    _check_tensors(input=input)
+    _ensure_import(input)
+    return LPPool2dFunction.apply(input, norm_type, _plain(kernel_size),
+                                  _pool_stride(stride, kernel_size), bool(ceil_mode))
 
 
 # ----------------------------------------------------------------------------------------
 # modules
+
+
+def _check_padding_mode(padding_mode, name: str):
+    """ValueError unless padding_mode is 'zeros' (the only one gpuconv's kernels implement)."""
+    if padding_mode != "zeros":
+        raise ValueError(f"gpuconv.torch.{name} supports only padding_mode='zeros', got "
+                         f"{padding_mode!r}")
 
 
 class Conv2d(nn.Conv2d):
@@ -299,9 +617,7 @@ class Conv2d(nn.Conv2d):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
                  dilation=1, groups=1, bias=True, padding_mode="zeros", device=None,
                  dtype=None):
-        if padding_mode != "zeros":
-            raise ValueError(f"gpuconv.torch.Conv2d supports only padding_mode='zeros', got "
-                             f"{padding_mode!r}")
+        _check_padding_mode(padding_mode, "Conv2d")
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
                          dilation=dilation, groups=groups, bias=bias, padding_mode=padding_mode,
                          device=device, dtype=dtype)
@@ -327,3 +643,131 @@ class MaxPool2d(nn.MaxPool2d):
     def forward(self, input):
         return max_pool2d(input, self.kernel_size, self.stride, self.padding, self.dilation,
                           ceil_mode=self.ceil_mode, return_indices=self.return_indices)
+
+
+class Conv1d(nn.Conv1d):
+    """Drop-in ``torch.nn.Conv1d`` computed by gpuconv (``padding_mode='zeros'`` only).
+
+    Same arguments, defaults, parameters (``weight`` (K, C/groups, S), ``bias`` (K,)) and
+    initialization as ``torch.nn.Conv1d``, so ``state_dict`` s are interchangeable.
+
+    Example:
+        >>> import torch, gpuconv.torch as gt
+        >>> conv = gt.Conv1d(2, 4, 5, padding="same")
+        >>> conv(torch.zeros(3, 2, 50)).shape
+        torch.Size([3, 4, 50])
+        >>> torch.nn.Conv1d(2, 4, 5, padding="same").load_state_dict(conv.state_dict())
+        <All keys matched successfully>
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 dilation=1, groups=1, bias=True, padding_mode="zeros", device=None,
+                 dtype=None):
+        _check_padding_mode(padding_mode, "Conv1d")
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
+                         dilation=dilation, groups=groups, bias=bias, padding_mode=padding_mode,
+                         device=device, dtype=dtype)
+
+    def forward(self, input):
+        return conv1d(input, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                      self.groups)
+
+
+class Conv3d(nn.Conv3d):
+    """Drop-in ``torch.nn.Conv3d`` computed by gpuconv (``padding_mode='zeros'`` only).
+
+    Same arguments, defaults, parameters (``weight`` (K, C/groups, T, R, S), ``bias`` (K,))
+    and initialization as ``torch.nn.Conv3d``, so ``state_dict`` s are interchangeable.
+
+    Example:
+        >>> import torch, gpuconv.torch as gt
+        >>> conv = gt.Conv3d(3, 8, (2, 3, 3), padding=(0, 1, 1))
+        >>> conv(torch.zeros(1, 3, 4, 16, 16)).shape   # 4 frames of 16x16
+        torch.Size([1, 8, 3, 16, 16])
+        >>> torch.nn.Conv3d(3, 8, (2, 3, 3)).load_state_dict(conv.state_dict())
+        <All keys matched successfully>
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 dilation=1, groups=1, bias=True, padding_mode="zeros", device=None,
+                 dtype=None):
+        _check_padding_mode(padding_mode, "Conv3d")
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
+                         dilation=dilation, groups=groups, bias=bias, padding_mode=padding_mode,
+                         device=device, dtype=dtype)
+
+    def forward(self, input):
+        return conv3d(input, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                      self.groups)
+
+
+class ConvTranspose2d(nn.ConvTranspose2d):
+    """Drop-in ``torch.nn.ConvTranspose2d`` computed by gpuconv (``padding_mode='zeros'``,
+    the only mode PyTorch supports for it).
+
+    Same arguments, defaults, parameters (``weight`` (C_in, C_out/groups, R, S), ``bias``
+    (C_out,)) and initialization as ``torch.nn.ConvTranspose2d``, so ``state_dict`` s are
+    interchangeable. ``forward(input, output_size=None)`` takes ``output_size`` as PyTorch's
+    does ((H_out, W_out), or the full shape), to pick among the sizes a stride > 1 allows;
+    it overrides the module's ``output_padding``.
+
+    Example:
+        >>> import torch, gpuconv.torch as gt
+        >>> up = gt.ConvTranspose2d(8, 4, 3, stride=2, padding=1)
+        >>> x = torch.zeros(1, 8, 5, 5)
+        >>> up(x).shape, up(x, output_size=(10, 10)).shape
+        (torch.Size([1, 4, 9, 9]), torch.Size([1, 4, 10, 10]))
+        >>> torch.nn.ConvTranspose2d(8, 4, 3).load_state_dict(up.state_dict())
+        <All keys matched successfully>
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 output_padding=0, groups=1, bias=True, dilation=1, padding_mode="zeros",
+                 device=None, dtype=None):
+        _check_padding_mode(padding_mode, "ConvTranspose2d")
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
+                         output_padding=output_padding, groups=groups, bias=bias,
+                         dilation=dilation, padding_mode=padding_mode, device=device,
+                         dtype=dtype)
+
+    def forward(self, input, output_size=None):
+        # torch.nn.ConvTranspose2d's own helper: output_size -> output_padding, with its checks
+        output_padding = self._output_padding(input, output_size, self.stride, self.padding,
+                                              self.kernel_size, 2, self.dilation)
+        return conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding,
+                                output_padding, self.groups, self.dilation)
+
+
+class AvgPool2d(nn.AvgPool2d):
+    """Drop-in ``torch.nn.AvgPool2d`` computed by gpuconv.
+
+    Same arguments and defaults (kernel_size, stride=None, padding=0, ceil_mode=False,
+    count_include_pad=True, divisor_override=None).
+
+    Example:
+        >>> import torch, gpuconv.torch as gt
+        >>> gt.AvgPool2d(3, stride=2, padding=1)(torch.zeros(2, 3, 8, 8)).shape
+        torch.Size([2, 3, 4, 4])
+    """
+
+    def forward(self, input):
+        return avg_pool2d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                          self.count_include_pad, self.divisor_override)
+
+
+class LPPool2d(nn.LPPool2d):
+    """Drop-in ``torch.nn.LPPool2d`` computed by gpuconv.
+
+    Same arguments and defaults (norm_type, kernel_size, stride=None, ceil_mode=False).
+
+    Example:
+        >>> import torch, gpuconv.torch as gt
+        >>> gt.LPPool2d(2, 2)(torch.full((1, 1, 4, 4), 3.))   # sqrt(4 * 3**2)
+        tensor([[[[6., 6.],
+                  [6., 6.]]]])
+    """
+
+    def forward(self, input):
+        return lp_pool2d(input, float(self.norm_type), self.kernel_size, self.stride,
+                         self.ceil_mode)
+

@@ -36,6 +36,63 @@ POOL_CASES = [
     ((2, 7, 7), dict(kernel_size=3, stride=2, ceil_mode=True)),  # unbatched
 ]
 
+# the ops added after conv2d / max_pool2d: (gpuconv.torch function, torch.nn.functional
+# function, input shape, weight shape, keyword arguments)
+NEW_CONV_CASES = [
+    pytest.param(gt.conv1d, F.conv1d, (2, 3, 11), (4, 3, 3), dict(), id="conv1d"),
+    pytest.param(gt.conv1d, F.conv1d, (2, 4, 12), (6, 2, 3),
+                 dict(stride=2, padding=2, dilation=2, groups=2), id="conv1d-strided-groups"),
+    pytest.param(gt.conv1d, F.conv1d, (2, 3, 9), (2, 3, 4), dict(padding="same"),
+                 id="conv1d-same-even"),
+    pytest.param(gt.conv1d, F.conv1d, (3, 10), (2, 3, 1), dict(padding="valid"),
+                 id="conv1d-unbatched"),
+    pytest.param(gt.conv3d, F.conv3d, (2, 2, 4, 5, 4), (3, 2, 2, 3, 2), dict(), id="conv3d"),
+    pytest.param(gt.conv3d, F.conv3d, (1, 4, 5, 6, 5), (4, 2, 3, 2, 3),
+                 dict(stride=(2, 1, 2), padding=(1, 0, 1), dilation=(1, 2, 1), groups=2),
+                 id="conv3d-strided-groups"),
+    pytest.param(gt.conv3d, F.conv3d, (1, 2, 4, 4, 4), (2, 2, 3, 3, 3), dict(padding="same"),
+                 id="conv3d-same"),
+    pytest.param(gt.conv3d, F.conv3d, (2, 3, 4, 4), (2, 2, 2, 2, 2), dict(),
+                 id="conv3d-unbatched"),
+    pytest.param(gt.conv_transpose2d, F.conv_transpose2d, (2, 3, 4, 5), (3, 2, 3, 3), dict(),
+                 id="conv_transpose2d"),
+    pytest.param(gt.conv_transpose2d, F.conv_transpose2d, (2, 4, 3, 4), (4, 3, 3, 2),
+                 dict(stride=2, padding=1, output_padding=1), id="conv_transpose2d-strided"),
+    pytest.param(gt.conv_transpose2d, F.conv_transpose2d, (1, 4, 4, 3), (4, 1, 2, 3),
+                 dict(stride=(2, 1), padding=(1, 2), output_padding=(1, 1), groups=2,
+                      dilation=(1, 2)), id="conv_transpose2d-groups-dilation"),
+    pytest.param(gt.conv_transpose2d, F.conv_transpose2d, (3, 4, 4), (3, 2, 2, 2),
+                 dict(stride=2), id="conv_transpose2d-unbatched"),
+]
+
+# (gpuconv.torch function, torch.nn.functional function, input shape, input offset, kwargs):
+# the input is _distinct(shape) + offset, so Lp pooling with non-integer or odd p sees only
+# positive values (offset 0.1) and max-style pooling has an unambiguous argmax
+NEW_POOL_CASES = [
+    pytest.param(gt.avg_pool2d, F.avg_pool2d, (2, 3, 8, 8), -0.5, dict(kernel_size=2),
+                 id="avg_pool2d"),
+    pytest.param(gt.avg_pool2d, F.avg_pool2d, (2, 3, 9, 7), -0.5,
+                 dict(kernel_size=3, stride=2, padding=1, ceil_mode=True), id="avg_pool2d-ceil"),
+    pytest.param(gt.avg_pool2d, F.avg_pool2d, (1, 2, 10, 9), -0.5,
+                 dict(kernel_size=(3, 2), stride=(2, 1), padding=(1, 0),
+                      count_include_pad=False), id="avg_pool2d-exclude-pad"),
+    pytest.param(gt.avg_pool2d, F.avg_pool2d, (2, 7, 7), -0.5,
+                 dict(kernel_size=3, stride=2, padding=1, divisor_override=4),
+                 id="avg_pool2d-divisor-unbatched"),
+    pytest.param(gt.lp_pool2d, F.lp_pool2d, (2, 3, 8, 8), -0.5, dict(norm_type=2, kernel_size=2),
+                 id="lp_pool2d-p2-signed"),
+    pytest.param(gt.lp_pool2d, F.lp_pool2d, (2, 3, 9, 7), 0.1,
+                 dict(norm_type=3, kernel_size=3, stride=2, ceil_mode=True),
+                 id="lp_pool2d-p3-ceil"),
+    pytest.param(gt.lp_pool2d, F.lp_pool2d, (1, 2, 10, 9), 0.1,
+                 dict(norm_type=1.5, kernel_size=(3, 2), stride=(2, 1)), id="lp_pool2d-p1.5"),
+    pytest.param(gt.lp_pool2d, F.lp_pool2d, (2, 7, 7), -0.5,
+                 dict(norm_type=float("inf"), kernel_size=3, stride=2, ceil_mode=True),
+                 id="lp_pool2d-inf-unbatched"),
+    pytest.param(gt.lp_pool2d, F.lp_pool2d, (1, 2, 6, 6), -0.5,
+                 dict(norm_type=float("-inf"), kernel_size=2), id="lp_pool2d-minus-inf"),
+]
+
 
 def _distinct(shape, generator, dtype):
     """Values all distinct (a permutation plus jitter) so max-pool's argmax is unambiguous."""
@@ -45,6 +102,13 @@ def _distinct(shape, generator, dtype):
     values = torch.randperm(n, generator=generator, dtype=torch.float64) / n
     return (values + 1e-3 * torch.rand(n, generator=generator, dtype=torch.float64) / n
             ).reshape(shape).to(dtype)
+
+
+def _bias_size(op, w_shape, kwargs):
+    """Output channels: weight.shape[0], or C_out/groups x groups for a transposed conv."""
+    if op in (gt.conv_transpose2d, F.conv_transpose2d):
+        return w_shape[1] * kwargs.get("groups", 1)
+    return w_shape[0]
 
 
 # ----------------------------------------------------------------------------------------
@@ -64,6 +128,23 @@ def test_conv2d_gradcheck(x_shape, w_shape, kwargs):
 def test_max_pool2d_gradcheck(x_shape, kwargs):
     x = _distinct(x_shape, torch.Generator().manual_seed(1), torch.float64).requires_grad_()
     assert torch.autograd.gradcheck(lambda x: gt.max_pool2d(x, **kwargs), (x,))
+
+
+@pytest.mark.parametrize("ours, theirs, x_shape, w_shape, kwargs", NEW_CONV_CASES)
+def test_new_conv_gradcheck(ours, theirs, x_shape, w_shape, kwargs):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(x_shape, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(w_shape, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(_bias_size(ours, w_shape, kwargs), generator=g, dtype=torch.float64,
+                    requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, w, b: ours(x, w, b, **kwargs), (x, w, b))
+
+
+@pytest.mark.parametrize("ours, theirs, x_shape, offset, kwargs", NEW_POOL_CASES)
+def test_new_pool_gradcheck(ours, theirs, x_shape, offset, kwargs):
+    x = (_distinct(x_shape, torch.Generator().manual_seed(1), torch.float64) + offset
+         ).requires_grad_()
+    assert torch.autograd.gradcheck(lambda x: ours(x, **kwargs), (x,))
 
 
 # ----------------------------------------------------------------------------------------
@@ -111,6 +192,47 @@ def test_max_pool2d_matches_torch(x_shape, kwargs):
     _pool_against_torch(x_shape, kwargs, "cpu")
 
 
+def _new_conv_against_torch(ours, theirs, x_shape, w_shape, kwargs, device):
+    g = torch.Generator().manual_seed(2)
+    x0 = torch.randn(x_shape, generator=g).to(device)
+    w0 = torch.randn(w_shape, generator=g).to(device)
+    b0 = torch.randn(_bias_size(ours, w_shape, kwargs), generator=g).to(device)
+    results = []
+    for conv in (ours, theirs):
+        x, w, b = (t.clone().requires_grad_() for t in (x0, w0, b0))
+        y = conv(x, w, b, **kwargs)
+        y.backward(torch.linspace(-1, 1, y.numel(), device=device).reshape(y.shape))
+        results.append((y, x.grad, w.grad, b.grad))
+    for mine, ref, name in zip(*results, ("y", "dx", "dw", "db")):
+        assert mine.device == ref.device and mine.dtype == ref.dtype, name
+        torch.testing.assert_close(mine, ref, rtol=1e-4, atol=1e-4, msg=name)
+
+
+def _new_pool_against_torch(ours, theirs, x_shape, offset, kwargs, device):
+    x0 = (_distinct(x_shape, torch.Generator().manual_seed(3), torch.float32) + offset
+          ).to(device)
+    results = []
+    for pool in (ours, theirs):
+        x = x0.clone().requires_grad_()
+        y = pool(x, **kwargs)
+        y.backward(torch.linspace(-1, 1, y.numel(), device=device).reshape(y.shape))
+        results.append((y, x.grad))
+    for mine, ref, name in zip(*results, ("y", "dx")):
+        assert mine.device == ref.device and mine.dtype == ref.dtype, name
+        torch.testing.assert_close(mine, ref, rtol=1e-5, atol=1e-5, msg=name)
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
+@pytest.mark.parametrize("ours, theirs, x_shape, w_shape, kwargs", NEW_CONV_CASES)
+def test_new_conv_matches_torch(ours, theirs, x_shape, w_shape, kwargs):
+    _new_conv_against_torch(ours, theirs, x_shape, w_shape, kwargs, "cpu")
+
+
+@pytest.mark.parametrize("ours, theirs, x_shape, offset, kwargs", NEW_POOL_CASES)
+def test_new_pool_matches_torch(ours, theirs, x_shape, offset, kwargs):
+    _new_pool_against_torch(ours, theirs, x_shape, offset, kwargs, "cpu")
+
+
 @pytest.mark.skipif(not (shutil.which("g++") or shutil.which("c++")),
                     reason="the emulator backend builds the CUDA kernels with g++")
 def test_emulator_backend_and_backward_keeps_forward_backend(monkeypatch):
@@ -141,6 +263,59 @@ def test_needs_input_grad_respected():
     assert x.grad is None and b.grad is None and w.grad is not None
 
 
+@pytest.mark.parametrize("ours, name, x_shape, w_shape, c_out", [
+    (gt.conv1d, "conv1d", (1, 2, 7), (3, 2, 3), 3),
+    (gt.conv3d, "conv3d", (1, 2, 4, 4, 4), (3, 2, 2, 2, 2), 3),
+    (gt.conv_transpose2d, "conv_transpose2d", (1, 2, 4, 4), (2, 3, 3, 3), 3),
+])
+def test_new_convs_respect_needs_input_grad(monkeypatch, ours, name, x_shape, w_shape, c_out):
+    """Only the gradients asked for are computed: here the bias's alone."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("computed a gradient nobody needs")
+
+    for which in ("input", "weight"):
+        monkeypatch.setattr(gpuconv.grad, f"{name}_{which}", refuse)
+    x, w, b = torch.randn(x_shape), torch.randn(w_shape), torch.randn(c_out, requires_grad=True)
+    y = ours(x, w, b)
+    y.sum().backward()
+    assert x.grad is None and w.grad is None
+    torch.testing.assert_close(b.grad, torch.full((c_out,), y[0, 0].numel() * 1.0))
+
+
+@pytest.mark.skipif(not (shutil.which("g++") or shutil.which("c++")),
+                    reason="the emulator backend builds the CUDA kernels with g++")
+def test_new_ops_on_emulator_backend_and_backward_keeps_forward_backend(monkeypatch):
+    """The new ops run the CUDA kernels on the CPU runtime (outputs from torch's allocator);
+    their backward passes reuse forward's backend although they run outside the block."""
+    seen = []
+    resolve = gpuconv.backend.resolve
+    monkeypatch.setattr(gpuconv.backend, "resolve",
+                        lambda on_gpu_arrays: seen.append(resolve(on_gpu_arrays)) or seen[-1])
+    g = torch.Generator().manual_seed(8)
+    x1, w1 = torch.randn(2, 3, 10, generator=g), torch.randn(4, 3, 3, generator=g)
+    x3, w3 = torch.randn(1, 2, 4, 5, 5, generator=g), torch.randn(3, 2, 2, 3, 3, generator=g)
+    xt, wt = torch.randn(2, 3, 4, 4, generator=g), torch.randn(3, 2, 3, 3, generator=g)
+    xp = torch.rand(2, 2, 7, 7, generator=g) + 0.1
+    leaves = (x1, w1, x3, w3, xt, wt, xp)
+
+    def run(conv1d, conv3d, conv_transpose2d, avg_pool2d, lp_pool2d):
+        x1, w1, x3, w3, xt, wt, xp = (t.clone().requires_grad_() for t in leaves)
+        with gpuconv.use_backend("emulator"):
+            ys = [conv1d(x1, w1, padding=1), conv3d(x3, w3, padding=(0, 1, 1)),
+                  conv_transpose2d(xt, wt, stride=2, padding=1, output_padding=1),
+                  avg_pool2d(xp, 3, 2, 1, count_include_pad=False),
+                  lp_pool2d(xp, 2, 2, ceil_mode=True)]
+        sum(y.square().sum() for y in ys).backward()  # outside the block
+        return ys + [x1.grad, w1.grad, x3.grad, w3.grad, xt.grad, wt.grad, xp.grad]
+
+    ours = run(gt.conv1d, gt.conv3d, gt.conv_transpose2d, gt.avg_pool2d, gt.lp_pool2d)
+    theirs = run(F.conv1d, F.conv3d, F.conv_transpose2d, F.avg_pool2d, F.lp_pool2d)
+    for mine, ref in zip(ours, theirs):
+        torch.testing.assert_close(mine, ref, rtol=1e-4, atol=1e-4)
+    # 5 forward launches; backward: 2 for each conv (no bias), 1 for avg, 2 for Lp pooling
+    assert len(seen) == 14 and set(seen) == {"emulator"}, seen
+
+
 def test_errors():
     x = torch.randn(1, 2, 5, 5)
     with pytest.raises(TypeError, match="dtype"):
@@ -149,6 +324,15 @@ def test_errors():
         gt.Conv2d(2, 3, 3, padding_mode="reflect")
     with pytest.raises(ValueError, match="stride"):  # torch.nn.Conv2d's own check
         gt.Conv2d(2, 3, 3, stride=2, padding="same")
+    for module in (gt.Conv1d, gt.Conv3d, gt.ConvTranspose2d):
+        with pytest.raises(ValueError, match="padding_mode"):
+            module(2, 3, 3, padding_mode="circular")
+    with pytest.raises(TypeError, match="input must be a torch.Tensor"):
+        gt.avg_pool2d(x.numpy(), 2)
+    with pytest.raises(ValueError, match="output_padding"):  # gpuconv's check, before running
+        gt.conv_transpose2d(x, torch.randn(2, 3, 3, 3), stride=2, output_padding=2)
+    with pytest.raises(ValueError, match="norm_type"):
+        gt.lp_pool2d(x, 0, 2)
 
 
 # ----------------------------------------------------------------------------------------
@@ -174,6 +358,84 @@ def test_modules_are_drop_in():
     for a, b in zip(pool(x), ref(x)):
         torch.testing.assert_close(a, b)
     assert repr(gt.MaxPool2d(2)) == repr(nn.MaxPool2d(2))
+
+
+@pytest.mark.parametrize("ours_cls, theirs_cls, args, kwargs, x_shape", [
+    (gt.Conv1d, nn.Conv1d, (4, 6, 3), dict(stride=2, padding=1, groups=2), (2, 4, 13)),
+    (gt.Conv1d, nn.Conv1d, (3, 5, 4), dict(padding="same", dilation=2), (3, 9)),
+    (gt.Conv3d, nn.Conv3d, (2, 4, (2, 3, 3)), dict(stride=(1, 2, 2), padding=(0, 1, 1)),
+     (2, 2, 5, 7, 6)),
+    (gt.Conv3d, nn.Conv3d, (4, 4, 3), dict(padding="same", groups=4), (4, 4, 5, 5)),
+    (gt.ConvTranspose2d, nn.ConvTranspose2d, (4, 6, 3),
+     dict(stride=2, padding=1, output_padding=1, groups=2), (2, 4, 5, 6)),
+    (gt.ConvTranspose2d, nn.ConvTranspose2d, (3, 2, (2, 3)), dict(dilation=(2, 1)), (3, 4, 4)),
+])
+def test_new_conv_modules_are_drop_in(ours_cls, theirs_cls, args, kwargs, x_shape):
+    torch.manual_seed(9)
+    ours = ours_cls(*args, **kwargs, dtype=torch.float64)
+    torch.manual_seed(9)
+    theirs = theirs_cls(*args, **kwargs, dtype=torch.float64)
+    assert ours.weight.dtype == torch.float64 and repr(ours) == repr(theirs)
+    assert ours.state_dict().keys() == theirs.state_dict().keys()
+    for name, tensor in theirs.state_dict().items():  # same names, same initialization
+        torch.testing.assert_close(ours.state_dict()[name], tensor, rtol=0, atol=0)
+    assert not ours_cls(*args, **kwargs, bias=False).load_state_dict(
+        theirs_cls(*args, **kwargs, bias=False).state_dict()).missing_keys
+    x = torch.randn(x_shape, dtype=torch.float64)
+    torch.testing.assert_close(ours(x), theirs(x))
+    assert "gpuconv" in type(ours).__module__ and isinstance(ours, theirs_cls)
+
+
+def test_conv_transpose2d_module_output_size():
+    """forward(input, output_size) picks the output size as torch.nn.ConvTranspose2d does."""
+    torch.manual_seed(10)
+    ours = gt.ConvTranspose2d(3, 2, 3, stride=(2, 3), padding=1, dilation=(1, 2))
+    theirs = nn.ConvTranspose2d(3, 2, 3, stride=(2, 3), padding=1, dilation=(1, 2))
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(2, 3, 4, 5, requires_grad=True)
+    for size in [None, (7, 15), (8, 17), [8, 16], torch.Size([2, 2, 7, 17])]:
+        y, ref = ours(x, output_size=size), theirs(x, output_size=size)
+        assert y.shape == ref.shape, size
+        torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
+        dy = torch.linspace(-1, 1, y.numel()).reshape(y.shape)
+        grads = [torch.autograd.grad(out, (x, ours.weight if out is y else theirs.weight,
+                                           ours.bias if out is y else theirs.bias), dy)
+                 for out in (y, ref)]
+        for mine, other in zip(*grads):
+            torch.testing.assert_close(mine, other, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(ours(x[0], output_size=(8, 16)), theirs(x[0], output_size=(8, 16)),
+                               rtol=1e-5, atol=1e-5)  # unbatched
+    with pytest.raises(ValueError, match="output size"):  # torch's helper's own check
+        ours(x, output_size=(9, 15))
+
+
+def test_new_pool_modules_are_drop_in():
+    x0 = _distinct((2, 3, 9, 8), torch.Generator().manual_seed(11), torch.float64) + 0.1
+    for ours, theirs in [
+        (gt.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False),
+         nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False)),
+        (gt.AvgPool2d((2, 3), divisor_override=5), nn.AvgPool2d((2, 3), divisor_override=5)),
+        (gt.LPPool2d(2, 3, 2, ceil_mode=True), nn.LPPool2d(2, 3, 2, ceil_mode=True)),
+        (gt.LPPool2d(1.5, (2, 3)), nn.LPPool2d(1.5, (2, 3))),
+        (gt.LPPool2d(float("inf"), 2), nn.LPPool2d(float("inf"), 2)),
+    ]:
+        assert repr(ours) == repr(theirs) and isinstance(ours, type(theirs))
+        results = []
+        for pool in (ours, theirs):
+            x = x0.clone().requires_grad_()
+            y = pool(x)
+            y.backward(torch.linspace(-1, 1, y.numel(), dtype=y.dtype).reshape(y.shape))
+            results.append((y, x.grad))
+        for mine, ref in zip(*results):
+            torch.testing.assert_close(mine, ref, msg=repr(ours))
+
+
+def test_docstring_examples_run():
+    import doctest
+    result = doctest.testmod(gt)
+    assert result.attempted > 0 and result.failed == 0
+    for name in gt.__all__:
+        assert ">>>" in (getattr(gt, name).__doc__ or "") or name.endswith("Function"), name
 
 
 def _small_cnn(conv, pool):
@@ -269,6 +531,42 @@ def test_conv2d_matches_torch_cuda(x_shape, w_shape, kwargs):
 def test_max_pool2d_matches_torch_cuda(x_shape, kwargs):
     _need_cuda()
     _pool_against_torch(x_shape, kwargs, "cuda")
+
+
+@pytest.mark.gpu
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
+@pytest.mark.parametrize("ours, theirs, x_shape, w_shape, kwargs", NEW_CONV_CASES)
+def test_new_conv_matches_torch_cuda(ours, theirs, x_shape, w_shape, kwargs):
+    _need_cuda()
+    _new_conv_against_torch(ours, theirs, x_shape, w_shape, kwargs, "cuda")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("ours, theirs, x_shape, offset, kwargs", NEW_POOL_CASES)
+def test_new_pool_matches_torch_cuda(ours, theirs, x_shape, offset, kwargs):
+    _need_cuda()
+    _new_pool_against_torch(ours, theirs, x_shape, offset, kwargs, "cuda")
+
+
+@pytest.mark.gpu
+def test_new_modules_on_cuda():
+    """The new modules moved to CUDA give torch.nn's results, outputs counted by torch."""
+    _need_cuda()
+    torch.manual_seed(12)
+    pairs = [(gt.Conv1d(3, 4, 3, padding=1), nn.Conv1d(3, 4, 3, padding=1), (2, 3, 16)),
+             (gt.Conv3d(3, 4, 3, padding=1), nn.Conv3d(3, 4, 3, padding=1), (2, 3, 4, 8, 8)),
+             (gt.ConvTranspose2d(3, 4, 3, stride=2), nn.ConvTranspose2d(3, 4, 3, stride=2),
+              (2, 3, 8, 8)),
+             (gt.AvgPool2d(2), nn.AvgPool2d(2), (2, 3, 8, 8)),
+             (gt.LPPool2d(2, 2), nn.LPPool2d(2, 2), (2, 3, 8, 8))]
+    for ours, theirs, x_shape in pairs:
+        theirs.load_state_dict(ours.state_dict())
+        ours, theirs = ours.cuda(), theirs.cuda()
+        x = torch.rand(x_shape, device="cuda") + 0.1
+        before = torch.cuda.memory_allocated()
+        y = ours(x)
+        assert torch.cuda.memory_allocated() - before >= y.numel() * y.element_size()
+        torch.testing.assert_close(y, theirs(x), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.gpu
