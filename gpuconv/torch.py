@@ -187,67 +187,36 @@ def _conv_backward(ctx, grad_output, input_op, weight_op, bias_op):
     return grad_input, grad_weight, grad_bias
 
 
-class Conv2dFunction(torch.autograd.Function):
-    """conv2d as an autograd Function: gpuconv.conv2d forward, gpuconv.grad backward.
+def _conv_function(dims: int):
+    """The autograd Function of conv{dims}d: gpuconv.conv{dims}d forward, gpuconv.grad's
+    conv{dims}d_input/_weight/_bias backward (looked up at call time). Its ``apply`` takes
+    every argument positionally: input, weight, bias, stride, padding, dilation, groups."""
+    op = f"conv{dims}d"
 
-    Call through :func:`conv2d` (``Conv2dFunction.apply`` takes every argument
-    positionally: input, weight, bias, stride, padding, dilation, groups).
-    """
-
-    @staticmethod
     def forward(ctx, input, weight, bias, stride, padding, dilation, groups):
-        return _conv_forward(ctx, gpuconv.conv2d, input, weight, bias,
+        return _conv_forward(ctx, getattr(gpuconv, op), input, weight, bias,
                              dict(stride=stride, padding=padding, dilation=dilation,
                                   groups=groups))
 
-    @staticmethod
     @once_differentiable
     def backward(ctx, grad_output):
-        grads = _conv_backward(ctx, grad_output, gpuconv.grad.conv2d_input,
-                               gpuconv.grad.conv2d_weight, gpuconv.grad.conv2d_bias)
+        grad = gpuconv.grad
+        grads = _conv_backward(ctx, grad_output, getattr(grad, f"{op}_input"),
+                               getattr(grad, f"{op}_weight"), getattr(grad, f"{op}_bias"))
         return (*grads, None, None, None, None)
 
-
-class Conv1dFunction(torch.autograd.Function):
-    """conv1d as an autograd Function: gpuconv.conv1d forward, gpuconv.grad.conv1d_* backward.
-
-    Call through :func:`conv1d` (``Conv1dFunction.apply`` takes every argument
-    positionally: input, weight, bias, stride, padding, dilation, groups).
-    """
-
-    @staticmethod
-    def forward(ctx, input, weight, bias, stride, padding, dilation, groups):
-        return _conv_forward(ctx, gpuconv.conv1d, input, weight, bias,
-                             dict(stride=stride, padding=padding, dilation=dilation,
-                                  groups=groups))
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_output):
-        grads = _conv_backward(ctx, grad_output, gpuconv.grad.conv1d_input,
-                               gpuconv.grad.conv1d_weight, gpuconv.grad.conv1d_bias)
-        return (*grads, None, None, None, None)
+    name = f"Conv{dims}dFunction"
+    return type(name, (torch.autograd.Function,), {
+        "__doc__": f"{op} as an autograd Function: gpuconv.{op} forward, gpuconv.grad.{op}_"
+                   f"input/_weight/_bias backward (call through :func:`{op}`; ``apply`` takes "
+                   "input, weight, bias, stride, padding, dilation, groups positionally).",
+        "__module__": __name__, "__qualname__": name,
+        "forward": staticmethod(forward), "backward": staticmethod(backward)})
 
 
-class Conv3dFunction(torch.autograd.Function):
-    """conv3d as an autograd Function: gpuconv.conv3d forward, gpuconv.grad.conv3d_* backward.
-
-    Call through :func:`conv3d` (``Conv3dFunction.apply`` takes every argument
-    positionally: input, weight, bias, stride, padding, dilation, groups).
-    """
-
-    @staticmethod
-    def forward(ctx, input, weight, bias, stride, padding, dilation, groups):
-        return _conv_forward(ctx, gpuconv.conv3d, input, weight, bias,
-                             dict(stride=stride, padding=padding, dilation=dilation,
-                                  groups=groups))
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_output):
-        grads = _conv_backward(ctx, grad_output, gpuconv.grad.conv3d_input,
-                               gpuconv.grad.conv3d_weight, gpuconv.grad.conv3d_bias)
-        return (*grads, None, None, None, None)
+Conv1dFunction = _conv_function(1)
+Conv2dFunction = _conv_function(2)
+Conv3dFunction = _conv_function(3)
 
 
 class ConvTranspose2dFunction(torch.autograd.Function):
