@@ -39,8 +39,15 @@
 //   conv2d_bgrad_v2_tree<T>    one block per filter: each thread sums a fixed strided subset of
 //                              the N*P*Q values (coalesced), then a shared-memory tree adds the
 //                              partial sums in a fixed pairing.
+//   conv2d_wgrad_v3_mma<__half>
+//                              the split-K implicit GEMM on tensor cores (mma.sync m16n8k16,
+//                              fp32 accumulation; mma.cuh), transposed so that the gathered
+//                              operand (x's im2col) is the register-staged A: GEMM rows =
+//                              (c, r, s), columns = the group's filters, reduction (n, p, q).
+//                              Same split rule and second pass as v2 (partials in float).
 
 #include "common.cuh"
+#include "mma.cuh"
 
 // Tile sizes (defaults; -D overrides must keep kernels.py's WGRAD_V2 mirror in step).
 #ifndef WGRAD_V2_BM
@@ -348,6 +355,246 @@ conv2d_bgrad_v2_tree(const T* __restrict__ dy, T* __restrict__ db, int N, int K,
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// v3: the weight gradient on tensor cores (fp16 inputs, fp32 accumulation), mma.sync m16n8k16.
+//
+// dw[k][(c, r, s)] is the GEMM dw^T = X_col^T * dy^T over the reduction j = (n, p, q):
+//
+//   GEMM rows m = (c, r, s) of one group (M = C/groups*R*S), columns = the group's filters
+//   (K/groups), reduction j (N*P*Q, split-K as v2). Written this way round, the operand that
+//   needs a gather (x, through the convolution's taps) is mma.cuh's A, which the mainloop
+//   stages through registers, and dy — plain rows of consecutive pixels per filter — is B,
+//   which it copies straight into shared memory (cp.async when 8 pixels are always one
+//   aligned 16-byte piece of one image: P*Q % 8 == 0).
+//
+//   block tile   BM x BN x BK = 128 (c, r, s) x 64 filters x 32 pixels, 8 warps of 32 x 32
+//                (mma.cuh: mma_gemm_mainloop, ldmatrix.x4 fragments, two stages).
+//   split-K      grid z = groups x splits; split s sums a fixed, contiguous range of
+//                reduction tiles (kernels.py: wgrad_splits with v3's tiles, a function of the
+//                geometry only) and writes float partials to the workspace; v2's
+//                conv2d_wgrad_v2_sum_splits adds them in split order. One split writes dw.
+//   epilogue     straight from the accumulator fragments: dw is small next to the reduction
+//                that produced it, so its stores are not worth a shared-memory transpose.
+//
+// Deterministic (fixed tiles, fixed split order, no atomics). T must be __half. Limits: as v2.
+
+#ifndef WGRAD_V3_BM
+#define WGRAD_V3_BM 128  // (c, r, s) GEMM rows per block
+#endif
+#ifndef WGRAD_V3_BN
+#define WGRAD_V3_BN 64   // filters (GEMM columns) per block
+#endif
+#ifndef WGRAD_V3_BK
+#define WGRAD_V3_BK 32   // reduction steps (n, p, q) per shared-memory stage
+#endif
+#ifndef WGRAD_V3_WM
+#define WGRAD_V3_WM 32   // GEMM rows per warp
+#endif
+#ifndef WGRAD_V3_WN
+#define WGRAD_V3_WN 32   // GEMM columns per warp
+#endif
+#ifndef WGRAD_V3_MIN_BLOCKS
+#define WGRAD_V3_MIN_BLOCKS 2  // resident blocks per SM the register budget must allow
+#endif
+#ifndef WGRAD_V3_MIN_BLOCKS_EMULATED
+#define WGRAD_V3_MIN_BLOCKS_EMULATED 1  // sm_75: the shuffle emulation needs more registers
+#endif
+#if GPUCONV_MMA_PTX
+#define WGRAD_V3_LAUNCH_MIN_BLOCKS WGRAD_V3_MIN_BLOCKS
+#else
+#define WGRAD_V3_LAUNCH_MIN_BLOCKS WGRAD_V3_MIN_BLOCKS_EMULATED
+#endif
+#define WGRAD_V3_THREADS ((WGRAD_V3_BM / WGRAD_V3_WM) * (WGRAD_V3_BN / WGRAD_V3_WN) * 32)
+
+// Operand A of v3: thread t gathers GEMM row m_local = t % BM (one tap (c, r, s)) at the 16
+// consecutive pixels jj_local .. jj_local + 15 (jj_local = 16 * (t / BM)) of every tile, as
+// two 16-byte shared stores. A warp's 32 rows are 32 neighbouring taps of one pixel (mostly
+// neighbouring columns s of one image row).
+template <int BM, int BK, int THREADS>
+struct WgradV3XLoader {
+    enum { PER_THREAD = 16, WORDS = PER_THREAD / 2, PITCH = BK + MMA_SMEM_SKEW };
+    static_assert(BM * BK == THREADS * PER_THREAD && THREADS % BM == 0, "A tile split");
+    const unsigned short* x_tap;  // x + (g*Cg + c)*H*W: this row's channel plane in image 0
+    bool row_valid;
+    int m_local, jj_local;
+    int tap_h, tap_w;             // r*dilation_h - pad_h, s*dilation_w - pad_w
+    int N, H, W, P, Q, stride_h, stride_w;
+    long long image_stride;       // C*H*W
+    int n, p, q;                  // pixel of this thread's first slot in the next tile
+    MixedRadix3 step;             // BK as (n, p, q) digits
+
+    __device__ __forceinline__ void init(const unsigned short* x, long long j_first, int m, int CRS,
+                                         int C, int Cg, int g, int N_, int H_, int W_, int R,
+                                         int S, int P_, int Q_, int pad_h, int pad_w,
+                                         int stride_h_, int stride_w_, int dilation_h,
+                                         int dilation_w, int tid) {
+        N = N_; H = H_; W = W_; P = P_; Q = Q_; stride_h = stride_h_; stride_w = stride_w_;
+        m_local = tid % BM;
+        jj_local = (tid / BM) * PER_THREAD;
+        row_valid = m < CRS;
+        const int mm = row_valid ? m : 0;  // rows past C/groups*R*S read a valid tap's indices
+        const int c = mm / (R * S);
+        tap_h = ((mm / S) % R) * dilation_h - pad_h;
+        tap_w = (mm % S) * dilation_w - pad_w;
+        image_stride = (long long)C * H * W;
+        x_tap = x + ((long long)g * Cg + c) * H * W;
+        const long long j = j_first + jj_local;
+        const long long PQ = (long long)P * Q;
+        n = (int)(j / PQ);
+        p = (int)((j - n * PQ) / Q);
+        q = (int)(j % Q);
+        step = mixed_radix_step(BK, P, Q);
+    }
+    __device__ __forceinline__ void load(unsigned (&regs)[WORDS]) {
+        int nn = n, pp = p, qq = q;
+#pragma unroll
+        for (int i = 0; i < PER_THREAD; ++i) {
+            const int h = pp * stride_h + tap_h;
+            const int wi = qq * stride_w + tap_w;
+            // Guards: rows past C/groups*R*S, pixels past N*P*Q (n reaches N in the last
+            // partial tile) and taps in the zero padding load +0.0 (bits 0).
+            const bool inside = row_valid && nn < N && h >= 0 && h < H && wi >= 0 && wi < W;
+            const unsigned v =
+                inside ? x_tap[nn * image_stride + (long long)h * W + wi] : 0u;
+            if (i % 2 == 0) regs[i / 2] = v;            // even j: low half of the word
+            else regs[i / 2] |= v << 16;                // odd j: high half
+            if (++qq == Q) { qq = 0; if (++pp == P) { pp = 0; ++nn; } }  // j + 1 as (n, p, q)
+        }
+        advance_by_step(step, P, Q, n, p, q);
+    }
+    __device__ __forceinline__ void store(const unsigned (&regs)[WORDS], unsigned short* tile) {
+        uint4* dst = reinterpret_cast<uint4*>(tile + m_local * PITCH + jj_local);
+        dst[0] = make_uint4(regs[0], regs[1], regs[2], regs[3]);
+        dst[1] = make_uint4(regs[4], regs[5], regs[6], regs[7]);
+    }
+};
+
+// Operand B of v3: thread t copies 8 consecutive pixels (16 bytes) of filter n_local =
+// t / (BK/8) of dy: four threads cover one filter's BK pixels. With P*Q % 8 == 0 and dy
+// 16-byte aligned, 8 pixels starting at a multiple of 8 are one aligned 16-byte piece of one
+// (n, k) plane (or wholly past N*P*Q), copied by cp.async; otherwise 8 guarded 16-bit loads
+// that walk across image boundaries.
+template <int BN, int BK, int THREADS>
+struct WgradV3DyLoader {
+    enum { PER_THREAD = 8, PITCH = BK + MMA_SMEM_SKEW };
+    static_assert(BN * BK == THREADS * PER_THREAD, "B tile split");
+    const unsigned short* dy;        // dy itself (a valid address for zero-byte copies)
+    const unsigned short* dy_filter; // dy + k*P*Q for this thread's filter (image 0)
+    bool col_valid, vector_ok;
+    int n_local, jj_local, N, PQ;
+    long long image_stride;          // K*P*Q
+    int n, pq;                       // pixel of this thread's first slot in the next tile
+
+    __device__ __forceinline__ void init(const unsigned short* dy_, long long j_first, int k_first,
+                                         int Kg_left, int N_, int K, int P, int Q, int tid) {
+        dy = dy_;
+        N = N_;
+        PQ = P * Q;
+        n_local = tid / (BK / PER_THREAD);
+        jj_local = (tid % (BK / PER_THREAD)) * PER_THREAD;
+        col_valid = n_local < Kg_left;
+        image_stride = (long long)K * PQ;
+        dy_filter = dy + (long long)(col_valid ? k_first + n_local : 0) * PQ;
+        const long long j = j_first + jj_local;
+        n = (int)(j / PQ);
+        pq = (int)(j - (long long)n * PQ);
+        vector_ok = PQ % PER_THREAD == 0 &&
+                    (reinterpret_cast<unsigned long long>(dy) & 15ull) == 0;
+    }
+    // Fetch the next tile into `tile` (a free stage): asynchronously where possible.
+    __device__ __forceinline__ void load(unsigned short* tile) {
+        unsigned short* dst = tile + n_local * PITCH + jj_local;
+        if (vector_ok) {
+            const bool inside = col_valid && n < N;  // the whole 8-pixel piece or none of it
+            cp_async_16(dst, inside ? dy_filter + n * image_stride + pq : dy, inside ? 16 : 0);
+        } else {
+            unsigned words[PER_THREAD / 2];
+            int nn = n, pp = pq;
+#pragma unroll
+            for (int i = 0; i < PER_THREAD; ++i) {
+                const unsigned v = (col_valid && nn < N) ? dy_filter[nn * image_stride + pp] : 0u;
+                if (i % 2 == 0) words[i / 2] = v;
+                else words[i / 2] |= v << 16;
+                if (++pp == PQ) { pp = 0; ++nn; }
+            }
+            *reinterpret_cast<uint4*>(dst) = make_uint4(words[0], words[1], words[2], words[3]);
+        }
+        // On by BK pixels: pq stays below P*Q (BK may span several small images).
+        pq += BK;
+        while (pq >= PQ) { pq -= PQ; ++n; }
+    }
+};
+
+// Grid: x = (c, r, s) row tiles (ceil(C/groups*R*S / BM)), y = filter tiles
+// (ceil(K/groups / BN)), z = groups * splits (z = g*splits + split). Block: WGRAD_V3_THREADS.
+// workspace: splits * K*(C/groups)*R*S floats when splits > 1 (unused otherwise).
+template <typename T>
+__global__ void __launch_bounds__(WGRAD_V3_THREADS, WGRAD_V3_LAUNCH_MIN_BLOCKS)
+conv2d_wgrad_v3_mma(const T* __restrict__ x, const T* __restrict__ dy, T* __restrict__ dw,
+                    float* __restrict__ workspace, int splits, int N, int C, int H, int W, int K,
+                    int R, int S, int P, int Q, int pad_h, int pad_w, int stride_h,
+                    int stride_w, int dilation_h, int dilation_w, int groups) {
+    static_assert(sizeof(T) == 2, "conv2d_wgrad_v3_mma multiplies 16-bit inputs (__half)");
+    constexpr int BM = WGRAD_V3_BM, BN = WGRAD_V3_BN, BK = WGRAD_V3_BK;
+    constexpr int WM = WGRAD_V3_WM, WN = WGRAD_V3_WN, THREADS = WGRAD_V3_THREADS;
+    __shared__ __align__(16) unsigned short a_smem[2][BM][BK + MMA_SMEM_SKEW];
+    __shared__ __align__(16) unsigned short b_smem[2][BN][BK + MMA_SMEM_SKEW];
+
+    const int Cg = C / groups, Kg = K / groups, CRS = Cg * R * S;
+    const int g = blockIdx.z / splits, split = blockIdx.z % splits;
+    const int m_block = blockIdx.x * BM;  // first (c, r, s) row of this tile
+    const int k_block = blockIdx.y * BN;  // first filter of this tile, within the group
+    const int tid = threadIdx.x;
+
+    // This split's reduction tiles: a fixed, contiguous range, as in v2.
+    const long long tiles = div_up((long long)N * P * Q, BK);
+    const long long per_split = div_up(tiles, splits);
+    const long long tile_begin = split * per_split;
+    const long long tile_end = tile_begin + per_split < tiles ? tile_begin + per_split : tiles;
+
+    WgradV3XLoader<BM, BK, THREADS> a;
+    a.init(reinterpret_cast<const unsigned short*>(x), tile_begin * BK, m_block + tid % BM, CRS,
+           C, Cg, g, N, H, W, R, S, P, Q, pad_h, pad_w, stride_h, stride_w, dilation_h,
+           dilation_w, tid);
+    WgradV3DyLoader<BN, BK, THREADS> bl;
+    bl.init(reinterpret_cast<const unsigned short*>(dy), tile_begin * BK, g * Kg + k_block,
+            Kg - k_block, N, K, P, Q, tid);
+
+    float acc[WM / 16][WN / 8][4];
+#pragma unroll
+    for (int i = 0; i < WM / 16; ++i)
+#pragma unroll
+        for (int j = 0; j < WN / 8; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+    const int count = tile_end > tile_begin ? (int)(tile_end - tile_begin) : 0;
+    mma_gemm_mainloop<BM, BN, BK, WM, WN>(a, bl, count, acc, a_smem, b_smem);
+
+    // Epilogue: accumulator c_e of fragment (i, j) is D[row][col] with row = g (+8 for
+    // e >= 2), col = 2t + (e & 1) (mma.cuh's C/D layout); D[row][col] = dw[filter col][tap
+    // row]. Guards: taps past C/groups*R*S and filters past the group's end are not written.
+    const int warp = tid / 32;
+    const int warp_m = (warp % (BM / WM)) * WM, warp_n = (warp / (BM / WM)) * WN;
+    const int lane = fragment_lane();
+    const int grp = lane >> 2, tig = lane & 3;
+    const long long dw_count = (long long)K * CRS;
+#pragma unroll
+    for (int i = 0; i < WM / 16; ++i)
+#pragma unroll
+        for (int j = 0; j < WN / 8; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                const int m = m_block + warp_m + i * 16 + grp + (e >= 2 ? 8 : 0);
+                const int k = k_block + warp_n + j * 8 + 2 * tig + (e & 1);
+                if (m >= CRS || k >= Kg) continue;
+                const long long at = (long long)(g * Kg + k) * CRS + m;
+                if (splits == 1)
+                    dw[at] = from_acc<T>(acc[i][j][e]);
+                else
+                    workspace[split * dw_count + at] = acc[i][j][e];
+            }
+}
+
 // Standalone `nvcc -cubin -arch=sm_90 -Xptxas -v cuda/conv2d_wgrad.cu`: taking each
 // instance's address makes nvcc compile it, so ptxas reports every kernel. NVRTC and the CPU
 // runtime get their instances from name expressions (gpuconv/kernels.py) instead.
@@ -367,7 +614,8 @@ void* conv2d_wgrad_instance(int i) {
                                (void*)conv2d_wgrad_v2_sum_splits<double>,
                                (void*)conv2d_bgrad_v2_tree<__half>,
                                (void*)conv2d_bgrad_v2_tree<float>,
-                               (void*)conv2d_bgrad_v2_tree<double>};
+                               (void*)conv2d_bgrad_v2_tree<double>,
+                               (void*)conv2d_wgrad_v3_mma<__half>};
     return instances[i];
 }
 #endif

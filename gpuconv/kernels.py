@@ -7,8 +7,9 @@ way for both.
 Kernel versions. Each op has several kernel versions (``VERSIONS``): ``v1`` is the simple,
 always-correct baseline (one thread per output element, a 1-D grid-stride loop), ``v2`` the
 tiled one (implicit GEMM for the convolutions, 2-D launches with 32-bit in-plane indices for
-max-pool); fprop and dgrad also have ``v3``, the implicit GEMM on tensor cores (float16 only,
-``TEMPLATE_DTYPES``; mma.sync on sm_80+, a shuffle emulation elsewhere). Which one runs is decided per call, first match wins:
+max-pool); fprop, dgrad and wgrad also have ``v3``, the implicit GEMM on tensor cores
+(float16 only, ``TEMPLATE_DTYPES``; mma.sync on sm_80+, a shuffle emulation elsewhere).
+Which one runs is decided per call, first match wins:
 
 1. the ``version=`` argument of the launcher (``'v1'``, ``'v2'``);
 2. ``$GPUCONV_KERNEL_VERSION``: ``'v1'`` (every op) or ``'fprop=v1,wgrad=v2'`` (per op; op
@@ -71,6 +72,7 @@ TEMPLATES = {
     ("dgrad", "v3"): ("conv2d_dgrad.cu", "conv2d_dgrad_v3_mma"),  # tensor cores, float16 only
     ("wgrad", "v1"): ("conv2d_wgrad.cu", "conv2d_wgrad_v1_direct"),
     ("wgrad", "v2"): ("conv2d_wgrad.cu", "conv2d_wgrad_v2_implicit_gemm"),
+    ("wgrad", "v3"): ("conv2d_wgrad.cu", "conv2d_wgrad_v3_mma"),  # tensor cores, float16 only
     ("bgrad", "v1"): ("conv2d_wgrad.cu", "conv2d_bgrad_v1_direct"),
     ("bgrad", "v2"): ("conv2d_wgrad.cu", "conv2d_bgrad_v2_tree"),
     ("pool_fwd", "v1"): ("maxpool2d.cu", "maxpool2d_fwd_v1_direct"),
@@ -91,11 +93,12 @@ KERNELS["conv2d_wgrad.cu"] += ("conv2d_wgrad_v2_sum_splits",)  # split-K's secon
 # Templates instantiated for some dtypes only (every other template: every dtype in
 # CUDA_TYPES). The tensor-core kernels multiply float16 operands (fp32 accumulation).
 TEMPLATE_DTYPES = {"conv2d_fprop_v3_mma": (np.dtype(np.float16),),
-                   "conv2d_dgrad_v3_mma": (np.dtype(np.float16),)}
+                   "conv2d_dgrad_v3_mma": (np.dtype(np.float16),),
+                   "conv2d_wgrad_v3_mma": (np.dtype(np.float16),)}
 # Versions that run on tensor cores: the heuristic and autotune consider them only on devices
 # of compute capability >= TENSOR_CORE_MIN_ARCH (on others, and on the CPU runtime, the
 # kernel runs a slow shuffle emulation of the mma: right, but only for explicit requests).
-TENSOR_CORE_VERSIONS = {("fprop", "v3"), ("dgrad", "v3")}
+TENSOR_CORE_VERSIONS = {("fprop", "v3"), ("dgrad", "v3"), ("wgrad", "v3")}
 TENSOR_CORE_MIN_ARCH = 80
 # Ops with one kernel version so far (v1): nothing to select, so they stay out of OPS /
 # TEMPLATES. (op, version) -> (source, template); each op family's section near the end of
@@ -169,6 +172,8 @@ class MmaTiles:
 
 FPROP_V3 = MmaTiles("FPROP_V3", BM=128, BN=64, BK=32, WM=32, WN=32, min_blocks=2)
 DGRAD_V3 = MmaTiles("DGRAD_V3", BM=128, BN=64, BK=32, WM=32, WN=32, min_blocks=2)
+# wgrad v3's GEMM is the transpose of v2's: rows (c, r, s), columns the group's filters.
+WGRAD_V3 = MmaTiles("WGRAD_V3", BM=128, BN=64, BK=32, WM=32, WN=32, min_blocks=2)
 BGRAD_V2_THREADS = 256        # BGRAD_V2_THREADS in conv2d_wgrad.cu
 POOL_V2_BLOCK = (32, 8)       # POOL_V2_BLOCK_X/Y in maxpool2d.cu
 POOL_V2_MAX_GRID_Z = MAX_GRID_YZ  # max-pool v2's grid z over planes (tests lower it)
@@ -276,13 +281,22 @@ def _gemm_shape(op: str, g) -> tuple[int, int, int]:
     raise ValueError(op)
 
 
-def wgrad_splits(g) -> int:
-    """How many pieces wgrad v2 splits its N*P*Q reduction into (split-K): enough blocks for
-    about ``WGRAD_SPLIT_TARGET_BLOCKS``, at least ``WGRAD_MIN_TILES_PER_SPLIT`` BK-tiles per
-    piece, no empty piece, and groups*splits within the grid's z limit. A pure function of the
-    geometry, so the summation order (and every bit of dw) is the same on every device."""
+def _wgrad_gemm(g, version: str) -> tuple[tuple[int, int, int], "GemmTiles | MmaTiles"]:
+    """(M, N, K) of one group's wgrad GEMM as ``version`` runs it, and its tiles: v2 has rows
+    = filters and columns = (c, r, s); v3 the transpose."""
     M, Ncols, Kred = _gemm_shape("wgrad", g)
-    t = WGRAD_V2
+    if version == "v3":
+        return (Ncols, M, Kred), WGRAD_V3
+    return (M, Ncols, Kred), WGRAD_V2
+
+
+def wgrad_splits(g, version: str = "v2") -> int:
+    """How many pieces wgrad v2 / v3 splits its N*P*Q reduction into (split-K): enough blocks
+    for about ``WGRAD_SPLIT_TARGET_BLOCKS``, at least ``WGRAD_MIN_TILES_PER_SPLIT`` BK-tiles per
+    piece, no empty piece, and groups*splits within the grid's z limit. A pure function of the
+    geometry (and the version's tiles), so the summation order (and every bit of dw) is the
+    same on every device."""
+    (M, Ncols, Kred), t = _wgrad_gemm(g, version)
     k_tiles = _cdiv(Kred, t.BK)
     blocks = _cdiv(M, t.BM) * _cdiv(Ncols, t.BN) * g.groups
     splits = max(1, _cdiv(WGRAD_SPLIT_TARGET_BLOCKS, blocks))
@@ -301,12 +315,12 @@ def unsupported_reason(op: str, version: str, g) -> str | None:
     if version == "v1":
         return None
     if op in ("fprop", "dgrad", "wgrad"):
-        tiles = {"fprop": FPROP_V2, "dgrad": DGRAD_V2, "wgrad": WGRAD_V2}[op]
-        if (op, version) == ("fprop", "v3"):
-            tiles = FPROP_V3
-        if (op, version) == ("dgrad", "v3"):
-            tiles = DGRAD_V3
+        tiles = {("fprop", "v2"): FPROP_V2, ("dgrad", "v2"): DGRAD_V2, ("wgrad", "v2"): WGRAD_V2,
+                 ("fprop", "v3"): FPROP_V3, ("dgrad", "v3"): DGRAD_V3,
+                 ("wgrad", "v3"): WGRAD_V3}[(op, version)]
         M, Ncols, Kred = _gemm_shape(op, g)
+        if op == "wgrad":
+            (M, Ncols, Kred), _ = _wgrad_gemm(g, version)
         if g.groups > MAX_GRID_YZ:
             return f"groups={g.groups} exceeds the grid's z limit {MAX_GRID_YZ}"
         if _cdiv(Ncols, tiles.BN) > MAX_GRID_YZ:
@@ -366,9 +380,13 @@ def runs_well_here(op: str, version: str, dtype, arch: int | None) -> bool:
 
 
 def tensor_core_suits(op: str, g) -> bool:
-    """fprop / dgrad v3's heuristic: the GEMM is large and one group's columns (filters;
-    dgrad: channels) and reduction fill its 128 x 64 x 32 tiles reasonably (at least 32
-    columns, a reduction of at least 64, 256 pixels); v2's CUDA-core tiles otherwise."""
+    """v3's heuristic: the GEMM is large and fills its 128 x 64 x 32 tiles reasonably.
+    fprop / dgrad: at least 32 columns (filters; dgrad: channels), a reduction of at least 64,
+    256 pixels. wgrad: at least 32 filters and 64 (c, r, s) taps per group, a reduction
+    (N*P*Q) of at least 256. v2's CUDA-core tiles otherwise."""
+    if op == "wgrad":
+        Kg, CRS, NPQ = _gemm_shape(op, g)
+        return Kg >= 32 and CRS >= 64 and NPQ >= 256
     M, Ncols, Kred = _gemm_shape(op, g)
     return Ncols >= 32 and Kred >= 64 and M >= 256
 
@@ -380,9 +398,9 @@ def heuristic_version(op: str, g, dtype=None, arch: int | None = None) -> str:
       16 GEMM columns (filters for fprop, channels per group for dgrad), a reduction of at
       least 16 and at least 32 GEMM rows (pixels). Depthwise and few-channels-per-group
       convolutions (1-2 columns of a 64-wide tile) and tiny problems keep v1.
-    * fprop / dgrad v3 (tensor cores) instead of v2 when ``dtype`` is float16, ``arch`` (the device's
-      compute capability, e.g. 90) is at least 80 and :func:`tensor_core_suits`; never
-      without dtype and arch (so never on the CPU runtime, where mma is emulated).
+    * fprop / dgrad / wgrad v3 (tensor cores) instead of v2 when ``dtype`` is float16, ``arch``
+      (the device's compute capability, e.g. 90) is at least 80 and :func:`tensor_core_suits`;
+      never without dtype and arch (so never on the CPU runtime, where mma is emulated).
     * wgrad: v2 (split-K GEMM) when the reduction N*P*Q is long (>= 256: v1 would run it
       serially in one thread per dw element, with only K*C/groups*R*S threads - a few thousand
       for a depthwise layer) or the filter GEMM is at least 16 x 16.
@@ -401,7 +419,8 @@ def heuristic_version(op: str, g, dtype=None, arch: int | None = None) -> str:
         pick = "v2"
     else:
         raise ValueError(f"op must be one of {OPS}, got {op!r}")
-    if (op in ("fprop", "dgrad") and pick == "v2" and runs_well_here(op, "v3", dtype, arch)
+    if (op in ("fprop", "dgrad", "wgrad") and pick == "v2"
+            and runs_well_here(op, "v3", dtype, arch)
             and tensor_core_suits(op, g) and supports(op, "v3", g)):
         return "v3"  # float16 on sm_80+ (dtype and arch given): tensor cores
     return pick if supports(op, pick, g) else "v1"
@@ -586,7 +605,7 @@ def autotune(op: str, g, dtype, rt, launch) -> str:
 # conv2d
 
 
-def _gemm_grid(tiles: GemmTiles, M: int, Ncols: int, z: int) -> tuple[tuple, tuple]:
+def _gemm_grid(tiles: "GemmTiles | MmaTiles", M: int, Ncols: int, z: int) -> tuple[tuple, tuple]:
     return (_cdiv(M, tiles.BM), _cdiv(Ncols, tiles.BN), z), (tiles.threads,)
 
 
@@ -642,15 +661,16 @@ def _wgrad_launch(rt, g, version, x, dy, dw) -> None:
         _launch(rt, "conv2d_wgrad.cu", "conv2d_wgrad_v1_direct", dw.dtype,
                 g.K * g.C_per_group * g.R * g.S, [x, dy, dw] + _conv_sizes(g))
         return
-    # v2: grid (filter tiles of K/groups, column tiles of C/groups*R*S, groups*splits); with
+    # v2: grid (filter tiles of K/groups, column tiles of C/groups*R*S, groups*splits); v3
+    # (tensor cores) the transpose: ((c, r, s) tiles, filter tiles, groups*splits). With
     # splits > 1 each block writes a partial sum into a workspace (accumulator dtype) and a
     # second, grid-stride kernel adds the partials in split order into dw.
-    M, Ncols, _ = _gemm_shape("wgrad", g)
-    splits = wgrad_splits(g)
+    (M, Ncols, _), tiles = _wgrad_gemm(g, version)
+    splits = wgrad_splits(g, version)
     acc_dtype = np.float64 if np.dtype(dw.dtype) == np.float64 else np.float32
     count = g.K * g.C_per_group * g.R * g.S
     workspace = rt.xp.empty(count * splits if splits > 1 else 1, acc_dtype)
-    grid, block = _gemm_grid(WGRAD_V2, M, Ncols, g.groups * splits)
+    grid, block = _gemm_grid(tiles, M, Ncols, g.groups * splits)
     _launch_grid(rt, "wgrad", version, dw.dtype, grid, block,
                  [x, dy, dw, workspace, np.int32(splits)] + _conv_sizes(g))
     if splits > 1:

@@ -365,11 +365,12 @@ def test_sass_maxpool_v2_has_no_emulated_64_bit_division(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------
-# the tensor-core kernels (fprop / dgrad v3): tiles, registers, the instructions in their SASS
+# the tensor-core kernels (fprop / dgrad / wgrad v3): tiles, registers, the instructions in their SASS
 
 # source -> (instance, tile mirror, whether its B tile is copied with cp.async)
 V3_KERNELS = {"conv2d_fprop.cu": ("conv2d_fprop_v3_mma<__half>", kernels.FPROP_V3, True),
-              "conv2d_dgrad.cu": ("conv2d_dgrad_v3_mma<__half>", kernels.DGRAD_V3, False)}
+              "conv2d_dgrad.cu": ("conv2d_dgrad_v3_mma<__half>", kernels.DGRAD_V3, False),
+              "conv2d_wgrad.cu": ("conv2d_wgrad_v3_mma<__half>", kernels.WGRAD_V3, True)}
 
 
 @pytest.mark.parametrize("source_name", sorted(V3_KERNELS))

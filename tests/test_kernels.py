@@ -127,7 +127,7 @@ CONV_IDS = [p.name for p in ALL_CONV_PROBLEMS]
 POOL_IDS = [p.name for p in POOL_PROBLEMS]
 VERSIONS = ["v1", "v2"]  # every op has both (kernels.VERSIONS; checked below)
 # Versions some ops have beyond these, each with its own dtypes and test below.
-EXTRA_VERSIONS = {"fprop": ["v3"], "dgrad": ["v3"]}  # tensor cores, float16 only: *_tensor_core
+EXTRA_VERSIONS = {"fprop": ["v3"], "dgrad": ["v3"], "wgrad": ["v3"]}  # tensor cores, float16 only: *_tensor_core
 
 
 def test_every_op_has_the_versions_tested_here():
@@ -193,6 +193,17 @@ def test_conv2d_wgrad(rt, version, problem, dtype):
     # adds no float16 rounding), so the default tolerance holds for these N*P*Q <= 1600 sums.
     assert_close(host(dw), reference.conv2d_weight(x, dy, g), dtype,
                  what=f"wgrad {version} {problem.name}")
+
+
+@pytest.mark.parametrize("problem", ALL_CONV_PROBLEMS, ids=CONV_IDS)
+def test_conv2d_wgrad_tensor_core(rt, problem):
+    """wgrad v3 (tensor cores, split-K; shuffle emulation on the CPU runtime), float16."""
+    dtype = np.float16
+    g, x, _, _, dy = conv_case(problem, dtype, "wgrad")
+    dw = poisoned(rt, g.w_shape, dtype)
+    kernels.conv2d_wgrad(rt, g, on(rt, x), on(rt, dy), dw, version="v3")
+    assert_close(host(dw), reference.conv2d_weight(x, dy, g), dtype,
+                 what=f"wgrad v3 {problem.name}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)

@@ -1,4 +1,4 @@
-"""The tensor-core path (cuda/mma.cuh, conv2d_fprop_v3_mma, conv2d_dgrad_v3_mma) without a
+"""The tensor-core path (cuda/mma.cuh, conv2d_*_v3_mma) without a
 tensor core.
 
 On the CPU runtime (and sm_75) mma.cuh's ``mma_m16n8k16`` and ``ldmatrix`` are emulations built
@@ -10,7 +10,7 @@ from warp shuffles that keep the PTX ISA's per-lane fragment layouts. These test
 * show that the lane mapping matters: built with ``-DGPUCONV_TEST_SWAP_LANES=1`` (the kernels
   think lanes 1 and 5 are each other: their fragment rows swap) both the unit kernel and the
   v3 convolution give wrong results;
-* run fprop and dgrad v3 against the reference on geometries aimed at their tiles (several tiles along every
+* run fprop, dgrad and wgrad v3 against the reference on geometries aimed at their tiles (several tiles along every
   GEMM side, groups, both filter-copy paths), prove each of its barriers matters, check that
   it is bitwise deterministic, and check its selection rules (float16 only; the heuristic
   takes it on sm_80+ only).
@@ -292,10 +292,25 @@ def run_dgrad_v3(rt, problem, tag="v3"):
     return host(dx), reference.conv2d_input(dy, w, g)
 
 
-RUN = {"fprop": run_v3, "dgrad": run_dgrad_v3}
+def run_wgrad_v3(rt, problem, tag="v3", dy_offset=0):
+    g, x, _, _, dy = conv_case(problem, np.float16, tag)
+    if dy_offset:  # dy at an address that is not 16-byte aligned (still C-contiguous)
+        buf = np.zeros(dy.size + dy_offset, np.float16)
+        buf[dy_offset:] = dy.ravel()
+        dy = buf[dy_offset:].reshape(dy.shape)
+    dw = poisoned(rt, g.w_shape, np.float16)
+    kernels.conv2d_wgrad(rt, g, on(rt, x), on(rt, dy), dw, version="v3")
+    return host(dw), reference.conv2d_weight(x, dy, g)
 
 
-@pytest.mark.parametrize("op", ["fprop", "dgrad"])
+RUN = {"fprop": run_v3, "dgrad": run_dgrad_v3, "wgrad": run_wgrad_v3}
+V3_OPS = list(RUN)
+# Barriers each v3 kernel has (common.cuh's ids): wgrad's epilogue writes straight from the
+# fragments, without the staging barrier 7.
+V3_BARRIERS = [(op, b) for op in V3_OPS for b in (5, 6, 7) if (op, b) != ("wgrad", 7)]
+
+
+@pytest.mark.parametrize("op", V3_OPS)
 def test_swapping_two_lanes_breaks_the_v3_convolution(op):
     y, expected = RUN[op](get_runtime("emulator"), RESNET)
     assert_close(y, expected, np.float16, what=f"{op} v3 resnet_3x3_layer")
@@ -303,8 +318,7 @@ def test_swapping_two_lanes_breaks_the_v3_convolution(op):
     assert not compare(y, expected, np.float16), f"{op} v3 with lanes 1, 5 swapped still matched"
 
 
-@pytest.mark.parametrize("op", ["fprop", "dgrad"])
-@pytest.mark.parametrize("barrier", [5, 6, 7])
+@pytest.mark.parametrize("op,barrier", V3_BARRIERS)
 def test_dropping_a_barrier_breaks_v3(op, barrier, monkeypatch):
     """Built without barrier ``barrier`` (common.cuh's block_sync ids: 5 = first tile, 6 = per
     tile, 7 = epilogue staging), v3 gives wrong results on the CPU runtime. The mma and
@@ -339,10 +353,11 @@ V3_PROBLEMS = [
 
 
 @pytest.mark.parametrize("problem", V3_PROBLEMS, ids=[p.name for p in V3_PROBLEMS])
-@pytest.mark.parametrize("op", ["fprop", "dgrad"])
+@pytest.mark.parametrize("op", V3_OPS)
 def test_v3_against_the_reference(op, problem):
-    """(dgrad's GEMM: pixels x channels per group x filters per group * R * S; the same
-    problems give it several tiles along each side too.)"""
+    """(dgrad's GEMM: pixels x channels per group x filters per group * R * S; wgrad's:
+    C/groups*R*S x filters per group x N*P*Q; the same problems give them several tiles along
+    each side too.)"""
     y, expected = RUN[op](get_runtime("emulator"), problem)
     assert_close(y, expected, np.float16, what=f"{op} v3 {problem.name}")
 
@@ -354,12 +369,38 @@ def test_v3_with_misaligned_filters_takes_the_scalar_path():
     assert_close(y, expected, np.float16, what="fprop v3, w misaligned")
 
 
-@pytest.mark.parametrize("op", ["fprop", "dgrad"])
+@pytest.mark.parametrize("op", V3_OPS)
 def test_v3_is_bitwise_deterministic(op):
     rt = get_runtime("emulator")
     y1, _ = RUN[op](rt, V3_PROBLEMS[0], tag="det")
     y2, _ = RUN[op](rt, V3_PROBLEMS[0], tag="det")
     assert y1.tobytes() == y2.tobytes()
+
+
+# wgrad v3: its reduction runs over pixels (n, p, q), tiles of 32 that cross image
+# boundaries, split-K over them; dy rows are copied by cp.async when P*Q % 8 == 0.
+WGRAD_V3_PROBLEMS = [
+    ConvProblem("wgrad_v3_tiny_images", "P*Q = 6: each 32-pixel tile spans 6 images (walks "
+                "across image boundaries); scalar dy path", N=13, C=20, H=3, W=2, K=70, R=3,
+                S=3, padding=1),
+    ConvProblem("wgrad_v3_split_k", "N*P*Q = 4096 pixels, a 64-filter tile and 2 tap tiles: "
+                "several splits; cp.async dy path (P*Q = 256)", N=4, C=32, H=16, W=16, K=64,
+                R=3, S=3, padding=1),
+]
+
+
+@pytest.mark.parametrize("problem", WGRAD_V3_PROBLEMS, ids=[p.name for p in WGRAD_V3_PROBLEMS])
+def test_wgrad_v3_against_the_reference(problem):
+    g = conv2d_geometry(problem.x_shape, problem.w_shape, **problem.kwargs)
+    dw, expected = run_wgrad_v3(get_runtime("emulator"), problem)
+    assert_close(dw, expected, np.float16, what=f"wgrad v3 {problem.name}")
+    if problem.name == "wgrad_v3_split_k":
+        assert kernels.wgrad_splits(g, "v3") > 1
+
+
+def test_wgrad_v3_with_misaligned_dy_takes_the_scalar_path():
+    dw, expected = run_wgrad_v3(get_runtime("emulator"), WGRAD_V3_PROBLEMS[1], dy_offset=1)
+    assert_close(dw, expected, np.float16, what="wgrad v3, dy misaligned")
 
 
 def test_v3_adds_the_bias_once():
@@ -384,7 +425,7 @@ DEPTHWISE = conv2d_geometry((32, 512, 14, 14), (512, 1, 3, 3), padding=1, groups
 FEW_FILTERS = conv2d_geometry((8, 64, 32, 32), (16, 64, 3, 3), padding=1)
 
 
-@pytest.mark.parametrize("op", ["fprop", "dgrad"])
+@pytest.mark.parametrize("op", V3_OPS)
 def test_v3_exists_for_float16_only(op):
     source = f"conv2d_{op}.cu"
     assert f"conv2d_{op}_v3_mma<__half>" in kernels.name_expressions(source)
@@ -407,7 +448,10 @@ def test_heuristic_takes_tensor_cores_for_float16_on_sm80_and_newer():
     assert h("dgrad", RESNET_3X3, np.float16, 90) == "v3"
     assert h("dgrad", RESNET_3X3, np.float32, 90) == "v2"
     assert h("dgrad", DEPTHWISE, np.float16, 90) == "v1"
-    assert h("wgrad", RESNET_3X3, np.float16, 90) == "v2"     # no tensor-core wgrad yet
+    assert h("wgrad", RESNET_3X3, np.float16, 90) == "v3"
+    assert h("wgrad", RESNET_3X3, np.float16, 75) == "v2"
+    assert h("wgrad", RESNET_3X3, np.float32, 90) == "v2"
+    assert h("wgrad", DEPTHWISE, np.float16, 90) == "v2"      # 1 filter per group: split-K v2
 
 
 def test_cpu_runtime_keeps_v2_unless_asked():
