@@ -138,9 +138,11 @@ __global__ void avgpool2d_bwd_v1_gather(const T* __restrict__ dy, T* __restrict_
 #if defined(__CUDACC__) && !defined(__CUDACC_RTC__) && !defined(GPUCONV_CPU_RUNTIME)
 void* avgpool2d_instance(int i) {
     void* const instances[] = {(void*)avgpool2d_fwd_v1_direct<__half>,
+                               (void*)avgpool2d_fwd_v1_direct<__nv_bfloat16>,
                                (void*)avgpool2d_fwd_v1_direct<float>,
                                (void*)avgpool2d_fwd_v1_direct<double>,
                                (void*)avgpool2d_bwd_v1_gather<__half>,
+                               (void*)avgpool2d_bwd_v1_gather<__nv_bfloat16>,
                                (void*)avgpool2d_bwd_v1_gather<float>,
                                (void*)avgpool2d_bwd_v1_gather<double>};
     return instances[i];

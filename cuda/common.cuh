@@ -1,9 +1,10 @@
 // common.cuh — what every gpuconv kernel file shares.
 //
-//   * a minimal __half for NVRTC / nvcc (NVRTC has no system headers, so no <cuda_fp16.h>);
-//     the CPU runtime (cuda_cpu.h, which defines GPUCONV_CPU_RUNTIME) brings its own
+//   * a minimal __half and __nv_bfloat16 for NVRTC / nvcc (NVRTC has no system headers, so no
+//     <cuda_fp16.h> / <cuda_bf16.h>); the CPU runtime (cuda_cpu.h, which defines
+//     GPUCONV_CPU_RUNTIME) brings its own
 //   * INFINITY (NVRTC has no <math.h>)
-//   * accumulator<T>: the type a kernel sums T in (float for __half, else T itself),
+//   * accumulator<T>: the type a kernel sums T in (float for the 16-bit types, else T itself),
 //     with to_acc / from_acc conversions, and is_nan
 //   * 64-bit index helpers: flat NCHW offsets and grid-stride loop bounds in long long,
 //     because a tensor may hold more than 2^31 elements even when every one of N, C, H, W
@@ -49,6 +50,27 @@ __device__ __forceinline__ __half __float2half_rn(float f) {
     asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h.bits) : "f"(f));
     return h;
 }
+
+// __nv_bfloat16: the upper 16 bits of an IEEE binary32 (8 exponent bits, 7 mantissa bits).
+// Widening is a shift; narrowing rounds to nearest even in integer arithmetic (a quiet NaN
+// stays NaN; finite values past the largest bfloat16 round to inf) — what cvt.rn.bf16.f32
+// does on sm_80+, written out so that sm_75 and the CPU runtime (cuda_cpu.h, the same
+// formula) give the same bits.
+struct __align__(2) __nv_bfloat16 {
+    unsigned short __x;
+};
+
+__device__ __forceinline__ float __bfloat162float(__nv_bfloat16 b) {
+    return __uint_as_float((unsigned)b.__x << 16);
+}
+
+__device__ __forceinline__ __nv_bfloat16 __float2bfloat16_rn(float f) {
+    const unsigned u = __float_as_uint(f);
+    __nv_bfloat16 b;
+    b.__x = (u & 0x7fffffffu) > 0x7f800000u ? (unsigned short)((u >> 16) | 0x40u)
+                                             : (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+    return b;
+}
 #endif
 
 // ---------------------------------------------------------------------------------------
@@ -58,13 +80,15 @@ __device__ __forceinline__ __half __float2half_rn(float f) {
 #endif
 
 // ---------------------------------------------------------------------------------------
-// Accumulation type: sums of __half products are carried in float (a float16 running sum
-// loses all precision after ~2048 terms of similar size); float and double sum in their own
-// type.
+// Accumulation type: sums of __half / __nv_bfloat16 products are carried in float (a float16
+// running sum loses all precision after ~2048 terms of similar size, a bfloat16 one after
+// ~256); float and double sum in their own type.
 template <typename T> struct accumulator { typedef T type; };
 template <> struct accumulator<__half> { typedef float type; };
+template <> struct accumulator<__nv_bfloat16> { typedef float type; };
 
 __device__ __forceinline__ float  to_acc(__half v) { return __half2float(v); }
+__device__ __forceinline__ float  to_acc(__nv_bfloat16 v) { return __bfloat162float(v); }
 __device__ __forceinline__ float  to_acc(float v)  { return v; }
 __device__ __forceinline__ double to_acc(double v) { return v; }
 
@@ -74,6 +98,9 @@ template <typename T> __device__ __forceinline__ T from_acc(typename accumulator
 }
 template <> __device__ __forceinline__ __half from_acc<__half>(float a) {
     return __float2half_rn(a);
+}
+template <> __device__ __forceinline__ __nv_bfloat16 from_acc<__nv_bfloat16>(float a) {
+    return __float2bfloat16_rn(a);
 }
 
 // NaN test without <math.h>: NaN is the only value not equal to itself (the kernels are

@@ -478,9 +478,11 @@ conv2d_dgrad_v3_mma(const T* __restrict__ dy, const T* __restrict__ w, T* __rest
 #if defined(__CUDACC__) && !defined(__CUDACC_RTC__) && !defined(GPUCONV_CPU_RUNTIME)
 void* conv2d_dgrad_instance(int i) {
     void* const instances[] = {(void*)conv2d_dgrad_v1_direct<__half>,
+                               (void*)conv2d_dgrad_v1_direct<__nv_bfloat16>,
                                (void*)conv2d_dgrad_v1_direct<float>,
                                (void*)conv2d_dgrad_v1_direct<double>,
                                (void*)conv2d_dgrad_v2_implicit_gemm<__half>,
+                               (void*)conv2d_dgrad_v2_implicit_gemm<__nv_bfloat16>,
                                (void*)conv2d_dgrad_v2_implicit_gemm<float>,
                                (void*)conv2d_dgrad_v2_implicit_gemm<double>,
                                (void*)conv2d_dgrad_v3_mma<__half>};

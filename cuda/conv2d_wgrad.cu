@@ -601,18 +601,23 @@ conv2d_wgrad_v3_mma(const T* __restrict__ x, const T* __restrict__ dy, T* __rest
 #if defined(__CUDACC__) && !defined(__CUDACC_RTC__) && !defined(GPUCONV_CPU_RUNTIME)
 void* conv2d_wgrad_instance(int i) {
     void* const instances[] = {(void*)conv2d_wgrad_v1_direct<__half>,
+                               (void*)conv2d_wgrad_v1_direct<__nv_bfloat16>,
                                (void*)conv2d_wgrad_v1_direct<float>,
                                (void*)conv2d_wgrad_v1_direct<double>,
                                (void*)conv2d_bgrad_v1_direct<__half>,
+                               (void*)conv2d_bgrad_v1_direct<__nv_bfloat16>,
                                (void*)conv2d_bgrad_v1_direct<float>,
                                (void*)conv2d_bgrad_v1_direct<double>,
                                (void*)conv2d_wgrad_v2_implicit_gemm<__half>,
+                               (void*)conv2d_wgrad_v2_implicit_gemm<__nv_bfloat16>,
                                (void*)conv2d_wgrad_v2_implicit_gemm<float>,
                                (void*)conv2d_wgrad_v2_implicit_gemm<double>,
                                (void*)conv2d_wgrad_v2_sum_splits<__half>,
+                               (void*)conv2d_wgrad_v2_sum_splits<__nv_bfloat16>,
                                (void*)conv2d_wgrad_v2_sum_splits<float>,
                                (void*)conv2d_wgrad_v2_sum_splits<double>,
                                (void*)conv2d_bgrad_v2_tree<__half>,
+                               (void*)conv2d_bgrad_v2_tree<__nv_bfloat16>,
                                (void*)conv2d_bgrad_v2_tree<float>,
                                (void*)conv2d_bgrad_v2_tree<double>,
                                (void*)conv2d_wgrad_v3_mma<__half>};

@@ -197,12 +197,15 @@ __global__ void conv3d_wgrad_v1_direct(const Elem* __restrict__ x, const Elem* _
 #if defined(__CUDACC__) && !defined(__CUDACC_RTC__) && !defined(GPUCONV_CPU_RUNTIME)
 void* conv3d_instance(int i) {
     void* const instances[] = {(void*)conv3d_fprop_v1_direct<__half>,
+                               (void*)conv3d_fprop_v1_direct<__nv_bfloat16>,
                                (void*)conv3d_fprop_v1_direct<float>,
                                (void*)conv3d_fprop_v1_direct<double>,
                                (void*)conv3d_dgrad_v1_direct<__half>,
+                               (void*)conv3d_dgrad_v1_direct<__nv_bfloat16>,
                                (void*)conv3d_dgrad_v1_direct<float>,
                                (void*)conv3d_dgrad_v1_direct<double>,
                                (void*)conv3d_wgrad_v1_direct<__half>,
+                               (void*)conv3d_wgrad_v1_direct<__nv_bfloat16>,
                                (void*)conv3d_wgrad_v1_direct<float>,
                                (void*)conv3d_wgrad_v1_direct<double>};
     return instances[i];

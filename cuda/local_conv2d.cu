@@ -194,15 +194,19 @@ __global__ void tiled_conv2d_bgrad_v1_direct(const T* __restrict__ dy, T* __rest
 #if defined(__CUDACC__) && !defined(__CUDACC_RTC__) && !defined(GPUCONV_CPU_RUNTIME)
 void* local_conv2d_instance(int i) {
     void* const instances[] = {(void*)tiled_conv2d_fprop_v1_direct<__half>,
+                               (void*)tiled_conv2d_fprop_v1_direct<__nv_bfloat16>,
                                (void*)tiled_conv2d_fprop_v1_direct<float>,
                                (void*)tiled_conv2d_fprop_v1_direct<double>,
                                (void*)tiled_conv2d_dgrad_v1_direct<__half>,
+                               (void*)tiled_conv2d_dgrad_v1_direct<__nv_bfloat16>,
                                (void*)tiled_conv2d_dgrad_v1_direct<float>,
                                (void*)tiled_conv2d_dgrad_v1_direct<double>,
                                (void*)tiled_conv2d_wgrad_v1_direct<__half>,
+                               (void*)tiled_conv2d_wgrad_v1_direct<__nv_bfloat16>,
                                (void*)tiled_conv2d_wgrad_v1_direct<float>,
                                (void*)tiled_conv2d_wgrad_v1_direct<double>,
                                (void*)tiled_conv2d_bgrad_v1_direct<__half>,
+                               (void*)tiled_conv2d_bgrad_v1_direct<__nv_bfloat16>,
                                (void*)tiled_conv2d_bgrad_v1_direct<float>,
                                (void*)tiled_conv2d_bgrad_v1_direct<double>};
     return instances[i];

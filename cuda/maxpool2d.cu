@@ -220,15 +220,19 @@ maxpool2d_bwd_v2_plane(const T* __restrict__ dy, const long long* __restrict__ i
 #if defined(__CUDACC__) && !defined(__CUDACC_RTC__) && !defined(GPUCONV_CPU_RUNTIME)
 void* maxpool2d_instance(int i) {
     void* const instances[] = {(void*)maxpool2d_fwd_v1_direct<__half>,
+                               (void*)maxpool2d_fwd_v1_direct<__nv_bfloat16>,
                                (void*)maxpool2d_fwd_v1_direct<float>,
                                (void*)maxpool2d_fwd_v1_direct<double>,
                                (void*)maxpool2d_bwd_v1_gather<__half>,
+                               (void*)maxpool2d_bwd_v1_gather<__nv_bfloat16>,
                                (void*)maxpool2d_bwd_v1_gather<float>,
                                (void*)maxpool2d_bwd_v1_gather<double>,
                                (void*)maxpool2d_fwd_v2_plane<__half>,
+                               (void*)maxpool2d_fwd_v2_plane<__nv_bfloat16>,
                                (void*)maxpool2d_fwd_v2_plane<float>,
                                (void*)maxpool2d_fwd_v2_plane<double>,
                                (void*)maxpool2d_bwd_v2_plane<__half>,
+                               (void*)maxpool2d_bwd_v2_plane<__nv_bfloat16>,
                                (void*)maxpool2d_bwd_v2_plane<float>,
                                (void*)maxpool2d_bwd_v2_plane<double>};
     return instances[i];

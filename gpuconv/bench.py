@@ -35,11 +35,12 @@ from pathlib import Path
 import numpy as np
 
 from . import kernels
+from .dtypes import FLOAT_DTYPES, bfloat16
 from .geometry import conv2d_geometry, pool2d_geometry
 
 CONV_OPS = ("fprop", "dgrad", "wgrad")
 POOL_OPS = ("pool_fwd", "pool_bwd")
-DTYPES = {"float32": np.float32, "float16": np.float16, "float64": np.float64}
+DTYPES = {d.name: d for d in FLOAT_DTYPES}  # float16, bfloat16, float32, float64
 
 # FP32 / FP64 lanes per SM ("CUDA cores") by compute capability (CUDA C Programming Guide,
 # "Arithmetic Instructions" throughput table). fp16 kernels here compute in fp32: FP32 peak.
@@ -50,6 +51,9 @@ FP64_LANES = {(7, 0): 32, (8, 0): 32, (9, 0): 64, (10, 0): 64}
 # FP64 TFLOP/s, HBM TB/s), from NVIDIA's H100 / H200 / A100 datasheets.
 DATASHEET = [("H200", 67.0, 34.0, 4.8), ("H100 PCIe", 51.0, 26.0, 2.0),
              ("H100", 67.0, 34.0, 3.35), ("A100", 19.5, 9.7, 2.0)]
+# Dense (no sparsity) FP16/BF16 tensor-core TFLOP/s with FP32 accumulation, same datasheets:
+# the peak a tensor-core (v3) result is a fraction of.
+TENSOR_DATASHEET = [("H200", 989.0), ("H100 PCIe", 756.0), ("H100", 989.0), ("A100", 312.0)]
 
 
 # ----------------------------------------------------------------------------------------
@@ -130,6 +134,12 @@ def peaks(info: dict, dtype: str) -> dict:
                 out["bytes"] = tbs * 1e12
                 out["bytes_source"] = f"NVIDIA datasheet ({key})"
             break
+    if dtype in ("float16", "bfloat16"):
+        for key, tflops in TENSOR_DATASHEET:
+            if key in info.get("name", ""):
+                out["tensor_flops"] = tflops * 1e12
+                out["tensor_flops_source"] = f"NVIDIA datasheet ({key}), dense FP16/BF16 tensor"
+                break
     return out
 
 
@@ -270,16 +280,16 @@ def run_case(layer, n, op, g, dtype, rt, args, torch) -> dict:
 
     if torch is not None:
         F = torch.nn.functional
-        tx = torch.from_dlpack(x)
+        tx = _as_tensor(torch, x)
         if op in CONV_OPS:
-            tw, tdy, tb = torch.from_dlpack(w), torch.from_dlpack(dy), torch.from_dlpack(b)
+            tw, tdy, tb = _as_tensor(torch, w), _as_tensor(torch, dy), _as_tensor(torch, b)
             kw = dict(stride=(g.stride_h, g.stride_w), padding=(g.pad_top, g.pad_left),
                       dilation=(g.dilation_h, g.dilation_w), groups=g.groups)
             fn = {"fprop": lambda: F.conv2d(tx, tw, tb, **kw),
                   "dgrad": lambda: torch.nn.grad.conv2d_input(tx.shape, tw, tdy, **kw),
                   "wgrad": lambda: torch.nn.grad.conv2d_weight(tx, tw.shape, tdy, **kw)}[op]
         else:
-            tdy, tidx = torch.from_dlpack(dy), torch.from_dlpack(idx)
+            tdy, tidx = _as_tensor(torch, dy), torch.from_dlpack(idx)
             pk = dict(kernel_size=(g.R, g.S), stride=(g.stride_h, g.stride_w),
                       padding=(g.pad_h, g.pad_w))
             fn = {"pool_fwd": lambda: F.max_pool2d(tx, return_indices=True, **pk),
@@ -293,6 +303,13 @@ def run_case(layer, n, op, g, dtype, rt, args, torch) -> dict:
     if op in ("fprop", "wgrad"):
         record["cupy_im2col_ms"] = _im2col_ms(op, g, x, w, dy, dtype, args, flush)
     return record
+
+
+def _as_tensor(torch, a):
+    """A CuPy array as a torch tensor on the same memory (bfloat16 crosses as its 16 bits)."""
+    if a.dtype == bfloat16:
+        return torch.from_dlpack(a.view(np.int16)).view(torch.bfloat16)
+    return torch.from_dlpack(a)
 
 
 def _im2col_ms(op, g, x, w, dy, dtype, args, flush):
@@ -330,8 +347,12 @@ def add_ratios(record: dict, peak: dict) -> dict:
             record[base.replace("_ms", "_over_gpuconv")] = record[base] / ms
     if "flops" in record:
         record["tflops"] = record["flops"] / (ms * 1e-3) / 1e12
-        if peak.get("flops"):
-            record["fraction_of_peak"] = record["flops"] / (ms * 1e-3) / peak["flops"]
+        # A tensor-core kernel is measured against the tensor cores' peak, others against
+        # the CUDA cores' (FP32 / FP64 lanes).
+        tensor = (record["op"], record.get("gpuconv_version")) in kernels.TENSOR_CORE_VERSIONS
+        top = peak.get("tensor_flops") if tensor else peak.get("flops")
+        if top:
+            record["fraction_of_peak"] = record["flops"] / (ms * 1e-3) / top
     else:
         record["gbps"] = record["bytes"] / (ms * 1e-3) / 1e9
         if peak.get("bytes"):

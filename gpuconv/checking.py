@@ -1,9 +1,9 @@
 """Comparing a result with the reference: tolerances per dtype, in one place.
 
 An element passes when ``|actual - expected| <= atol + rtol * |expected|``. NaN must meet NaN,
-and infinities must be equal. float16 results carry the rounding of the output (and of
-float16 inputs), so its tolerances are the widest; float64 leaves room only for a different
-summation order.
+and infinities must be equal. 16-bit results carry the rounding of the output (and of
+16-bit inputs), so their tolerances are the widest (bfloat16, with 8 significant bits, wider
+than float16's 11); float64 leaves room only for a different summation order.
 """
 
 from __future__ import annotations
@@ -12,8 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .dtypes import FLOAT_DTYPES, bfloat16
+
 TOLERANCES = {
     np.dtype(np.float16): (1e-2, 1e-2),   # (atol, rtol): about 10 ulps of a float16 near 1
+    bfloat16: (2e-2, 2e-2),               # 2.5 ulps of a bfloat16 near 1 (8 significant bits)
     np.dtype(np.float32): (1e-4, 1e-4),
     np.dtype(np.float64): (1e-10, 1e-10),
 }
@@ -81,7 +84,7 @@ def assert_close(actual, expected, dtype=None, scale: float = 1.0, what: str = "
 # ----------------------------------------------------------------------------------------
 # inputs and the op matrix (shared by `gpuconv check` and the tests)
 
-DTYPES = (np.float16, np.float32, np.float64)
+DTYPES = FLOAT_DTYPES  # float16, bfloat16, float32, float64
 
 
 def conv_inputs(problem, dtype, seed: int = 0):
@@ -101,7 +104,9 @@ def distinct_values(shape, dtype, rng) -> np.ndarray:
 
     A shuffled range per plane, centred on 0, plus sub-integer jitter where the dtype can
     hold it. Max-pool checks use them so every window has a unique maximum: no accidental
-    ties (float16 holds every integer up to 2048, which bounds the plane size).
+    ties (float16 holds every integer up to 2048, which bounds the plane size). bfloat16 holds
+    integers only up to 256, so its planes take consecutive bfloat16 values instead: the bit
+    patterns of 1.0, 1.0078125, ... and their negatives.
     """
     plane = shape[-2] * shape[-1]
     planes = int(np.prod(shape[:-2]))
@@ -109,9 +114,16 @@ def distinct_values(shape, dtype, rng) -> np.ndarray:
         raise ValueError(f"a float16 plane of {plane} elements cannot hold distinct integers")
     if planes == 0:
         return np.zeros(shape, dtype)
+    if np.dtype(dtype) == bfloat16:
+        half = -(-plane // 2)
+        if 0x3F80 + half > 0x7F80:  # past the largest finite bfloat16
+            raise ValueError(f"a bfloat16 plane of {plane} elements is too large")
+        positive = (np.arange(half, dtype=np.uint16) + np.uint16(0x3F80)).view(bfloat16)
+        pool = np.concatenate([positive, -positive])[:plane]
+        return np.stack([rng.permutation(pool) for _ in range(planes)]).reshape(shape)
     values = np.stack([rng.permutation(plane) for _ in range(planes)]).astype(np.float64)
     values -= plane // 2
-    if np.dtype(dtype) != np.float16:
+    if np.dtype(dtype) != np.float16:  # float32 / float64 hold the jitter
         values += rng.uniform(0.0, 0.5, values.shape)
     return values.reshape(shape).astype(dtype)
 
@@ -556,8 +568,10 @@ def _separable_case(problem, dtype):
     return x, u, v, b, dy, g, w
 
 
-# float16: the intermediate pass output is rounded to float16 too (and sums R, then S terms).
-_SEPARABLE_SCALE = {np.dtype(np.float16): 4.0}
+# 16-bit: the intermediate pass output is rounded to the dtype too (and sums R, then S terms):
+# an error of about eps x the intermediate's magnitude. bfloat16's eps is 8x float16's, on a
+# base tolerance 2x as wide: 4 x 8 / 2 = 16.
+_SEPARABLE_SCALE = {np.dtype(np.float16): 4.0, bfloat16: 16.0}
 
 
 def _check_separable_conv2d(problem, dtype, dev, host):

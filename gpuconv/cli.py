@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from . import backend, checking
+from .dtypes import NAMES as DTYPE_NAMES, by_name as dtype_by_name
 
 
 def best_runtime() -> str:
@@ -86,7 +87,7 @@ def main(argv=None) -> int:
                          help="where to run (default: the best one present)")
     p_check.add_argument("--op", action="append", choices=checking.OPS,
                          help="only this op (repeatable)")
-    p_check.add_argument("--dtype", action="append", choices=("float16", "float32", "float64"),
+    p_check.add_argument("--dtype", action="append", choices=DTYPE_NAMES,
                          help="only this dtype (repeatable)")
     sub.add_parser("bench", add_help=False,
                    help="time the kernels against cuDNN and CuPy im2col on a GPU; writes JSON "
@@ -104,7 +105,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.command == "check":
         failed = check(args.runtime, ops=tuple(args.op or checking.OPS),
-                       dtypes=tuple(args.dtype or checking.DTYPES))
+                       dtypes=tuple(dtype_by_name(d) for d in args.dtype) if args.dtype
+                       else checking.DTYPES)
         return 1 if failed else 0
     return 2
 

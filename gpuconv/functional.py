@@ -95,8 +95,8 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
 #
 # avg_pool2d runs cuda/avgpool2d.cu. lp_pool2d is PyTorch's formula on top of it:
 # (R*S * avg_pool2d(x**p))**(1/p), the elementwise powers computed with the arrays' own
-# library (NumPy or CuPy; float16 through float32, rounded back once per step, like PyTorch's
-# half arithmetic). separable_conv2d runs the conv2d kernels twice.
+# library (NumPy or CuPy; float16 / bfloat16 through float32, rounded back once per step, like
+# PyTorch's half arithmetic). separable_conv2d runs the conv2d kernels twice.
 
 import contextlib as _contextlib  # noqa: E402
 import math as _math  # noqa: E402
@@ -116,9 +116,8 @@ def _array_module(lib: str):
     return _np, lambda: _np.errstate(all="ignore")
 
 
-def _compute_dtype(dtype):
-    """Elementwise math type: float32 for float16 (rounded back after each step)."""
-    return _np.dtype(_np.float32) if _np.dtype(dtype) == _np.float16 else _np.dtype(dtype)
+from . import dtypes as _dtypes  # noqa: E402
+from .dtypes import compute_dtype as _compute_dtype  # noqa: E402
 
 
 def _norm_type(norm_type) -> float:
@@ -326,7 +325,7 @@ def separable_factors(weight, rtol=None):
     lib, dtype = check_arrays({"weight": weight}, float_names=("weight",),
                               ranks={"weight": (2, 4)})
     if rtol is None:
-        rtol = 32 * float(_np.finfo(dtype).eps)
+        rtol = 32 * _dtypes.eps(dtype)
     if not isinstance(rtol, _numbers.Real) or isinstance(rtol, bool) or not rtol >= 0:
         raise ValueError(f"rtol must be a non-negative number, got {rtol!r}")
     host = weight if lib == "numpy" else weight.get()

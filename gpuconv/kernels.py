@@ -30,8 +30,8 @@ kernels loop grid-stride over 64-bit flat indices, so a capped grid still covers
 element: a tensor with more than 2^31 elements (or more than 2^31-1 blocks' worth) is looped
 over, never truncated. The v2 launch shapes are described at their launchers.
 
-Arguments: arrays are C-contiguous arrays of ``rt.xp``, all of one dtype (float16, float32 or
-float64; max-pool indices int64), outputs overwritten entirely. Sizes go to the kernels as
+Arguments: arrays are C-contiguous arrays of ``rt.xp``, all of one dtype (float16, bfloat16,
+float32 or float64: gpuconv.dtypes; max-pool indices int64), outputs overwritten entirely. Sizes go to the kernels as
 ``numpy.int32`` scalars (CuPy would pass a Python int as 64 bits); each single size must fit
 an int32, products of sizes are formed in 64 bits inside the kernels.
 """
@@ -49,17 +49,13 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from .dtypes import CUDA_TYPES  # the C++ type each dtype's instances are built for
+
 THREADS_PER_BLOCK = 256
 MAX_GRID_X = 2**31 - 1  # CUDA's limit on gridDim.x (compute capability >= 3.0)
 MAX_GRID_YZ = 65535     # CUDA's limit on gridDim.y and gridDim.z
 INT32_MAX = 2**31 - 1
 
-# The C++ type each supported dtype is instantiated with.
-CUDA_TYPES = {
-    np.dtype(np.float16): "__half",
-    np.dtype(np.float32): "float",
-    np.dtype(np.float64): "double",
-}
 
 # The ops that have kernel versions, and (source file, kernel template) of each version.
 OPS = ("fprop", "dgrad", "wgrad", "bgrad", "pool_fwd", "pool_bwd")

@@ -63,6 +63,7 @@ import numpy as np
 import gpuconv
 import gpuconv.dispatch
 from gpuconv import backend as _backend
+from gpuconv.dtypes import bfloat16
 
 __all__ = ["conv1d", "conv2d", "conv3d", "conv_transpose2d", "max_pool2d", "avg_pool2d",
            "lp_pool2d", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose2d", "MaxPool2d",
@@ -70,7 +71,7 @@ __all__ = ["conv1d", "conv2d", "conv3d", "conv_transpose2d", "max_pool2d", "avg_
            "ConvTranspose2dFunction", "MaxPool2dFunction", "AvgPool2dFunction",
            "LPPool2dFunction"]
 
-_DTYPES = (torch.float16, torch.float32, torch.float64)
+_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 # ----------------------------------------------------------------------------------------
@@ -84,7 +85,8 @@ def _check_tensors(**named):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
         if t.dtype not in _DTYPES:
-            raise TypeError(f"{name} must have dtype float16, float32 or float64, got {t.dtype}")
+            raise TypeError(f"{name} must have dtype float16, bfloat16, float32 or float64, "
+                            f"got {t.dtype}")
         if t.device.type not in ("cpu", "cuda"):
             raise ValueError(f"{name} is on device {t.device}: gpuconv runs on cpu and cuda")
     devices = {str(t.device) for t in tensors.values()}
@@ -105,8 +107,9 @@ def _stream(t: torch.Tensor):
     return cupy.cuda.ExternalStream(stream.cuda_stream, device)
 
 
-_TORCH_DTYPE = {np.dtype(np.float16): torch.float16, np.dtype(np.float32): torch.float32,
-                np.dtype(np.float64): torch.float64, np.dtype(np.int64): torch.int64}
+_TORCH_DTYPE = {np.dtype(np.float16): torch.float16, bfloat16: torch.bfloat16,
+                np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64,
+                np.dtype(np.int64): torch.int64}
 
 
 def _on_device_of(t: torch.Tensor):
@@ -124,21 +127,33 @@ def _to_array(t):
     if t is None:
         return None
     t = t.detach()
+    # bfloat16 crosses as its 16 bits (int16): NumPy has no bfloat16 of its own, so torch's
+    # .numpy() refuses it; the array side then views the bits as ml_dtypes.bfloat16.
+    bf16 = t.dtype == torch.bfloat16
+    if bf16:
+        t = t.view(torch.int16)
     if t.is_cuda:
         import cupy
-        return cupy.from_dlpack(t)
-    if t.is_conj() or t.is_neg():  # lazy bits that .numpy() refuses
-        t = t.resolve_conj().resolve_neg()
-    return t.numpy()
+        a = cupy.from_dlpack(t)
+    else:
+        if t.is_conj() or t.is_neg():  # lazy bits that .numpy() refuses
+            t = t.resolve_conj().resolve_neg()
+        a = t.numpy()
+    return a.view(bfloat16) if bf16 else a
 
 
 def _to_tensor(a):
     """A NumPy or CuPy array -> a torch.Tensor sharing its memory."""
+    bf16 = a.dtype == bfloat16
+    if bf16:  # as its 16 bits, viewed back as torch.bfloat16 (see _to_array)
+        a = a.view(np.int16)
     if isinstance(a, np.ndarray):
         if not a.flags.writeable or any(s < 0 for s in a.strides):
             a = a.copy()
-        return torch.from_numpy(a)
-    return torch.from_dlpack(a)
+        t = torch.from_numpy(a)
+    else:
+        t = torch.from_dlpack(a)
+    return t.view(torch.bfloat16) if bf16 else t
 
 
 def _ensure_import(t):
@@ -346,7 +361,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """2-D cross-correlation on tensors, like ``torch.nn.functional.conv2d``, with autograd.
 
     Args:
-        input: (N, C, H, W) or (C, H, W) tensor, float16/32/64, on cpu or cuda.
+        input: (N, C, H, W) or (C, H, W) tensor, float16/bfloat16/32/64, on cpu or cuda.
         weight: (K, C/groups, R, S) tensor, same dtype and device. bias: optional (K,) tensor.
         stride, dilation: int or pair. padding: int, pair, ``'valid'``, ``'same'`` or
             ``'full'`` (see :func:`gpuconv.conv2d`). groups: int.
@@ -410,7 +425,7 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """1-D cross-correlation on tensors, like ``torch.nn.functional.conv1d``, with autograd.
 
     Args:
-        input: (N, C, L) or (C, L) tensor, float16/32/64, on cpu or cuda.
+        input: (N, C, L) or (C, L) tensor, float16/bfloat16/32/64, on cpu or cuda.
         weight: (K, C/groups, S) tensor, same dtype and device. bias: optional (K,) tensor.
         stride, dilation: int or 1-tuple. padding: int, 1-tuple, ``'valid'``, ``'same'`` or
             ``'full'`` (see :func:`gpuconv.conv1d`). groups: int.
@@ -438,7 +453,7 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """3-D cross-correlation on tensors, like ``torch.nn.functional.conv3d``, with autograd.
 
     Args:
-        input: (N, C, D, H, W) or (C, D, H, W) tensor, float16/32/64, on cpu or cuda.
+        input: (N, C, D, H, W) or (C, D, H, W) tensor, float16/bfloat16/32/64, on cpu or cuda.
         weight: (K, C/groups, T, R, S) tensor, same dtype and device. bias: optional (K,).
         stride, dilation: int or triple (depth, height, width). padding: int, triple,
             ``'valid'``, ``'same'`` or ``'full'`` (see :func:`gpuconv.conv3d`). groups: int.
@@ -468,7 +483,7 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     (same argument order), with autograd.
 
     Args:
-        input: (N, C_in, H, W) or (C_in, H, W) tensor, float16/32/64, on cpu or cuda.
+        input: (N, C_in, H, W) or (C_in, H, W) tensor, float16/bfloat16/32/64, on cpu or cuda.
         weight: (C_in, C_out/groups, R, S) tensor, same dtype and device.
         bias: optional (C_out,) tensor.
         stride, dilation: int or pair. padding: int or pair (no strings).

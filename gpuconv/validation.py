@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+from .dtypes import FLOAT_DTYPES, NAMES
 INDEX_DTYPE = np.dtype(np.int64)
 
 
@@ -59,8 +59,8 @@ def check_arrays(named: dict, *, float_names, ranks: dict) -> tuple[str, np.dtyp
         if array is None:
             continue
         if array.dtype not in FLOAT_DTYPES:
-            raise TypeError(f"{name} must have dtype float16, float32 or float64, got "
-                            f"{array.dtype}")
+            raise TypeError(f"{name} must have dtype {', '.join(NAMES)} (bfloat16: "
+                            f"ml_dtypes.bfloat16), got {array.dtype}")
         if dtype is None:
             dtype = array.dtype
         elif array.dtype != dtype:

@@ -4,6 +4,8 @@ modes, array handling, backends, docstring examples."""
 import doctest
 
 import numpy as np
+
+from gpuconv.dtypes import FLOAT_DTYPES
 import pytest
 
 import gpuconv
@@ -114,7 +116,7 @@ def test_auto_runs_numpy_arrays_on_the_reference(monkeypatch):
     np.testing.assert_array_equal(gpuconv.conv2d(X, W, B, groups=2), reference.conv2d(X, W, B, g))
 
 
-@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=lambda d: d.name)
 def test_results_keep_the_input_dtype(dtype):
     x, w = X.astype(dtype), W.astype(dtype)
     y = gpuconv.conv2d(x, w, groups=2)

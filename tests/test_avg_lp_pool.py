@@ -19,14 +19,14 @@ import numpy as np
 import pytest
 
 import gpuconv
-from gpuconv import grad, kernels, reference
+from gpuconv import checking, grad, kernels, reference
 from gpuconv.checking import assert_close
 from gpuconv.geometry import avg_pool2d_geometry
 from gpuconv.problems import AVGPOOL_PROBLEMS, LPPOOL_NORMS, LPPOOL_PROBLEMS
 from gpuconv.runtime import get_runtime
 from helpers import numeric_grad  # noqa: E402
 
-DTYPES = [np.float16, np.float32, np.float64]
+DTYPES = list(checking.DTYPES)  # float16, bfloat16, float32, float64
 
 
 # ----------------------------------------------------------------------------------------

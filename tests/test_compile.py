@@ -193,18 +193,19 @@ def test_every_declared_instance_names_a_template_in_its_file():
 # kernel template -> (source, threads per block, minimum resident blocks per dtype)
 LAUNCH_BOUNDS = {
     "conv2d_fprop_v2_implicit_gemm": ("conv2d_fprop.cu", kernels.FPROP_V2.threads,
-                                      {t: kernels.FPROP_V2.min_blocks for t in ("__half", "float", "double")}),
+                                      {t: kernels.FPROP_V2.min_blocks for t in ("__half", "__nv_bfloat16", "float", "double")}),
     "conv2d_dgrad_v2_implicit_gemm": ("conv2d_dgrad.cu", kernels.DGRAD_V2.threads,
-                                      {t: kernels.DGRAD_V2.min_blocks for t in ("__half", "float", "double")}),
+                                      {t: kernels.DGRAD_V2.min_blocks for t in ("__half", "__nv_bfloat16", "float", "double")}),
     "conv2d_wgrad_v2_implicit_gemm": ("conv2d_wgrad.cu", kernels.WGRAD_V2.threads,
                                       {"__half": kernels.WGRAD_V2.min_blocks,
+                                       "__nv_bfloat16": kernels.WGRAD_V2.min_blocks,
                                        "float": kernels.WGRAD_V2.min_blocks, "double": 1}),
     "conv2d_bgrad_v2_tree": ("conv2d_wgrad.cu", kernels.BGRAD_V2_THREADS,
-                             {"__half": 1, "float": 1, "double": 1}),
+                             {"__half": 1, "__nv_bfloat16": 1, "float": 1, "double": 1}),
     "maxpool2d_fwd_v2_plane": ("maxpool2d.cu", kernels.POOL_V2_BLOCK[0] * kernels.POOL_V2_BLOCK[1],
-                               {"__half": 1, "float": 1, "double": 1}),
+                               {"__half": 1, "__nv_bfloat16": 1, "float": 1, "double": 1}),
     "maxpool2d_bwd_v2_plane": ("maxpool2d.cu", kernels.POOL_V2_BLOCK[0] * kernels.POOL_V2_BLOCK[1],
-                               {"__half": 1, "float": 1, "double": 1}),
+                               {"__half": 1, "__nv_bfloat16": 1, "float": 1, "double": 1}),
 }
 REGISTER_FILE = 65536  # 32-bit registers per SM, sm_75 .. sm_90
 
@@ -252,7 +253,8 @@ def test_fast_kernels_fit_their_launch_bounds(source_name, arch):
         assert r.spill_stores == r.spill_loads == 0, f"{r.kernel} {arch} spills"
         assert r.smem <= 48 * 1024, f"{r.kernel}: {r.smem} bytes of static shared memory"
         checked += 1
-    assert checked == 3 * sum(1 for s, _, _ in LAUNCH_BOUNDS.values() if s == source_name)
+    assert checked == len(kernels.CUDA_TYPES) * sum(
+        1 for s, _, _ in LAUNCH_BOUNDS.values() if s == source_name)
 
 
 def find_cuobjdump() -> str | None:

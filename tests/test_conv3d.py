@@ -19,14 +19,14 @@ import numpy as np
 import pytest
 
 import gpuconv
-from gpuconv import grad, kernels, reference
+from gpuconv import checking, grad, kernels, reference
 from gpuconv.checking import assert_close
 from gpuconv.geometry import conv2d_geometry, conv3d_geometry
 from gpuconv.problems import CONV3D_PROBLEMS, Conv3dProblem
 from gpuconv.runtime import get_runtime
 from helpers import numeric_grad, rng_for  # noqa: E402
 
-DTYPES = [np.float16, np.float32, np.float64]
+DTYPES = list(checking.DTYPES)  # float16, bfloat16, float32, float64
 PROBLEM_IDS = [p.name for p in CONV3D_PROBLEMS]
 
 

@@ -28,7 +28,7 @@ from gpuconv.problems import CONV1D_PROBLEMS, CONV_PROBLEMS, CONV_TRANSPOSE2D_PR
 from gpuconv.runtime import cuda_available
 from helpers import numeric_grad, rng_for  # noqa: E402
 
-DTYPES = [np.float16, np.float32, np.float64]
+DTYPES = list(checking.DTYPES)  # float16, bfloat16, float32, float64
 
 
 def torch_or_skip():

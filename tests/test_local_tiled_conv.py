@@ -19,14 +19,14 @@ import numpy as np
 import pytest
 
 import gpuconv
-from gpuconv import grad, kernels, reference
+from gpuconv import checking, grad, kernels, reference
 from gpuconv.checking import assert_close
 from gpuconv.geometry import (conv2d_geometry, local_conv2d_geometry, tiled_conv2d_geometry)
 from gpuconv.problems import CONV_PROBLEMS, LOCAL_PROBLEMS, TILED_PROBLEMS
 from gpuconv.runtime import cuda_available
 from helpers import rng_for  # noqa: E402
 
-DTYPES = [np.float16, np.float32, np.float64]
+DTYPES = list(checking.DTYPES)  # float16, bfloat16, float32, float64
 dtype_ids = lambda d: np.dtype(d).name  # noqa: E731
 
 

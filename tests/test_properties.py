@@ -27,7 +27,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 RUNTIMES = ["emulator", pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
     not cuda_available(), reason="no CUDA device visible to CuPy")])]
-DTYPES = st.sampled_from([np.float16, np.float32, np.float64])
+DTYPES = st.sampled_from(list(checking.DTYPES))  # float16, bfloat16, float32, float64
 small = st.integers
 
 

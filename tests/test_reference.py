@@ -2,6 +2,8 @@
 worked examples of the source documents (../shared/seeds)."""
 
 import numpy as np
+
+from gpuconv.dtypes import FLOAT_DTYPES
 import pytest
 
 import naive
@@ -128,7 +130,7 @@ def test_pool_backward_accumulates_overlapping_windows():
     assert dx[0, 0, 1, 1] == 10.0 and dx.sum() == 10.0
 
 
-@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=lambda d: d.name)
 def test_reference_returns_input_dtype(dtype):
     g = geometry.conv2d_geometry((1, 2, 5, 5), (3, 2, 3, 3))
     x = np.ones(g.x_shape, dtype)

@@ -255,6 +255,36 @@ def test_emulator_backend_and_backward_keeps_forward_backend(monkeypatch):
     assert len(seen) == 6 and set(seen) == {"emulator"}, seen  # 2 forward + 4 backward ops
 
 
+@pytest.mark.skipif(not (shutil.which("g++") or shutil.which("c++")),
+                    reason="the emulator backend builds the CUDA kernels with g++")
+@pytest.mark.parametrize("backend", ["numpy", "emulator"])
+def test_bfloat16_tensors_forward_and_backward(backend):
+    """torch.bfloat16 tensors go through (as ml_dtypes.bfloat16 arrays) and come back as
+    torch.bfloat16: conv2d + max_pool2d, forward and backward, against PyTorch in float64 on
+    the same bfloat16-rounded values (one bfloat16 rounding per result: rtol 2e-2), and the
+    max-pool indices equal to PyTorch's own bfloat16 max-pool."""
+    g = torch.Generator().manual_seed(11)
+    x0, w0, b0 = (torch.randn(s, generator=g).to(torch.bfloat16)
+                  for s in ((2, 3, 9, 8), (5, 3, 3, 3), (5,)))
+    results = []
+    for conv, pool, dtype in ((gt.conv2d, gt.max_pool2d, torch.bfloat16),
+                              (F.conv2d, F.max_pool2d, torch.float64)):
+        x, w, b = (t.detach().to(dtype).clone().requires_grad_() for t in (x0, w0, b0))
+        with gpuconv.use_backend(backend):
+            y, idx = pool(conv(x, w, b, padding=1), 2, return_indices=True)
+            y.backward(torch.linspace(-1, 1, y.numel(), dtype=dtype).reshape(y.shape))
+        results.append((y, x.grad, w.grad, b.grad, idx))
+    for ours, truth, name in zip(*results, ("y", "dx", "dw", "db", "indices")):
+        assert ours.dtype == (torch.int64 if name == "indices" else torch.bfloat16), name
+        if name != "indices":
+            torch.testing.assert_close(ours.double(), truth, rtol=2e-2, atol=2e-2, msg=name)
+    conv_out = F.conv2d(x0, w0, b0, padding=1)
+    _, torch_idx = F.max_pool2d(conv_out, 2, return_indices=True)
+    with gpuconv.use_backend(backend):
+        _, our_idx = gt.max_pool2d(conv_out, 2, return_indices=True)
+    assert torch.equal(our_idx, torch_idx)
+
+
 def test_needs_input_grad_respected():
     x = torch.randn(1, 2, 5, 5)
     w = torch.randn(3, 2, 3, 3, requires_grad=True)
@@ -319,7 +349,7 @@ def test_new_ops_on_emulator_backend_and_backward_keeps_forward_backend(monkeypa
 def test_errors():
     x = torch.randn(1, 2, 5, 5)
     with pytest.raises(TypeError, match="dtype"):
-        gt.conv2d(x.to(torch.bfloat16), torch.randn(3, 2, 3, 3).to(torch.bfloat16))
+        gt.conv2d(x.to(torch.complex64), torch.randn(3, 2, 3, 3).to(torch.complex64))
     with pytest.raises(ValueError, match="padding_mode"):
         gt.Conv2d(2, 3, 3, padding_mode="reflect")
     with pytest.raises(ValueError, match="stride"):  # torch.nn.Conv2d's own check

@@ -322,7 +322,8 @@ def _dims(v, what):
 
 _KIND = {"i": "i", "u": "u", "f": "f", "b": "b"}
 _NAMES = {"i1": "int8", "i2": "int16", "i4": "int32", "i8": "int64", "u1": "uint8", "u2": "uint16",
-          "u4": "uint32", "u8": "uint64", "f2": "float16 (__half)", "f4": "float32", "f8": "float64", "b1": "bool"}
+          "u4": "uint32", "u8": "uint64", "f2": "float16 (__half)", "f4": "float32", "f8": "float64", "b1": "bool",
+          "bf16": "bfloat16 (__nv_bfloat16)"}
 
 
 def _describe(code: str) -> str:
@@ -338,6 +339,8 @@ def _describe(code: str) -> str:
 
 
 def _dtype_code(dt: numpy.dtype) -> str:
+    if dt.name == "bfloat16":  # ml_dtypes' bfloat16 (NumPy kind 'V')
+        return "bf16"
     return f"{dt.kind}{dt.itemsize}" if dt.kind in _KIND else ""
 
 

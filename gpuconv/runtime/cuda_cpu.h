@@ -270,6 +270,25 @@ static inline __half __habs(__half a) { __half r; r.__x = a.__x & 0x7fffu; retur
 static inline __half __hfma(__half a, __half b, __half c) { return __float2half(fmaf(float(a), float(b), float(c))); }
 static inline __half __hmax(__half a, __half b) { return float(a) > float(b) ? a : b; }
 static inline __half __hmin(__half a, __half b) { return float(a) < float(b) ? a : b; }
+
+// ---------------------------------------------------------------- __nv_bfloat16 (bfloat16 storage)
+// The upper 16 bits of an IEEE binary32, as cuda_bf16.h's __nv_bfloat16 stores it: widening is
+// a shift; narrowing rounds to nearest even (NaN stays a quiet NaN of the same sign; finite
+// values past the largest bfloat16 round to inf), exactly like cvt.rn.bf16.f32.
+static inline float gpuconv_bf16_bits_to_float(unsigned short b) { return __uint_as_float((unsigned)b << 16); }
+static inline unsigned short gpuconv_float_to_bf16_bits(float f) {
+  unsigned x = __float_as_uint(f);
+  if ((x & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((x >> 16) | 0x40u);
+  return (unsigned short)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
+}
+struct __nv_bfloat16 {
+  unsigned short __x;
+  __nv_bfloat16() = default;
+  explicit __nv_bfloat16(float f) : __x(gpuconv_float_to_bf16_bits(f)) {}
+  explicit operator float() const { return gpuconv_bf16_bits_to_float(__x); }
+};
+static inline float __bfloat162float(__nv_bfloat16 b) { return gpuconv_bf16_bits_to_float(b.__x); }
+static inline __nv_bfloat16 __float2bfloat16_rn(float f) { __nv_bfloat16 b; b.__x = gpuconv_float_to_bf16_bits(f); return b; }
 static inline bool __hlt(__half a, __half b) { return a < b; }
 static inline bool __hgt(__half a, __half b) { return a > b; }
 static inline bool __hle(__half a, __half b) { return a <= b; }
@@ -882,6 +901,7 @@ template <class T> struct TypeCode {
   static void put(char* s) {
     typedef typename std::remove_cv<T>::type U;
     if (std::is_same<U, __half>::value) strcat(s, "f2");
+    else if (std::is_same<U, __nv_bfloat16>::value) strcat(s, "bf16");
     else if (std::is_same<U, bool>::value) strcat(s, "b1");
     else if (std::is_floating_point<U>::value) sprintf(s + strlen(s), "f%zu", sizeof(U));
     else if (std::is_integral<U>::value) sprintf(s + strlen(s), "%c%zu", std::is_signed<U>::value ? 'i' : 'u', sizeof(U));
