@@ -155,7 +155,8 @@ __host__ __device__ __forceinline__ long long div_up(long long a, long long b) {
 // scheduler runs each fiber as far as it can, every dropped barrier gives wrong results.
 // Barrier ids: 1 = gemm_mainloop's first tile, 2 = gemm_mainloop's per-tile barrier,
 //              3 = bgrad v2's partial sums stored, 4 = bgrad v2's tree step,
-//              5 / 6 / 7 = v3 (mma.cuh): first tile / per-tile barrier / epilogue staging.
+//              5 / 6 / 7 = v3 (mma.cuh): first tile / per-tile barrier / epilogue staging
+//              (5 and 6 in both tile loops, mma_gemm_mainloop and mma_tf32_gemm_mainloop).
 #ifndef GPUCONV_TEST_DROP_SYNC
 #define GPUCONV_TEST_DROP_SYNC 0
 #endif

@@ -22,6 +22,13 @@
 //   mma_gemm_mainloop            the v3 kernels' double-buffered shared-memory tile loop
 //   mma_stage_tile               their epilogue's staging of the rounded tile (+ bias)
 //
+// TF32 (float32 operands on tensor cores; at the end of the file, with their own layouts):
+//   to_tf32(x)                   fp32 -> tf32 bits, round to nearest, ties away from zero
+//                                  (cvt.rna.tf32.f32; bit math elsewhere)
+//   mma_m16n8k8_tf32(d, a, b)    d (16x8 f32) += a (16x8 tf32, row) * b (8x8 tf32, col)
+//                                  mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32
+//   mma_tf32_gemm_mainloop       mma_gemm_mainloop for 32-bit operands (plain shared loads)
+//
 // Registers holding f16 data are 32-bit words of two halves ("f16x2"): the element with the
 // lower index (the lower address in memory) in the low 16 bits.
 //
@@ -347,6 +354,199 @@ __device__ __forceinline__ T* mma_stage_tile(const float (&acc)[WM / 16][WN / 8]
     // Barrier 7: the staged tile is complete before threads read rows other warps wrote.
     block_sync(7);
     return out;
+}
+
+// =======================================================================================
+// TF32: float32 operands on the tensor cores (sm_80+), emulated like the f16 path elsewhere.
+//
+// tf32 keeps fp32's sign and 8-bit exponent (same range) and 10 fraction bits; a register
+// holds it as a 32-bit word whose 13 low bits are zero (what cvt.rna.tf32.f32 writes; the
+// PTX ISA calls the layout implementation-defined, so operands should come from to_tf32).
+//
+// Fragment layouts (PTX ISA, "Matrix Fragments for mma.m16n8k8", .tf32 A and B, .f32 C/D):
+//
+//   g = laneid >> 2, t = laneid % 4          (groupID and threadID_in_group, as above)
+//
+//   A, 16x8 tf32, four .b32 registers a0..a3, one element each:
+//     row = g      for a0, a2;      g + 8 for a1, a3
+//     col = t      for a0, a1;      t + 4 for a2, a3
+//     i.e. a[0] = A[g][t], a[1] = A[g+8][t], a[2] = A[g][t+4], a[3] = A[g+8][t+4]
+//   B, 8x8 tf32, two .b32 registers b0, b1:
+//     row = t      for b0;          t + 4 for b1;          col = g
+//     i.e. b[0] = B[t][g], b[1] = B[t+4][g]
+//   C and D, 16x8 f32, four registers c0..c3 (the same as for m16n8k16):
+//     row = g for c0, c1;  g + 8 for c2, c3;               col = 2t + (i & 1)
+
+// to_tf32(x): the tf32 nearest to x, ties away from zero (cvt.rna.tf32.f32), as register
+// bits. Bit math for finite x: add half a tf32 ulp (bit 12) to the magnitude and clear the 13
+// low bits. A carry into the exponent is exactly right: a fraction of all ones rounds up to the
+// next power of two, and past the largest finite tf32 to the bit pattern of infinity (cvt's
+// rule for results beyond the range: IEEE Inf for fp32's range). Denormals round the same way
+// (cvt.rna.tf32 has no .ftz); infinity is unchanged by the arithmetic. A NaN stays a NaN of
+// the same sign, quieted so that clearing the low bits cannot turn it into infinity (the ISA
+// fixes no NaN payload; the tests compare NaNs as a class).
+__device__ __forceinline__ unsigned to_tf32(float x) {
+#if GPUCONV_MMA_PTX
+    unsigned r;
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+    return r;
+#else
+    const unsigned bits = __float_as_uint(x);
+    const unsigned sign = bits & 0x80000000u, magnitude = bits & 0x7fffffffu;
+    if (magnitude > 0x7f800000u) return (bits | 0x00400000u) & 0xffffe000u;  // NaN
+    return sign | ((magnitude + 0x1000u) & 0xffffe000u);
+#endif
+}
+
+#if !GPUCONV_MMA_PTX
+// The value the tensor core takes from a tf32 register: the top 19 bits only. What we emulate
+// for a word that did not come from to_tf32 (a raw fp32) is truncation of its 13 low bits,
+// i.e. rounding toward zero; to_tf32's words pass unchanged.
+__device__ __forceinline__ float mma_tf32_value(unsigned bits) {
+    return __uint_as_float(bits & 0xffffe000u);
+}
+#endif
+
+// ---------------------------------------------------------------------------------------
+// mma_m16n8k8_tf32: d[0..3] += A * B for one warp (all 32 lanes, converged), fp32
+// accumulation. Products of two tf32 values are exact in fp32 (11 + 11 significant bits;
+// barring underflow), so the emulation's only roundings are those of the fp32 sums, in the
+// order k = j, j + 4 for j = 0..3 (a tensor core may sum in another order: tests of random
+// data allow for it).
+__device__ __forceinline__ void mma_m16n8k8_tf32(float (&d)[4], const unsigned (&a)[4],
+                                                 const unsigned (&b)[2]) {
+#if GPUCONV_MMA_PTX
+    asm volatile(
+        "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 "
+        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#else
+    // This lane owns D rows g and g+8, columns 2t and 2t+1 (c0..c3). Row g of A lives in the
+    // four lanes 4g .. 4g+3 of its own group (lane 4g+j: a[0] = A[g][j], a[2] = A[g][j+4];
+    // row g+8 likewise in a[1], a[3]); column n of B lives in lanes 4n .. 4n+3 (lane 4n+j:
+    // b[0] = B[j][n], b[1] = B[j+4][n]). Step j fetches k = j and j + 4 of both A rows and
+    // both B columns with 64-bit shuffles (two registers each): all 8 k after 4 steps.
+    const int lane = (int)(threadIdx.x & 31);  // the hardware's lane id, never the test hook's
+    const int g = lane >> 2, t = lane & 3;
+    const unsigned long long a01 = mma_join(a[0], a[1]), a23 = mma_join(a[2], a[3]);
+    const unsigned long long b01 = mma_join(b[0], b[1]);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+        const unsigned long long ra01 = __shfl_sync(0xffffffffu, a01, 4 * g + j);
+        const unsigned long long ra23 = __shfl_sync(0xffffffffu, a23, 4 * g + j);
+        const unsigned long long rb0 = __shfl_sync(0xffffffffu, b01, 4 * (2 * t) + j);
+        const unsigned long long rb1 = __shfl_sync(0xffffffffu, b01, 4 * (2 * t + 1) + j);
+        // A[row][k] for k = j (index 0) and j + 4 (index 1); rows g (0) and g+8 (1).
+        const unsigned a_words[2][2] = {{(unsigned)ra01, (unsigned)ra23},
+                                        {(unsigned)(ra01 >> 32), (unsigned)(ra23 >> 32)}};
+        // B[k][col] for the same k; columns 2t (index 0) and 2t+1 (index 1).
+        const unsigned b_words[2][2] = {{(unsigned)rb0, (unsigned)(rb0 >> 32)},
+                                        {(unsigned)rb1, (unsigned)(rb1 >> 32)}};
+#pragma unroll
+        for (int row = 0; row < 2; ++row)
+#pragma unroll
+            for (int col = 0; col < 2; ++col) {
+                float s = d[row * 2 + col];
+#pragma unroll
+                for (int kk = 0; kk < 2; ++kk)
+                    s += mma_tf32_value(a_words[row][kk]) * mma_tf32_value(b_words[col][kk]);
+                d[row * 2 + col] = s;
+            }
+    }
+#endif
+}
+
+// ---------------------------------------------------------------------------------------
+// mma_tf32_gemm_mainloop: mma_gemm_mainloop for 32-bit operands: acc += the block's BM x BN
+// tile over `tiles` reduction tiles of BK, on tf32 tensor cores (m16n8k8).
+//
+//   a_smem[stage][row][kk], b_smem[stage][col][kk]: both operands as reduction-contiguous
+//   rows of BK + MMA_TF32_SMEM_SKEW floats; two stages. The loaders' interface is
+//   mma_gemm_mainloop's with one element per 32-bit word: a.load(regs) fills ALoader::WORDS
+//   words and steps on by BK, a.store(regs, stage) writes them into a_smem[stage]; b.load(stage)
+//   copies the next B tile into the free stage b_smem[..] (cp.async where it can).
+//   Words are used as stored: the tensor core reads their top 19 bits. A loader that wants
+//   round to nearest stores to_tf32(x); a raw fp32 word is truncated (see mma_tf32_value).
+//   Warps and accumulators: as in mma_gemm_mainloop (acc[i][j][c0..c3], the C/D layout).
+//   Fragments: per k8 step, plain 32-bit shared loads at the layout's own coordinates: A
+//   fragment i from rows warp_m + 16i + {g, g+8}, columns kk {t, t+4}; B fragment j from
+//   b_smem row (= B column) warp_n + 8j + g, columns kk {t, t+4}.
+//   Pipeline and barriers: mma_gemm_mainloop's (block_sync ids 5 and 6, common.cuh).
+//
+// Skew: one fragment load has the 32 lanes read rows r + g (g = 0..7) at column c + t
+// (t = 0..3), i.e. word (r + g) * P + c + t for the row pitch P = BK + 4. With BK % 8 == 0,
+// P / 4 is odd, so g * P mod 32 = 4 * (g * P/4 mod 8) takes each of 0, 4, .., 28 once: adding
+// t then hits all 32 banks, no conflict. (No skew, P % 32 == 0: all eight rows would share 4
+// banks, an 8-way conflict.) 4 words also keep every row 16-byte aligned for vector copies.
+#define MMA_TF32_SMEM_SKEW 4  // floats of padding per shared row
+
+template <int BM, int BN, int BK, int WM, int WN, class ALoader, class BLoader>
+__device__ __forceinline__ void mma_tf32_gemm_mainloop(
+    ALoader& a, BLoader& b, int tiles, float (&acc)[WM / 16][WN / 8][4],
+    float (&a_smem)[2][BM][BK + MMA_TF32_SMEM_SKEW],
+    float (&b_smem)[2][BN][BK + MMA_TF32_SMEM_SKEW]) {
+    constexpr int MI = WM / 16, NJ = WN / 8;  // m16 / n8 fragments per warp
+    static_assert(BK % 8 == 0, "k8 steps; also keeps the skewed fragment loads conflict-free");
+    static_assert(WM % 16 == 0 && WN % 8 == 0, "warp tile must split into m16n8 fragments");
+    static_assert(BM % WM == 0 && BN % WN == 0, "block tile must split into warp tiles");
+    const int warp = (int)(threadIdx.x / 32);
+    const int warp_m = (warp % (BM / WM)) * WM, warp_n = (warp / (BM / WM)) * WN;
+    const int lane = fragment_lane();
+    const int g = lane >> 2, t = lane & 3;
+
+    unsigned a_regs[ALoader::WORDS];
+    a.load(a_regs);
+    b.load(&b_smem[0][0][0]);
+    cp_async_commit();
+    a.store(a_regs, &a_smem[0][0][0]);
+    cp_async_wait_all();
+    // Barrier 5: the first tile is in shared memory (this thread's cp.async copies have
+    // landed: wait_all above) before any warp reads rows other threads stored.
+    block_sync(5);
+
+    for (int tile = 0; tile < tiles; ++tile) {
+        const int buf = tile & 1;
+        const bool has_next = tile + 1 < tiles;
+        // Issue the next tile's loads now: A into registers, B straight into the free stage
+        // (every warp finished reading it before the barrier that ended the last iteration).
+        if (has_next) {
+            a.load(a_regs);
+            b.load(&b_smem[buf ^ 1][0][0]);
+            cp_async_commit();
+        }
+#pragma unroll
+        for (int ks = 0; ks < BK; ks += 8) {
+            unsigned af[MI][4], bf[NJ][2];
+#pragma unroll
+            for (int i = 0; i < MI; ++i) {
+                const float* upper = &a_smem[buf][warp_m + i * 16 + g][ks + t];   // row g
+                const float* lower = &a_smem[buf][warp_m + i * 16 + g + 8][ks + t];  // g + 8
+                af[i][0] = __float_as_uint(upper[0]);
+                af[i][1] = __float_as_uint(lower[0]);
+                af[i][2] = __float_as_uint(upper[4]);
+                af[i][3] = __float_as_uint(lower[4]);
+            }
+#pragma unroll
+            for (int j = 0; j < NJ; ++j) {
+                const float* column = &b_smem[buf][warp_n + j * 8 + g][ks + t];
+                bf[j][0] = __float_as_uint(column[0]);
+                bf[j][1] = __float_as_uint(column[4]);
+            }
+#pragma unroll
+            for (int i = 0; i < MI; ++i)
+#pragma unroll
+                for (int j = 0; j < NJ; ++j) mma_m16n8k8_tf32(acc[i][j], af[i], bf[j]);
+        }
+        if (has_next) {
+            a.store(a_regs, &a_smem[buf ^ 1][0][0]);
+            cp_async_wait_all();
+        }
+        // Barrier 6, two duties: (1) the next tile (A stored above, B copied and waited for)
+        // is complete before anyone reads it; (2) every warp has finished reading stage buf
+        // before the next iteration's loads overwrite it.
+        block_sync(6);
+    }
 }
 
 #endif  // GPUCONV_MMA_CUH
