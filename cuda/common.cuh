@@ -86,6 +86,9 @@ __device__ __forceinline__ __nv_bfloat16 __float2bfloat16_rn(float f) {
 template <typename T> struct accumulator { typedef T type; };
 template <> struct accumulator<__half> { typedef float type; };
 template <> struct accumulator<__nv_bfloat16> { typedef float type; };
+// is_bfloat16<T>::value: picks the bf16 form of an instruction (mma.cuh) at compile time.
+template <typename T> struct is_bfloat16 { static constexpr bool value = false; };
+template <> struct is_bfloat16<__nv_bfloat16> { static constexpr bool value = true; };
 
 __device__ __forceinline__ float  to_acc(__half v) { return __half2float(v); }
 __device__ __forceinline__ float  to_acc(__nv_bfloat16 v) { return __bfloat162float(v); }

@@ -424,7 +424,7 @@ conv2d_dgrad_v3_mma(const T* __restrict__ dy, const T* __restrict__ w, T* __rest
                     int N, int C, int H, int W, int K, int R, int S, int P, int Q, int pad_h,
                     int pad_w, int stride_h, int stride_w, int dilation_h, int dilation_w,
                     int groups) {
-    static_assert(sizeof(T) == 2, "conv2d_dgrad_v3_mma multiplies 16-bit inputs (__half)");
+    static_assert(sizeof(T) == 2, "conv2d_dgrad_v3_mma multiplies 16-bit inputs (__half, __nv_bfloat16)");
     constexpr int BM = DGRAD_V3_BM, BN = DGRAD_V3_BN, BK = DGRAD_V3_BK;
     constexpr int WM = DGRAD_V3_WM, WN = DGRAD_V3_WN, THREADS = DGRAD_V3_THREADS;
     static_assert(THREADS % BM == 0, "epilogue: one fixed pixel per thread");
@@ -452,7 +452,7 @@ conv2d_dgrad_v3_mma(const T* __restrict__ dy, const T* __restrict__ w, T* __rest
         for (int j = 0; j < WN / 8; ++j)
 #pragma unroll
             for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
-    mma_gemm_mainloop<BM, BN, BK, WM, WN>(a, bl, (int)div_up(Kgemm, BK), acc, a_smem, b_smem);
+    mma_gemm_mainloop<T, BM, BN, BK, WM, WN>(a, bl, (int)div_up(Kgemm, BK), acc, a_smem, b_smem);
 
     // Epilogue: round once, stage as out[channel][pixel] (mma.cuh; no bias in dgrad), then a
     // warp stores 32 consecutive pixels of one channel plane. Guards: pixels past M and
@@ -485,7 +485,8 @@ void* conv2d_dgrad_instance(int i) {
                                (void*)conv2d_dgrad_v2_implicit_gemm<__nv_bfloat16>,
                                (void*)conv2d_dgrad_v2_implicit_gemm<float>,
                                (void*)conv2d_dgrad_v2_implicit_gemm<double>,
-                               (void*)conv2d_dgrad_v3_mma<__half>};
+                               (void*)conv2d_dgrad_v3_mma<__half>,
+                               (void*)conv2d_dgrad_v3_mma<__nv_bfloat16>};
     return instances[i];
 }
 #endif

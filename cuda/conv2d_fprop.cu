@@ -437,7 +437,7 @@ conv2d_fprop_v3_mma(const T* __restrict__ x, const T* __restrict__ w, const T* _
                     int has_bias, T* __restrict__ y, int N, int C, int H, int W, int K, int R,
                     int S, int P, int Q, int pad_h, int pad_w, int stride_h, int stride_w,
                     int dilation_h, int dilation_w, int groups) {
-    static_assert(sizeof(T) == 2, "conv2d_fprop_v3_mma multiplies 16-bit inputs (__half)");
+    static_assert(sizeof(T) == 2, "conv2d_fprop_v3_mma multiplies 16-bit inputs (__half, __nv_bfloat16)");
     constexpr int BM = FPROP_V3_BM, BN = FPROP_V3_BN, BK = FPROP_V3_BK;
     constexpr int WM = FPROP_V3_WM, WN = FPROP_V3_WN, THREADS = FPROP_V3_THREADS;
     static_assert(THREADS % BM == 0, "epilogue: one fixed pixel per thread");
@@ -466,7 +466,7 @@ conv2d_fprop_v3_mma(const T* __restrict__ x, const T* __restrict__ w, const T* _
         for (int j = 0; j < WN / 8; ++j)
 #pragma unroll
             for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
-    mma_gemm_mainloop<BM, BN, BK, WM, WN>(a, bl, (int)div_up(Kgemm, BK), acc, a_smem, b_smem);
+    mma_gemm_mainloop<T, BM, BN, BK, WM, WN>(a, bl, (int)div_up(Kgemm, BK), acc, a_smem, b_smem);
 
     // Epilogue: add the bias, round once, stage the tile as out[filter][pixel] in shared
     // memory (mma.cuh). b may be a 1-element dummy when there is no bias, and a column may be
@@ -505,7 +505,8 @@ void* conv2d_fprop_instance(int i) {
                                (void*)conv2d_fprop_v2_implicit_gemm<__nv_bfloat16>,
                                (void*)conv2d_fprop_v2_implicit_gemm<float>,
                                (void*)conv2d_fprop_v2_implicit_gemm<double>,
-                               (void*)conv2d_fprop_v3_mma<__half>};
+                               (void*)conv2d_fprop_v3_mma<__half>,
+                               (void*)conv2d_fprop_v3_mma<__nv_bfloat16>};
     return instances[i];
 }
 #endif

@@ -534,7 +534,7 @@ conv2d_wgrad_v3_mma(const T* __restrict__ x, const T* __restrict__ dy, T* __rest
                     float* __restrict__ workspace, int splits, int N, int C, int H, int W, int K,
                     int R, int S, int P, int Q, int pad_h, int pad_w, int stride_h,
                     int stride_w, int dilation_h, int dilation_w, int groups) {
-    static_assert(sizeof(T) == 2, "conv2d_wgrad_v3_mma multiplies 16-bit inputs (__half)");
+    static_assert(sizeof(T) == 2, "conv2d_wgrad_v3_mma multiplies 16-bit inputs (__half, __nv_bfloat16)");
     constexpr int BM = WGRAD_V3_BM, BN = WGRAD_V3_BN, BK = WGRAD_V3_BK;
     constexpr int WM = WGRAD_V3_WM, WN = WGRAD_V3_WN, THREADS = WGRAD_V3_THREADS;
     __shared__ __align__(16) unsigned short a_smem[2][BM][BK + MMA_SMEM_SKEW];
@@ -568,7 +568,7 @@ conv2d_wgrad_v3_mma(const T* __restrict__ x, const T* __restrict__ dy, T* __rest
 #pragma unroll
             for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
     const int count = tile_end > tile_begin ? (int)(tile_end - tile_begin) : 0;
-    mma_gemm_mainloop<BM, BN, BK, WM, WN>(a, bl, count, acc, a_smem, b_smem);
+    mma_gemm_mainloop<T, BM, BN, BK, WM, WN>(a, bl, count, acc, a_smem, b_smem);
 
     // Epilogue: accumulator c_e of fragment (i, j) is D[row][col] with row = g (+8 for
     // e >= 2), col = 2t + (e & 1) (mma.cuh's C/D layout); D[row][col] = dw[filter col][tap
@@ -620,7 +620,8 @@ void* conv2d_wgrad_instance(int i) {
                                (void*)conv2d_bgrad_v2_tree<__nv_bfloat16>,
                                (void*)conv2d_bgrad_v2_tree<float>,
                                (void*)conv2d_bgrad_v2_tree<double>,
-                               (void*)conv2d_wgrad_v3_mma<__half>};
+                               (void*)conv2d_wgrad_v3_mma<__half>,
+                               (void*)conv2d_wgrad_v3_mma<__nv_bfloat16>};
     return instances[i];
 }
 #endif

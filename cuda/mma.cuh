@@ -10,8 +10,9 @@
 // as on the tensor cores. tests/test_tensor_core.py checks the emulations against NumPy
 // element by element, straight from the layouts written below.
 //
-//   mma_m16n8k16(d, a, b)        d (16x8 f32) += a (16x16 f16, row) * b (16x8 f16, col)
-//                                  mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32
+//   mma_m16n8k16<T>(d, a, b)     d (16x8 f32) += a (16x16, row) * b (16x8, col), T = __half
+//                                  (f16, the default) or __nv_bfloat16 (bf16): one layout
+//                                  mma.sync.aligned.m16n8k16.row.col.f32.{f16.f16,bf16.bf16}.f32
 //   ldmatrix<NUM, TRANS>(r, p)   NUM = 1, 2 or 4 8x8 b16 matrices from shared memory
 //                                  ldmatrix.sync.aligned.m8n8.x{1,2,4}{,.trans}.shared.b16
 //   cp_async_16(dst, src, bytes) 16-byte global -> shared copy, zero-filled past `bytes`
@@ -29,8 +30,9 @@
 //                                  mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32
 //   mma_tf32_gemm_mainloop       mma_gemm_mainloop for 32-bit operands (plain shared loads)
 //
-// Registers holding f16 data are 32-bit words of two halves ("f16x2"): the element with the
-// lower index (the lower address in memory) in the low 16 bits.
+// Registers holding f16 (or bf16) data are 32-bit words of two halves ("f16x2"): the element
+// with the lower index (the lower address in memory) in the low 16 bits. The fragment layouts
+// below are the same for .bf16 (the PTX ISA gives one table for both).
 //
 // ---------------------------------------------------------------------------------------
 // Fragment layouts (PTX ISA, "Matrix Fragments for mma.m16n8k16 with floating point type"):
@@ -99,23 +101,44 @@ __device__ __forceinline__ float mma_half_bits_to_float(unsigned bits16) {
     return f;
 #endif
 }
-__device__ __forceinline__ float mma_lo(unsigned pair) { return mma_half_bits_to_float(pair & 0xffffu); }
-__device__ __forceinline__ float mma_hi(unsigned pair) { return mma_half_bits_to_float(pair >> 16); }
+// The low / high element of an f16x2 (T = __half) or bf16x2 (T = __nv_bfloat16) word.
+template <typename T> __device__ __forceinline__ float mma_lo(unsigned pair) {
+    if constexpr (is_bfloat16<T>::value)
+        return __uint_as_float(pair << 16);  // bf16: the upper half of a float
+    else
+        return mma_half_bits_to_float(pair & 0xffffu);
+}
+template <typename T> __device__ __forceinline__ float mma_hi(unsigned pair) {
+    if constexpr (is_bfloat16<T>::value)
+        return __uint_as_float(pair & 0xffff0000u);
+    else
+        return mma_half_bits_to_float(pair >> 16);
+}
 __device__ __forceinline__ unsigned long long mma_join(unsigned lo, unsigned hi) {
     return (unsigned long long)lo | ((unsigned long long)hi << 32);
 }
 #endif
 
 // ---------------------------------------------------------------------------------------
-// mma_m16n8k16: d[0..3] += A * B for one warp (all 32 lanes, converged), fp32 accumulation.
+// mma_m16n8k16<T>: d[0..3] += A * B for one warp (all 32 lanes, converged), fp32
+// accumulation; T (__half or __nv_bfloat16) is the operands' type.
+template <typename T = __half>
 __device__ __forceinline__ void mma_m16n8k16(float (&d)[4], const unsigned (&a)[4],
                                              const unsigned (&b)[2]) {
+    static_assert(sizeof(T) == 2, "mma_m16n8k16 multiplies 16-bit operands");
 #if GPUCONV_MMA_PTX
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
-        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    if constexpr (!is_bfloat16<T>::value)
+        asm volatile(
+            "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+            "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    else
+        asm volatile(
+            "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+            "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 #else
     // This lane owns D rows g and g+8, columns 2t and 2t+1 (c0..c3). Row g of A lives in the
     // four lanes 4g .. 4g+3 of its own group (lane 4g+j: a[0] = A[g][2j..2j+1], a[2] =
@@ -146,8 +169,8 @@ __device__ __forceinline__ void mma_m16n8k16(float (&d)[4], const unsigned (&a)[
                 float s = d[row * 2 + col];
 #pragma unroll
                 for (int half8 = 0; half8 < 2; ++half8) {  // k = 2j + {0,1}, then + 8
-                    s += mma_lo(a_words[row][half8]) * mma_lo(b_words[col][half8]);
-                    s += mma_hi(a_words[row][half8]) * mma_hi(b_words[col][half8]);
+                    s += mma_lo<T>(a_words[row][half8]) * mma_lo<T>(b_words[col][half8]);
+                    s += mma_hi<T>(a_words[row][half8]) * mma_hi<T>(b_words[col][half8]);
                 }
                 d[row * 2 + col] = s;
             }
@@ -257,7 +280,7 @@ __device__ __forceinline__ void cp_async_wait_all() {
 //   One barrier per tile (block_sync ids 5 and 6, common.cuh).
 #define MMA_SMEM_SKEW 8  // halves of padding per shared row (keeps rows 16-byte aligned)
 
-template <int BM, int BN, int BK, int WM, int WN, class ALoader, class BLoader>
+template <typename T, int BM, int BN, int BK, int WM, int WN, class ALoader, class BLoader>
 __device__ __forceinline__ void mma_gemm_mainloop(
     ALoader& a, BLoader& b, int tiles, float (&acc)[WM / 16][WN / 8][4],
     unsigned short (&a_smem)[2][BM][BK + MMA_SMEM_SKEW],
@@ -307,7 +330,7 @@ __device__ __forceinline__ void mma_gemm_mainloop(
 #pragma unroll
             for (int i = 0; i < MI; ++i)
 #pragma unroll
-                for (int j = 0; j < NJ; ++j) mma_m16n8k16(acc[i][j], af[i], bf[j]);
+                for (int j = 0; j < NJ; ++j) mma_m16n8k16<T>(acc[i][j], af[i], bf[j]);
         }
         if (has_next) {
             a.store(a_regs, &a_smem[buf ^ 1][0][0]);

@@ -8,7 +8,7 @@ Kernel versions. Each op has several kernel versions (``VERSIONS``): ``v1`` is t
 always-correct baseline (one thread per output element, a 1-D grid-stride loop), ``v2`` the
 tiled one (implicit GEMM for the convolutions, 2-D launches with 32-bit in-plane indices for
 max-pool); fprop, dgrad and wgrad also have ``v3``, the implicit GEMM on tensor cores
-(float16 only, ``TEMPLATE_DTYPES``; mma.sync on sm_80+, a shuffle emulation elsewhere).
+(float16 and bfloat16, ``TEMPLATE_DTYPES``; mma.sync on sm_80+, a shuffle emulation elsewhere).
 Which one runs is decided per call, first match wins:
 
 1. the ``version=`` argument of the launcher (``'v1'``, ``'v2'``);
@@ -49,7 +49,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from .dtypes import CUDA_TYPES  # the C++ type each dtype's instances are built for
+from .dtypes import CUDA_TYPES, SIXTEEN_BIT  # the C++ type each dtype's instances are built for
 
 THREADS_PER_BLOCK = 256
 MAX_GRID_X = 2**31 - 1  # CUDA's limit on gridDim.x (compute capability >= 3.0)
@@ -62,13 +62,13 @@ OPS = ("fprop", "dgrad", "wgrad", "bgrad", "pool_fwd", "pool_bwd")
 TEMPLATES = {
     ("fprop", "v1"): ("conv2d_fprop.cu", "conv2d_fprop_v1_direct"),
     ("fprop", "v2"): ("conv2d_fprop.cu", "conv2d_fprop_v2_implicit_gemm"),
-    ("fprop", "v3"): ("conv2d_fprop.cu", "conv2d_fprop_v3_mma"),  # tensor cores, float16 only
+    ("fprop", "v3"): ("conv2d_fprop.cu", "conv2d_fprop_v3_mma"),  # tensor cores, 16-bit only
     ("dgrad", "v1"): ("conv2d_dgrad.cu", "conv2d_dgrad_v1_direct"),
     ("dgrad", "v2"): ("conv2d_dgrad.cu", "conv2d_dgrad_v2_implicit_gemm"),
-    ("dgrad", "v3"): ("conv2d_dgrad.cu", "conv2d_dgrad_v3_mma"),  # tensor cores, float16 only
+    ("dgrad", "v3"): ("conv2d_dgrad.cu", "conv2d_dgrad_v3_mma"),  # tensor cores, 16-bit only
     ("wgrad", "v1"): ("conv2d_wgrad.cu", "conv2d_wgrad_v1_direct"),
     ("wgrad", "v2"): ("conv2d_wgrad.cu", "conv2d_wgrad_v2_implicit_gemm"),
-    ("wgrad", "v3"): ("conv2d_wgrad.cu", "conv2d_wgrad_v3_mma"),  # tensor cores, float16 only
+    ("wgrad", "v3"): ("conv2d_wgrad.cu", "conv2d_wgrad_v3_mma"),  # tensor cores, 16-bit only
     ("bgrad", "v1"): ("conv2d_wgrad.cu", "conv2d_bgrad_v1_direct"),
     ("bgrad", "v2"): ("conv2d_wgrad.cu", "conv2d_bgrad_v2_tree"),
     ("pool_fwd", "v1"): ("maxpool2d.cu", "maxpool2d_fwd_v1_direct"),
@@ -87,10 +87,8 @@ for (_source, _template) in TEMPLATES.values():
     KERNELS[_source] += (_template,)
 KERNELS["conv2d_wgrad.cu"] += ("conv2d_wgrad_v2_sum_splits",)  # split-K's second pass
 # Templates instantiated for some dtypes only (every other template: every dtype in
-# CUDA_TYPES). The tensor-core kernels multiply float16 operands (fp32 accumulation).
-TEMPLATE_DTYPES = {"conv2d_fprop_v3_mma": (np.dtype(np.float16),),
-                   "conv2d_dgrad_v3_mma": (np.dtype(np.float16),),
-                   "conv2d_wgrad_v3_mma": (np.dtype(np.float16),)}
+# CUDA_TYPES). The tensor-core kernels multiply 16-bit operands (fp32 accumulation).
+TEMPLATE_DTYPES = {f"conv2d_{op}_v3_mma": SIXTEEN_BIT for op in ("fprop", "dgrad", "wgrad")}
 # Versions that run on tensor cores: the heuristic and autotune consider them only on devices
 # of compute capability >= TENSOR_CORE_MIN_ARCH (on others, and on the CPU runtime, the
 # kernel runs a slow shuffle emulation of the mma: right, but only for explicit requests).
@@ -394,7 +392,7 @@ def heuristic_version(op: str, g, dtype=None, arch: int | None = None) -> str:
       16 GEMM columns (filters for fprop, channels per group for dgrad), a reduction of at
       least 16 and at least 32 GEMM rows (pixels). Depthwise and few-channels-per-group
       convolutions (1-2 columns of a 64-wide tile) and tiny problems keep v1.
-    * fprop / dgrad / wgrad v3 (tensor cores) instead of v2 when ``dtype`` is float16, ``arch``
+    * fprop / dgrad / wgrad v3 (tensor cores) instead of v2 when ``dtype`` is 16-bit, ``arch``
       (the device's compute capability, e.g. 90) is at least 80 and :func:`tensor_core_suits`;
       never without dtype and arch (so never on the CPU runtime, where mma is emulated).
     * wgrad: v2 (split-K GEMM) when the reduction N*P*Q is long (>= 256: v1 would run it
@@ -418,7 +416,7 @@ def heuristic_version(op: str, g, dtype=None, arch: int | None = None) -> str:
     if (op in ("fprop", "dgrad", "wgrad") and pick == "v2"
             and runs_well_here(op, "v3", dtype, arch)
             and tensor_core_suits(op, g) and supports(op, "v3", g)):
-        return "v3"  # float16 on sm_80+ (dtype and arch given): tensor cores
+        return "v3"  # float16 / bfloat16 on sm_80+ (dtype and arch given): tensor cores
     return pick if supports(op, pick, g) else "v1"
 
 

@@ -395,12 +395,15 @@ def test_v3_fits_its_launch_bounds(source_name, arch):
     runs the shuffle emulation under a 1-block bound (more registers, no spills either)."""
     kernel, t, _ = V3_KERNELS[source_name]
     rows, _ = nvrtc_compile(source_name, arch)
-    (r,) = [r for r in rows if r.kernel == kernel]
+    template = kernel.split("<")[0]
+    mine = [r for r in rows if r.kernel.split("<")[0] == template]
+    assert sorted(r.kernel for r in mine) == [f"{template}<__half>", f"{template}<__nv_bfloat16>"]
     blocks = t.min_blocks if arch != "sm_75" else 1
     limit = min(255, REGISTER_FILE // (t.threads * blocks))
-    print(f"{kernel} {arch}: {r.registers} registers (limit {limit}), {r.smem} B smem")
-    assert r.registers <= limit and r.spill_stores == r.spill_loads == 0
-    assert r.smem <= 48 * 1024
+    for r in mine:
+        print(f"{r.kernel} {arch}: {r.registers} registers (limit {limit}), {r.smem} B smem")
+        assert r.registers <= limit and r.spill_stores == r.spill_loads == 0
+        assert r.smem <= 48 * 1024
 
 
 def sass_counts(sass: str, pattern: str) -> dict[str, int]:
@@ -413,16 +416,20 @@ def sass_counts(sass: str, pattern: str) -> dict[str, int]:
 @_needs_cuobjdump
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
 @pytest.mark.parametrize("source_name", sorted(V3_KERNELS))
-def test_sass_v3_runs_on_tensor_cores(source_name, arch, tmp_path):
-    """HMMA.16816.F32 (mma.m16n8k16 with fp32 accumulation): (BK/16) x (WM/16) x (WN/8) per
-    tile in the unrolled loop; LDSM.16.M88.4 (ldmatrix.x4) for the fragments; LDGSTS
-    (cp.async) for fprop's filter tiles; no local memory and no shuffles (no emulation)."""
+@pytest.mark.parametrize("ctype", ["__half", "__nv_bfloat16"])
+def test_sass_v3_runs_on_tensor_cores(source_name, arch, ctype, tmp_path):
+    """HMMA.16816.F32 (mma.m16n8k16 with fp32 accumulation; .BF16 for bfloat16 operands):
+    (BK/16) x (WM/16) x (WN/8) per tile in the unrolled loop; LDSM.16.M88.4 (ldmatrix.x4) for
+    the fragments; LDGSTS (cp.async) for the tiles copied straight to shared memory; no local
+    memory and no shuffles (no emulation)."""
     kernel, t, uses_cp_async = V3_KERNELS[source_name]
+    kernel = kernel.replace("<__half>", f"<{ctype}>")
     cubin, names = nvrtc_cubin(source_name, arch)
     sass = sass_by_kernel(cubin, names, tmp_path)[kernel]
     counts = sass_counts(sass, r"\b((?:HMMA|LDSM|LDGSTS|LDL|STL|SHFL)(?:\.[A-Z0-9]+)*)\b")
     print(kernel, arch, counts)
-    assert counts.get("HMMA.16816.F32", 0) >= (t.BK // 16) * (t.WM // 16) * (t.WN // 8)
+    hmma = "HMMA.16816.F32.BF16" if ctype == "__nv_bfloat16" else "HMMA.16816.F32"
+    assert counts.get(hmma, 0) >= (t.BK // 16) * (t.WM // 16) * (t.WN // 8)
     assert counts.get("LDSM.16.M88.4", 0) >= (t.BK // 16) * (t.WM // 16 + t.WN // 16)
     assert any(k.startswith("LDGSTS") for k in counts) == uses_cp_async, counts
     assert not any(k.startswith(("LDL", "STL", "SHFL")) for k in counts), counts

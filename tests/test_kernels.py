@@ -24,6 +24,7 @@ import pytest
 
 from gpuconv import checking, kernels, reference
 from gpuconv.checking import assert_close, compare, distinct_values
+from gpuconv.dtypes import SIXTEEN_BIT  # the tensor-core (v3) kernels' dtypes
 from gpuconv.geometry import conv2d_geometry, pool2d_geometry
 from gpuconv.problems import CONV_PROBLEMS, ConvProblem, POOL_PROBLEMS
 from gpuconv.runtime import Runtime, cuda_available, get_runtime
@@ -129,7 +130,7 @@ CONV_IDS = [p.name for p in ALL_CONV_PROBLEMS]
 POOL_IDS = [p.name for p in POOL_PROBLEMS]
 VERSIONS = ["v1", "v2"]  # every op has both (kernels.VERSIONS; checked below)
 # Versions some ops have beyond these, each with its own dtypes and test below.
-EXTRA_VERSIONS = {"fprop": ["v3"], "dgrad": ["v3"], "wgrad": ["v3"]}  # tensor cores, float16 only: *_tensor_core
+EXTRA_VERSIONS = {"fprop": ["v3"], "dgrad": ["v3"], "wgrad": ["v3"]}  # tensor cores: *_tensor_core
 
 
 def test_every_op_has_the_versions_tested_here():
@@ -149,11 +150,12 @@ def test_conv2d_fprop(rt, version, problem, dtype):
                  what=f"fprop {version} {problem.name}")
 
 
+@pytest.mark.parametrize("dtype", SIXTEEN_BIT, ids=lambda d: d.name)
 @pytest.mark.parametrize("problem", ALL_CONV_PROBLEMS, ids=CONV_IDS)
-def test_conv2d_fprop_tensor_core(rt, problem):
+def test_conv2d_fprop_tensor_core(rt, problem, dtype):
     """fprop v3 (mma.sync m16n8k16; on the CPU runtime its shuffle emulation with the same
-    per-lane fragment layouts: tests/test_tensor_core.py) over the whole matrix, float16."""
-    dtype = np.float16
+    per-lane fragment layouts: tests/test_tensor_core.py) over the whole matrix, float16 and
+    bfloat16."""
     g, x, w, b, _ = conv_case(problem, dtype, "fprop")
     y = poisoned(rt, g.y_shape, dtype)
     kernels.conv2d_fprop(rt, g, on(rt, x), on(rt, w), None if b is None else on(rt, b), y,
@@ -173,10 +175,10 @@ def test_conv2d_dgrad(rt, version, problem, dtype):
                  what=f"dgrad {version} {problem.name}")
 
 
+@pytest.mark.parametrize("dtype", SIXTEEN_BIT, ids=lambda d: d.name)
 @pytest.mark.parametrize("problem", ALL_CONV_PROBLEMS, ids=CONV_IDS)
-def test_conv2d_dgrad_tensor_core(rt, problem):
-    """dgrad v3 (tensor cores; shuffle emulation on the CPU runtime), float16."""
-    dtype = np.float16
+def test_conv2d_dgrad_tensor_core(rt, problem, dtype):
+    """dgrad v3 (tensor cores; shuffle emulation on the CPU runtime), float16 and bfloat16."""
     g, _, w, _, dy = conv_case(problem, dtype, "dgrad")
     dx = poisoned(rt, g.x_shape, dtype)
     kernels.conv2d_dgrad(rt, g, on(rt, dy), on(rt, w), dx, version="v3")
@@ -197,10 +199,11 @@ def test_conv2d_wgrad(rt, version, problem, dtype):
                  what=f"wgrad {version} {problem.name}")
 
 
+@pytest.mark.parametrize("dtype", SIXTEEN_BIT, ids=lambda d: d.name)
 @pytest.mark.parametrize("problem", ALL_CONV_PROBLEMS, ids=CONV_IDS)
-def test_conv2d_wgrad_tensor_core(rt, problem):
-    """wgrad v3 (tensor cores, split-K; shuffle emulation on the CPU runtime), float16."""
-    dtype = np.float16
+def test_conv2d_wgrad_tensor_core(rt, problem, dtype):
+    """wgrad v3 (tensor cores, split-K; shuffle emulation on the CPU runtime), float16 and
+    bfloat16."""
     g, x, _, _, dy = conv_case(problem, dtype, "wgrad")
     dw = poisoned(rt, g.w_shape, dtype)
     kernels.conv2d_wgrad(rt, g, on(rt, x), on(rt, dy), dw, version="v3")

@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 
 from gpuconv import kernels, reference
+from gpuconv.dtypes import bfloat16
 from gpuconv.checking import assert_close, compare
 from gpuconv.geometry import conv2d_geometry
 from gpuconv.problems import CONV_PROBLEMS, ConvProblem
@@ -38,9 +39,11 @@ from test_kernels import conv_case, host, on, poisoned, rng_for
 # unit kernels: one warp, fragments built from the PTX ISA formulas
 
 UNIT_KERNELS = r"""
-// D (16x8, f32) = A (16x16, f16, row-major) * B (16x8, f16, row-major: B[k][n]) + C, one warp.
-// Each lane builds its fragments element by element from the PTX ISA formulas
-// (groupID = lane >> 2, threadID_in_group = lane % 4), not from any helper of mma.cuh.
+// D (16x8, f32) = A (16x16, row-major) * B (16x8, row-major: B[k][n]) + C, one warp; A and B
+// of type T (__half: f16, __nv_bfloat16: bf16, as raw 16-bit words). Each lane builds its
+// fragments element by element from the PTX ISA formulas (groupID = lane >> 2,
+// threadID_in_group = lane % 4), not from any helper of mma.cuh.
+template <typename T>
 __global__ void mma_unit(const unsigned short* A, const unsigned short* B, const float* C,
                          float* D) {
     const int lane = fragment_lane();
@@ -64,7 +67,7 @@ __global__ void mma_unit(const unsigned short* A, const unsigned short* B, const
         const int col = (threadID_in_group * 2) + (i & 0x1);
         d[i] = C[row * 8 + col];
     }
-    mma_m16n8k16(d, a, b);
+    mma_m16n8k16<T>(d, a, b);
     for (int i = 0; i < 4; ++i) {
         const int row = i < 2 ? groupID : groupID + 8;
         const int col = (threadID_in_group * 2) + (i & 0x1);
@@ -97,7 +100,9 @@ def ldmatrix_name(num: int, trans: bool) -> str:
     return f"ldmatrix_unit<{num}, {'true' if trans else 'false'}>"
 
 
-UNIT_NAMES = ("mma_unit",) + tuple(ldmatrix_name(n, t) for n in (1, 2, 4) for t in (False, True))
+MMA_UNIT = {np.dtype(np.float16): "mma_unit<__half>", bfloat16: "mma_unit<__nv_bfloat16>"}
+SIXTEEN_BIT = list(MMA_UNIT)
+UNIT_NAMES = tuple(MMA_UNIT.values()) + tuple(ldmatrix_name(n, t) for n in (1, 2, 4) for t in (False, True))
 
 
 def unit_source() -> str:
@@ -147,7 +152,7 @@ def _arrays(runtime):
 def run_mma_unit(runtime, A, B, C, options=()):
     xp, back = _arrays(runtime)
     D = xp.full((16, 8), np.nan, np.float32)
-    f = unit_module(runtime, options).get_function("mma_unit")
+    f = unit_module(runtime, options).get_function(MMA_UNIT[A.dtype])
     f((1,), (32,), (xp.asarray(A.view(np.uint16)), xp.asarray(B.view(np.uint16)),
                     xp.asarray(C), D))
     return back(D)
@@ -157,22 +162,26 @@ def small_integers(rng, shape, dtype):
     return rng.integers(-4, 5, size=shape).astype(dtype)
 
 
-def test_mma_emulation_is_exact_on_integers(runtime):
+@pytest.mark.parametrize("dtype", SIXTEEN_BIT, ids=lambda d: d.name)
+def test_mma_emulation_is_exact_on_integers(runtime, dtype):
     """Small integers: every product and sum is exact in fp32, so D must equal A*B + C
     bit for bit, whatever the summation order."""
     rng = rng_for("mma exact")
-    A = small_integers(rng, (16, 16), np.float16)
-    B = small_integers(rng, (16, 8), np.float16)
+    A = small_integers(rng, (16, 16), dtype)
+    B = small_integers(rng, (16, 8), dtype)
     C = small_integers(rng, (16, 8), np.float32)
     D = run_mma_unit(runtime, A, B, C)
     expected = A.astype(np.float64) @ B.astype(np.float64) + C
     np.testing.assert_array_equal(D, expected.astype(np.float32))
 
 
-def test_mma_emulation_on_random_halves(runtime):
+@pytest.mark.parametrize("dtype", SIXTEEN_BIT, ids=lambda d: d.name)
+def test_mma_emulation_on_random_halves(runtime, dtype):
+    """Random 16-bit values: their products are exact in fp32 (11 + 11 or 8 + 8 significant
+    bits), so only the fp32 sums round."""
     rng = rng_for("mma random")
-    A = rng.uniform(-1, 1, (16, 16)).astype(np.float16)
-    B = rng.uniform(-1, 1, (16, 8)).astype(np.float16)
+    A = rng.uniform(-1, 1, (16, 16)).astype(dtype)
+    B = rng.uniform(-1, 1, (16, 8)).astype(dtype)
     C = rng.uniform(-1, 1, (16, 8)).astype(np.float32)
     D = run_mma_unit(runtime, A, B, C)
     expected = A.astype(np.float64) @ B.astype(np.float64) + C
@@ -426,13 +435,15 @@ FEW_FILTERS = conv2d_geometry((8, 64, 32, 32), (16, 64, 3, 3), padding=1)
 
 
 @pytest.mark.parametrize("op", V3_OPS)
-def test_v3_exists_for_float16_only(op):
+def test_v3_exists_for_16_bit_types_only(op):
     source = f"conv2d_{op}.cu"
     assert f"conv2d_{op}_v3_mma<__half>" in kernels.name_expressions(source)
+    assert f"conv2d_{op}_v3_mma<__nv_bfloat16>" in kernels.name_expressions(source)
     assert f"conv2d_{op}_v3_mma<float>" not in kernels.name_expressions(source)
     with pytest.raises(ValueError, match="float16"):
         kernels.select_version(op, RESNET_3X3, np.float32, version="v3")
-    assert kernels.select_version(op, RESNET_3X3, np.float16, version="v3") == "v3"
+    for dtype in SIXTEEN_BIT:
+        assert kernels.select_version(op, RESNET_3X3, dtype, version="v3") == "v3"
 
 
 def test_heuristic_takes_tensor_cores_for_float16_on_sm80_and_newer():
@@ -440,6 +451,8 @@ def test_heuristic_takes_tensor_cores_for_float16_on_sm80_and_newer():
     assert h("fprop", RESNET_3X3, np.float16, 90) == "v3"
     assert h("fprop", RESNET_3X3, np.float16, 80) == "v3"
     assert h("fprop", RESNET_3X3, np.float16, 75) == "v2"     # no m16n8k16: emulated there
+    assert h("fprop", RESNET_3X3, bfloat16, 90) == "v3"
+    assert h("fprop", RESNET_3X3, bfloat16, 75) == "v2"
     assert h("fprop", RESNET_3X3, np.float32, 90) == "v2"     # no float32 instance
     assert h("fprop", RESNET_3X3, np.float16, None) == "v2"   # CPU runtime: emulated
     assert h("fprop", RESNET_3X3) == "v2"                     # no dtype, no device
