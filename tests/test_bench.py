@@ -70,6 +70,25 @@ def test_peaks_computed_and_from_the_datasheet():
     assert bench.peaks({"name": "Mystery"}, "float32") == {}
 
 
+def test_tensor_core_results_are_fractions_of_the_tensor_peak():
+    """A v3 (tensor-core) fp16/bf16 result is measured against the dense FP16/BF16 tensor
+    peak, a v2 result of the same dtype against the FP32 lanes' peak."""
+    h100 = {"name": "NVIDIA H100 80GB HBM3", "compute_capability": [9, 0], "sm_count": 132,
+            "clock_khz": 1980000}
+    for dtype in ("float16", "bfloat16"):
+        peak = bench.peaks(h100, dtype)
+        assert peak["tensor_flops"] == 989e12 and "tensor" in peak["tensor_flops_source"]
+    assert "tensor_flops" not in bench.peaks(h100, "float32")
+    peak = bench.peaks(h100, "float16")
+    flops = 2 * 32 * 64 * 56 * 56 * 64 * 9
+    v3 = bench.add_ratios({"op": "fprop", "gpuconv_ms": 1.0, "gpuconv_version": "v3",
+                           "flops": flops}, peak)
+    v2 = bench.add_ratios({"op": "fprop", "gpuconv_ms": 1.0, "gpuconv_version": "v2",
+                           "flops": flops}, peak)
+    assert v3["fraction_of_peak"] == pytest.approx(flops / 1e-3 / 989e12)
+    assert v2["fraction_of_peak"] == pytest.approx(flops / 1e-3 / peak["flops"])
+
+
 def test_result_path(tmp_path):
     p = bench.result_path(None, "NVIDIA H100 80GB HBM3", "2026-11-02")
     assert p.name == "nvidia-h100-80gb-hbm3-2026-11-02.json" and p.parent.name == "results"
