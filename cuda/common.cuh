@@ -52,10 +52,10 @@ __device__ __forceinline__ __half __float2half_rn(float f) {
 }
 
 // __nv_bfloat16: the upper 16 bits of an IEEE binary32 (8 exponent bits, 7 mantissa bits).
-// Widening is a shift; narrowing rounds to nearest even in integer arithmetic (a quiet NaN
-// stays NaN; finite values past the largest bfloat16 round to inf) — what cvt.rn.bf16.f32
-// does on sm_80+, written out so that sm_75 and the CPU runtime (cuda_cpu.h, the same
-// formula) give the same bits.
+// Widening is a shift; narrowing rounds to nearest even in integer arithmetic (finite values
+// past the largest bfloat16 round to inf), as cvt.rn.bf16.f32 does on sm_80+; a NaN stays a
+// quiet NaN of the same sign (payload kept, not canonical). Written out so that every device
+// and the CPU runtime (cuda_cpu.h, the same formula) give the same bits.
 struct __align__(2) __nv_bfloat16 {
     unsigned short __x;
 };

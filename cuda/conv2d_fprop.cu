@@ -377,9 +377,7 @@ struct FpropV3XLoader {
         advance_by_step(step, R, S, c0, r0, s0);
     }
     __device__ __forceinline__ void store(const unsigned (&regs)[WORDS], unsigned short* tile) {
-        uint4* dst = reinterpret_cast<uint4*>(tile + m_local * PITCH + kk_local);
-        dst[0] = make_uint4(regs[0], regs[1], regs[2], regs[3]);
-        dst[1] = make_uint4(regs[4], regs[5], regs[6], regs[7]);
+        mma_store_16_halves<PITCH>(regs, tile, m_local, kk_local);
     }
 };
 

@@ -39,7 +39,7 @@
 //   conv2d_bgrad_v2_tree<T>    one block per filter: each thread sums a fixed strided subset of
 //                              the N*P*Q values (coalesced), then a shared-memory tree adds the
 //                              partial sums in a fixed pairing.
-//   conv2d_wgrad_v3_mma<__half>
+//   conv2d_wgrad_v3_mma<T>     (T = __half or __nv_bfloat16)
 //                              the split-K implicit GEMM on tensor cores (mma.sync m16n8k16,
 //                              fp32 accumulation; mma.cuh), transposed so that the gathered
 //                              operand (x's im2col) is the register-staged A: GEMM rows =
@@ -356,7 +356,8 @@ conv2d_bgrad_v2_tree(const T* __restrict__ dy, T* __restrict__ db, int N, int K,
 }
 
 // ---------------------------------------------------------------------------------------
-// v3: the weight gradient on tensor cores (fp16 inputs, fp32 accumulation), mma.sync m16n8k16.
+// v3: the weight gradient on tensor cores (fp16 or bf16 inputs, fp32 accumulation),
+// mma.sync m16n8k16.
 //
 // dw[k][(c, r, s)] is the GEMM dw^T = X_col^T * dy^T over the reduction j = (n, p, q):
 //
@@ -376,7 +377,8 @@ conv2d_bgrad_v2_tree(const T* __restrict__ dy, T* __restrict__ db, int N, int K,
 //   epilogue     straight from the accumulator fragments: dw is small next to the reduction
 //                that produced it, so its stores are not worth a shared-memory transpose.
 //
-// Deterministic (fixed tiles, fixed split order, no atomics). T must be __half. Limits: as v2.
+// Deterministic (fixed tiles, fixed split order, no atomics). T must be a 16-bit type (__half,
+// __nv_bfloat16). Limits: as v2 (pixel indices within a plane in 64 bits).
 
 #ifndef WGRAD_V3_BM
 #define WGRAD_V3_BM 128  // (c, r, s) GEMM rows per block
@@ -463,9 +465,7 @@ struct WgradV3XLoader {
         advance_by_step(step, P, Q, n, p, q);
     }
     __device__ __forceinline__ void store(const unsigned (&regs)[WORDS], unsigned short* tile) {
-        uint4* dst = reinterpret_cast<uint4*>(tile + m_local * PITCH + jj_local);
-        dst[0] = make_uint4(regs[0], regs[1], regs[2], regs[3]);
-        dst[1] = make_uint4(regs[4], regs[5], regs[6], regs[7]);
+        mma_store_16_halves<PITCH>(regs, tile, m_local, jj_local);
     }
 };
 
@@ -481,15 +481,16 @@ struct WgradV3DyLoader {
     const unsigned short* dy;        // dy itself (a valid address for zero-byte copies)
     const unsigned short* dy_filter; // dy + k*P*Q for this thread's filter (image 0)
     bool col_valid, vector_ok;
-    int n_local, jj_local, N, PQ;
-    long long image_stride;          // K*P*Q
-    int n, pq;                       // pixel of this thread's first slot in the next tile
+    int n_local, jj_local, N;
+    long long PQ, image_stride;      // P*Q (a plane may hold more than 2^31 pixels), K*P*Q
+    int n;                           // image and in-plane pixel of this thread's first slot
+    long long pq;                    // in the next tile
 
     __device__ __forceinline__ void init(const unsigned short* dy_, long long j_first, int k_first,
                                          int Kg_left, int N_, int K, int P, int Q, int tid) {
         dy = dy_;
         N = N_;
-        PQ = P * Q;
+        PQ = (long long)P * Q;
         n_local = tid / (BK / PER_THREAD);
         jj_local = (tid % (BK / PER_THREAD)) * PER_THREAD;
         col_valid = n_local < Kg_left;
@@ -497,7 +498,7 @@ struct WgradV3DyLoader {
         dy_filter = dy + (long long)(col_valid ? k_first + n_local : 0) * PQ;
         const long long j = j_first + jj_local;
         n = (int)(j / PQ);
-        pq = (int)(j - (long long)n * PQ);
+        pq = j - (long long)n * PQ;
         vector_ok = PQ % PER_THREAD == 0 &&
                     (reinterpret_cast<unsigned long long>(dy) & 15ull) == 0;
     }
@@ -509,7 +510,8 @@ struct WgradV3DyLoader {
             cp_async_16(dst, inside ? dy_filter + n * image_stride + pq : dy, inside ? 16 : 0);
         } else {
             unsigned words[PER_THREAD / 2];
-            int nn = n, pp = pq;
+            int nn = n;
+            long long pp = pq;
 #pragma unroll
             for (int i = 0; i < PER_THREAD; ++i) {
                 const unsigned v = (col_valid && nn < N) ? dy_filter[nn * image_stride + pp] : 0u;

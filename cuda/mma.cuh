@@ -20,6 +20,8 @@
 //   cp_async_commit / cp_async_wait_all
 //   fragment_lane()              the lane id the kernels use for fragment index math, with
 //                                  the GPUCONV_TEST_SWAP_LANES test hook (see there)
+//   mma_double_buffered          the two-stage load / multiply pipeline of both tile loops
+//   mma_store_16_halves          a register-staged A loader's 16 halves into shared memory
 //   mma_gemm_mainloop            the v3 kernels' double-buffered shared-memory tile loop
 //   mma_stage_tile               their epilogue's staging of the rounded tile (+ bias)
 //
@@ -117,6 +119,54 @@ template <typename T> __device__ __forceinline__ float mma_hi(unsigned pair) {
 __device__ __forceinline__ unsigned long long mma_join(unsigned lo, unsigned hi) {
     return (unsigned long long)lo | ((unsigned long long)hi << 32);
 }
+
+// One step of both mma emulations (m16n8k16 f16/bf16 and m16n8k8 tf32 share the register
+// roles: a[0] / a[1] hold rows g / g+8 of the first k slice, a[2] / a[3] of the second;
+// b[0] / b[1] column g of the first / second k slice). This lane owns D rows g and g+8 and
+// columns 2t and 2t+1, so at step j it fetches, with 64-bit shuffles of register pairs,
+//   a_words[row][slice]  from lane 4g + j          (row 0: g, row 1: g + 8)
+//   b_words[col][slice]  from lane 4(2t + col) + j (col 0: 2t, col 1: 2t + 1)
+// — each the word holding step j's part of that row / column in that k slice.
+__device__ __forceinline__ void mma_emulation_fetch(const unsigned (&a)[4], const unsigned (&b)[2],
+                                                    int j, unsigned (&a_words)[2][2],
+                                                    unsigned (&b_words)[2][2]) {
+    const int lane = (int)(threadIdx.x & 31);  // the hardware's lane id, never the test hook's
+    const int g = lane >> 2, t = lane & 3;
+    const unsigned long long ra01 = __shfl_sync(0xffffffffu, mma_join(a[0], a[1]), 4 * g + j);
+    const unsigned long long ra23 = __shfl_sync(0xffffffffu, mma_join(a[2], a[3]), 4 * g + j);
+    const unsigned long long b01 = mma_join(b[0], b[1]);
+    const unsigned long long rb0 = __shfl_sync(0xffffffffu, b01, 4 * (2 * t) + j);
+    const unsigned long long rb1 = __shfl_sync(0xffffffffu, b01, 4 * (2 * t + 1) + j);
+    a_words[0][0] = (unsigned)ra01;          a_words[0][1] = (unsigned)ra23;
+    a_words[1][0] = (unsigned)(ra01 >> 32);  a_words[1][1] = (unsigned)(ra23 >> 32);
+    b_words[0][0] = (unsigned)rb0;           b_words[0][1] = (unsigned)(rb0 >> 32);
+    b_words[1][0] = (unsigned)rb1;           b_words[1][1] = (unsigned)(rb1 >> 32);
+}
+
+// mma_emulate: d[0..3] += A * B from the fragments, for both emulated mmas. Step j = 0..3
+// fetches step j's words (mma_emulation_fetch) and adds, for each of this lane's four D
+// elements (rows g, g+8 x columns 2t, 2t+1), the products of the A row's and the B column's
+// words of both k slices: dot(sum, a_word, b_word) adds one word pair's products (the f16 /
+// bf16 mma: 2 k per word, all 16 after 4 steps; tf32: 1 k per word, all 8).
+template <class WordDot>
+__device__ __forceinline__ void mma_emulate(float (&d)[4], const unsigned (&a)[4],
+                                            const unsigned (&b)[2], WordDot dot) {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+        unsigned a_words[2][2], b_words[2][2];
+        mma_emulation_fetch(a, b, j, a_words, b_words);
+#pragma unroll
+        for (int row = 0; row < 2; ++row)
+#pragma unroll
+            for (int col = 0; col < 2; ++col) {
+                float s = d[row * 2 + col];
+#pragma unroll
+                for (int slice = 0; slice < 2; ++slice)
+                    s = dot(s, a_words[row][slice], b_words[col][slice]);
+                d[row * 2 + col] = s;
+            }
+    }
+}
 #endif
 
 // ---------------------------------------------------------------------------------------
@@ -140,41 +190,11 @@ __device__ __forceinline__ void mma_m16n8k16(float (&d)[4], const unsigned (&a)[
             : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
             : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 #else
-    // This lane owns D rows g and g+8, columns 2t and 2t+1 (c0..c3). Row g of A lives in the
-    // four lanes 4g .. 4g+3 of its own group (lane 4g+j: a[0] = A[g][2j..2j+1], a[2] =
-    // A[g][2j+8..2j+9]; row g+8 likewise in a[1], a[3]); column n of B lives in lanes
-    // 4n .. 4n+3 (lane 4n+j: b[0] = B[2j..2j+1][n], b[1] = B[2j+8..2j+9][n]). Step j fetches
-    // the k slices {2j, 2j+1, 2j+8, 2j+9} of both A rows and both B columns, with 64-bit
-    // shuffles (two f16x2 registers each), and adds their products: all 16 k after 4 steps.
-    const int lane = (int)(threadIdx.x & 31);  // the hardware's lane id, never the test hook's
-    const int g = lane >> 2, t = lane & 3;
-    const unsigned long long a01 = mma_join(a[0], a[1]), a23 = mma_join(a[2], a[3]);
-    const unsigned long long b01 = mma_join(b[0], b[1]);
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-        const unsigned long long ra01 = __shfl_sync(0xffffffffu, a01, 4 * g + j);
-        const unsigned long long ra23 = __shfl_sync(0xffffffffu, a23, 4 * g + j);
-        const unsigned long long rb0 = __shfl_sync(0xffffffffu, b01, 4 * (2 * t) + j);
-        const unsigned long long rb1 = __shfl_sync(0xffffffffu, b01, 4 * (2 * t + 1) + j);
-        // A[row][k] for k = 2j, 2j+1, 2j+8, 2j+9; rows g (index 0) and g+8 (index 1).
-        const unsigned a_words[2][2] = {{(unsigned)ra01, (unsigned)ra23},
-                                        {(unsigned)(ra01 >> 32), (unsigned)(ra23 >> 32)}};
-        // B[k][col] for the same k; columns 2t (index 0) and 2t+1 (index 1).
-        const unsigned b_words[2][2] = {{(unsigned)rb0, (unsigned)(rb0 >> 32)},
-                                        {(unsigned)rb1, (unsigned)(rb1 >> 32)}};
-#pragma unroll
-        for (int row = 0; row < 2; ++row)
-#pragma unroll
-            for (int col = 0; col < 2; ++col) {
-                float s = d[row * 2 + col];
-#pragma unroll
-                for (int half8 = 0; half8 < 2; ++half8) {  // k = 2j + {0,1}, then + 8
-                    s += mma_lo<T>(a_words[row][half8]) * mma_lo<T>(b_words[col][half8]);
-                    s += mma_hi<T>(a_words[row][half8]) * mma_hi<T>(b_words[col][half8]);
-                }
-                d[row * 2 + col] = s;
-            }
-    }
+    // Each word pair holds two k (low and high halves): both products, low first.
+    mma_emulate(d, a, b, [](float s, unsigned a_word, unsigned b_word) {
+        s += mma_lo<T>(a_word) * mma_lo<T>(b_word);
+        return s + mma_hi<T>(a_word) * mma_hi<T>(b_word);
+    });
 #endif
 }
 
@@ -256,8 +276,60 @@ __device__ __forceinline__ void cp_async_wait_all() {
 }
 
 // ---------------------------------------------------------------------------------------
+// mma_store_16_halves: a thread's 16 gathered operand halves (8 f16x2 words, as the v3 kernels'
+// register-staged A loaders hold them) into tile[row][col .. col + 15] (row pitch PITCH
+// halves, col a multiple of 8: 16-byte aligned) as two 16-byte shared stores.
+template <int PITCH>
+__device__ __forceinline__ void mma_store_16_halves(const unsigned (&regs)[8], unsigned short* tile,
+                                                    int row, int col) {
+    uint4* dst = reinterpret_cast<uint4*>(tile + row * PITCH + col);
+    dst[0] = make_uint4(regs[0], regs[1], regs[2], regs[3]);
+    dst[1] = make_uint4(regs[4], regs[5], regs[6], regs[7]);
+}
+
+// mma_double_buffered: the two-stage pipeline both tensor-core tile loops run (f16/bf16 and
+// tf32). a_stage(s) / b_stage(s) give stage s's shared tiles; math(s) multiplies stage s into
+// the accumulators. The next tile's A loads are issued into registers before the math and
+// stored after it; the next B tile is copied asynchronously into the free stage during the
+// math. One barrier per tile (block_sync ids 5 and 6, common.cuh).
+template <class ALoader, class BLoader, class AStage, class BStage, class Math>
+__device__ __forceinline__ void mma_double_buffered(ALoader& a, BLoader& b, int tiles,
+                                                    AStage a_stage, BStage b_stage, Math math) {
+    unsigned a_regs[ALoader::WORDS];
+    a.load(a_regs);
+    b.load(b_stage(0));
+    cp_async_commit();
+    a.store(a_regs, a_stage(0));
+    cp_async_wait_all();
+    // Barrier 5: the first tile is in shared memory (this thread's cp.async copies have
+    // landed: wait_all above) before any warp reads rows other threads stored.
+    block_sync(5);
+
+    for (int t = 0; t < tiles; ++t) {
+        const int buf = t & 1;
+        const bool has_next = t + 1 < tiles;
+        // Issue the next tile's loads now: A into registers, B straight into the free stage
+        // (every warp finished reading it before the barrier that ended the last iteration).
+        if (has_next) {
+            a.load(a_regs);
+            b.load(b_stage(buf ^ 1));
+            cp_async_commit();
+        }
+        math(buf);
+        if (has_next) {
+            a.store(a_regs, a_stage(buf ^ 1));
+            cp_async_wait_all();
+        }
+        // Barrier 6, two duties: (1) the next tile (A stored above, B copied and waited for)
+        // is complete before anyone reads it; (2) every warp has finished reading stage buf
+        // before the next iteration's loads overwrite it.
+        block_sync(6);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // mma_gemm_mainloop: acc += the block's BM x BN tile of an implicit GEMM over `tiles`
-// reduction tiles of BK, on tensor cores (the v3 kernels: conv2d fprop and dgrad).
+// reduction tiles of BK, on tensor cores (the v3 kernels: conv2d fprop, dgrad and wgrad).
 //
 //   a_smem[stage][row][kk], b_smem[stage][col][kk]: both operands as reduction-contiguous
 //   rows of BK + MMA_SMEM_SKEW halves (80 bytes for BK = 32: the 8 rows one ldmatrix phase
@@ -275,9 +347,7 @@ __device__ __forceinline__ void cp_async_wait_all() {
 //   8-15), (8-15, 0-7), (8-15, 8-15) = b[0..1] of the first fragment, then of the second: lane
 //   l supplies column l % 8 + (l / 16) * 8 at kk ((l / 8) % 2) * 8. A column of B is a row
 //   of b_smem, so the non-transposed load gives the mma's "col" B layout.
-//   Pipeline: the next A tile's loads are issued into registers before the math and stored
-//   after it; the next B tile is copied asynchronously into the free stage during the math.
-//   One barrier per tile (block_sync ids 5 and 6, common.cuh).
+//   Pipeline: mma_double_buffered (above).
 #define MMA_SMEM_SKEW 8  // halves of padding per shared row (keeps rows 16-byte aligned)
 
 template <typename T, int BM, int BN, int BK, int WM, int WN, class ALoader, class BLoader>
@@ -294,26 +364,8 @@ __device__ __forceinline__ void mma_gemm_mainloop(
     const int a_row = warp_m + lane % 16, a_kk = (lane / 16) * 8;
     const int b_row = warp_n + lane % 8 + (lane / 16) * 8, b_kk = ((lane / 8) % 2) * 8;
 
-    unsigned a_regs[ALoader::WORDS];
-    a.load(a_regs);
-    b.load(&b_smem[0][0][0]);
-    cp_async_commit();
-    a.store(a_regs, &a_smem[0][0][0]);
-    cp_async_wait_all();
-    // Barrier 5: the first tile is in shared memory (this thread's cp.async copies have
-    // landed: wait_all above) before any warp reads rows other threads stored.
-    block_sync(5);
-
-    for (int t = 0; t < tiles; ++t) {
-        const int buf = t & 1;
-        const bool has_next = t + 1 < tiles;
-        // Issue the next tile's loads now: A into registers, B straight into the free stage
-        // (every warp finished reading it before the barrier that ended the last iteration).
-        if (has_next) {
-            a.load(a_regs);
-            b.load(&b_smem[buf ^ 1][0][0]);
-            cp_async_commit();
-        }
+    mma_double_buffered(a, b, tiles, [&](int stage) { return &a_smem[stage][0][0]; },
+                        [&](int stage) { return &b_smem[stage][0][0]; }, [&](int buf) {
 #pragma unroll
         for (int ks = 0; ks < BK; ks += 16) {
             unsigned af[MI][4], bf[NJ][2];
@@ -332,15 +384,7 @@ __device__ __forceinline__ void mma_gemm_mainloop(
 #pragma unroll
                 for (int j = 0; j < NJ; ++j) mma_m16n8k16<T>(acc[i][j], af[i], bf[j]);
         }
-        if (has_next) {
-            a.store(a_regs, &a_smem[buf ^ 1][0][0]);
-            cp_async_wait_all();
-        }
-        // Barrier 6, two duties: (1) the next tile (A stored above, B copied and waited for)
-        // is complete before anyone reads it; (2) every warp has finished reading stage buf
-        // before the next iteration's loads overwrite it.
-        block_sync(6);
-    }
+    });
 }
 
 // mma_stage_tile: after the mainloop (its last barrier ended every read of a_smem), write
@@ -445,38 +489,10 @@ __device__ __forceinline__ void mma_m16n8k8_tf32(float (&d)[4], const unsigned (
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 #else
-    // This lane owns D rows g and g+8, columns 2t and 2t+1 (c0..c3). Row g of A lives in the
-    // four lanes 4g .. 4g+3 of its own group (lane 4g+j: a[0] = A[g][j], a[2] = A[g][j+4];
-    // row g+8 likewise in a[1], a[3]); column n of B lives in lanes 4n .. 4n+3 (lane 4n+j:
-    // b[0] = B[j][n], b[1] = B[j+4][n]). Step j fetches k = j and j + 4 of both A rows and
-    // both B columns with 64-bit shuffles (two registers each): all 8 k after 4 steps.
-    const int lane = (int)(threadIdx.x & 31);  // the hardware's lane id, never the test hook's
-    const int g = lane >> 2, t = lane & 3;
-    const unsigned long long a01 = mma_join(a[0], a[1]), a23 = mma_join(a[2], a[3]);
-    const unsigned long long b01 = mma_join(b[0], b[1]);
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-        const unsigned long long ra01 = __shfl_sync(0xffffffffu, a01, 4 * g + j);
-        const unsigned long long ra23 = __shfl_sync(0xffffffffu, a23, 4 * g + j);
-        const unsigned long long rb0 = __shfl_sync(0xffffffffu, b01, 4 * (2 * t) + j);
-        const unsigned long long rb1 = __shfl_sync(0xffffffffu, b01, 4 * (2 * t + 1) + j);
-        // A[row][k] for k = j (index 0) and j + 4 (index 1); rows g (0) and g+8 (1).
-        const unsigned a_words[2][2] = {{(unsigned)ra01, (unsigned)ra23},
-                                        {(unsigned)(ra01 >> 32), (unsigned)(ra23 >> 32)}};
-        // B[k][col] for the same k; columns 2t (index 0) and 2t+1 (index 1).
-        const unsigned b_words[2][2] = {{(unsigned)rb0, (unsigned)(rb0 >> 32)},
-                                        {(unsigned)rb1, (unsigned)(rb1 >> 32)}};
-#pragma unroll
-        for (int row = 0; row < 2; ++row)
-#pragma unroll
-            for (int col = 0; col < 2; ++col) {
-                float s = d[row * 2 + col];
-#pragma unroll
-                for (int kk = 0; kk < 2; ++kk)
-                    s += mma_tf32_value(a_words[row][kk]) * mma_tf32_value(b_words[col][kk]);
-                d[row * 2 + col] = s;
-            }
-    }
+    // Each word holds one k.
+    mma_emulate(d, a, b, [](float s, unsigned a_word, unsigned b_word) {
+        return s + mma_tf32_value(a_word) * mma_tf32_value(b_word);
+    });
 #endif
 }
 
@@ -495,7 +511,7 @@ __device__ __forceinline__ void mma_m16n8k8_tf32(float (&d)[4], const unsigned (
 //   Fragments: per k8 step, plain 32-bit shared loads at the layout's own coordinates: A
 //   fragment i from rows warp_m + 16i + {g, g+8}, columns kk {t, t+4}; B fragment j from
 //   b_smem row (= B column) warp_n + 8j + g, columns kk {t, t+4}.
-//   Pipeline and barriers: mma_gemm_mainloop's (block_sync ids 5 and 6, common.cuh).
+//   Pipeline and barriers: mma_double_buffered's (block_sync ids 5 and 6, common.cuh).
 //
 // Skew: one fragment load has the 32 lanes read rows r + g (g = 0..7) at column c + t
 // (t = 0..3), i.e. word (r + g) * P + c + t for the row pitch P = BK + 4. With BK % 8 == 0,
@@ -518,26 +534,8 @@ __device__ __forceinline__ void mma_tf32_gemm_mainloop(
     const int lane = fragment_lane();
     const int g = lane >> 2, t = lane & 3;
 
-    unsigned a_regs[ALoader::WORDS];
-    a.load(a_regs);
-    b.load(&b_smem[0][0][0]);
-    cp_async_commit();
-    a.store(a_regs, &a_smem[0][0][0]);
-    cp_async_wait_all();
-    // Barrier 5: the first tile is in shared memory (this thread's cp.async copies have
-    // landed: wait_all above) before any warp reads rows other threads stored.
-    block_sync(5);
-
-    for (int tile = 0; tile < tiles; ++tile) {
-        const int buf = tile & 1;
-        const bool has_next = tile + 1 < tiles;
-        // Issue the next tile's loads now: A into registers, B straight into the free stage
-        // (every warp finished reading it before the barrier that ended the last iteration).
-        if (has_next) {
-            a.load(a_regs);
-            b.load(&b_smem[buf ^ 1][0][0]);
-            cp_async_commit();
-        }
+    mma_double_buffered(a, b, tiles, [&](int stage) { return &a_smem[stage][0][0]; },
+                        [&](int stage) { return &b_smem[stage][0][0]; }, [&](int buf) {
 #pragma unroll
         for (int ks = 0; ks < BK; ks += 8) {
             unsigned af[MI][4], bf[NJ][2];
@@ -561,15 +559,7 @@ __device__ __forceinline__ void mma_tf32_gemm_mainloop(
 #pragma unroll
                 for (int j = 0; j < NJ; ++j) mma_m16n8k8_tf32(acc[i][j], af[i], bf[j]);
         }
-        if (has_next) {
-            a.store(a_regs, &a_smem[buf ^ 1][0][0]);
-            cp_async_wait_all();
-        }
-        // Barrier 6, two duties: (1) the next tile (A stored above, B copied and waited for)
-        // is complete before anyone reads it; (2) every warp has finished reading stage buf
-        // before the next iteration's loads overwrite it.
-        block_sync(6);
-    }
+    });
 }
 
 #endif  // GPUCONV_MMA_CUH

@@ -127,6 +127,8 @@ def _to_array(t):
     if t is None:
         return None
     t = t.detach()
+    if t.is_conj() or t.is_neg():  # lazy bits that .numpy() and dtype views refuse
+        t = t.resolve_conj().resolve_neg()
     # bfloat16 crosses as its 16 bits (int16): NumPy has no bfloat16 of its own, so torch's
     # .numpy() refuses it; the array side then views the bits as ml_dtypes.bfloat16.
     bf16 = t.dtype == torch.bfloat16
@@ -136,8 +138,6 @@ def _to_array(t):
         import cupy
         a = cupy.from_dlpack(t)
     else:
-        if t.is_conj() or t.is_neg():  # lazy bits that .numpy() refuses
-            t = t.resolve_conj().resolve_neg()
         a = t.numpy()
     return a.view(bfloat16) if bf16 else a
 

@@ -112,22 +112,36 @@ def unit_source() -> str:
 _modules: dict = {}
 
 
-def unit_module(runtime: str = "emulator", options: tuple = ()):
-    key = (runtime, options)
+def build_units(source: str, names: tuple, runtime: str = "emulator", options: tuple = ()):
+    """A module of unit kernels (``source`` with instances ``names``) on the CPU runtime or
+    the GPU, built once per (source, runtime, options)."""
+    key = (source, names, runtime, options)
     if key not in _modules:
         if runtime == "emulator":
             from gpuconv.runtime import cpu_rt
 
-            _modules[key] = cpu_rt.RawModule(code=unit_source(), options=options,
-                                             name_expressions=UNIT_NAMES)
+            _modules[key] = cpu_rt.RawModule(code=source, options=options,
+                                             name_expressions=names)
         else:
             import cupy
 
             cc = cupy.cuda.Device().compute_capability
-            _modules[key] = cupy.RawModule(code=unit_source(),
+            _modules[key] = cupy.RawModule(code=source,
                                            options=("-std=c++17", f"-arch=sm_{cc}") + options,
-                                           name_expressions=UNIT_NAMES)
+                                           name_expressions=names)
     return _modules[key]
+
+
+def unit_module(runtime: str = "emulator", options: tuple = ()):
+    return build_units(unit_source(), UNIT_NAMES, runtime, options)
+
+
+def misaligned(a: np.ndarray, offset: int) -> np.ndarray:
+    """A C-contiguous copy of ``a`` at ``offset`` elements past an aligned buffer's start (not
+    16-byte aligned for a 16-bit ``a`` and offset 1)."""
+    buf = np.zeros(a.size + offset, a.dtype)
+    buf[offset:] = a.ravel()
+    return buf[offset:].reshape(a.shape)
 
 
 RUNTIMES = [pytest.param("emulator", id="emulator"),
@@ -285,9 +299,7 @@ RESNET = next(p for p in CONV_PROBLEMS if p.name == "resnet_3x3_layer")
 def run_v3(rt, problem, tag="v3", w_offset=0):
     g, x, w, b, _ = conv_case(problem, np.float16, tag)
     if w_offset:  # w at an address that is not 16-byte aligned (still C-contiguous)
-        buf = np.zeros(w.size + w_offset, np.float16)
-        buf[w_offset:] = w.ravel()
-        w = buf[w_offset:].reshape(w.shape)
+        w = misaligned(w, w_offset)
     y = poisoned(rt, g.y_shape, np.float16)
     kernels.conv2d_fprop(rt, g, on(rt, x), on(rt, w), None if b is None else on(rt, b), y,
                          version="v3")
@@ -304,9 +316,7 @@ def run_dgrad_v3(rt, problem, tag="v3"):
 def run_wgrad_v3(rt, problem, tag="v3", dy_offset=0):
     g, x, _, _, dy = conv_case(problem, np.float16, tag)
     if dy_offset:  # dy at an address that is not 16-byte aligned (still C-contiguous)
-        buf = np.zeros(dy.size + dy_offset, np.float16)
-        buf[dy_offset:] = dy.ravel()
-        dy = buf[dy_offset:].reshape(dy.shape)
+        dy = misaligned(dy, dy_offset)
     dw = poisoned(rt, g.w_shape, np.float16)
     kernels.conv2d_wgrad(rt, g, on(rt, x), on(rt, dy), dw, version="v3")
     return host(dw), reference.conv2d_weight(x, dy, g)
@@ -405,6 +415,34 @@ def test_wgrad_v3_against_the_reference(problem):
     assert_close(dw, expected, np.float16, what=f"wgrad v3 {problem.name}")
     if problem.name == "wgrad_v3_split_k":
         assert kernels.wgrad_splits(g, "v3") > 1
+
+
+DY_WALK = r"""
+// One thread runs wgrad v3's dy loader with no filter in range (Kg_left = 0: it reads no
+// memory) from pixel j_first for one tile of BK = 32 pixels; out = (n, pq) before and after.
+__global__ void dy_loader_walk(const unsigned short* dy, long long j_first, int N, int P, int Q,
+                               long long* out) {
+    __shared__ __align__(16) unsigned short tile[64][40];
+    WgradV3DyLoader<64, 32, 256> loader;
+    loader.init(dy, j_first, 0, 0, N, 1, P, Q, 0);
+    out[0] = loader.n; out[1] = loader.pq;
+    loader.load(&tile[0][0]);
+    out[2] = loader.n; out[3] = loader.pq;
+}
+"""
+
+
+@pytest.mark.parametrize("P, Q, j_first", [(7, 5, 0), (46341, 46341, 0),
+                                            (46341, 46341, 2 * 46341**2 - 16)])
+def test_wgrad_v3_dy_walk_past_2_to_the_31_pixels_per_plane(P, Q, j_first):
+    """The pixel walk of wgrad v3's dy loader in 64 bits: a 46341 x 46341 plane has more than
+    2^31 pixels (nothing is allocated: the loader has no filter to read)."""
+    walk = build_units(source_text("conv2d_wgrad.cu") + DY_WALK, ("dy_loader_walk",))
+    out = np.zeros(4, np.int64)
+    walk.get_function("dy_loader_walk")((1,), (1,), (np.zeros(8, np.uint16), np.int64(j_first),
+                                                     np.int32(3), np.int32(P), np.int32(Q), out))
+    plane, j_next = P * Q, j_first + 32
+    assert out.tolist() == [j_first // plane, j_first % plane, j_next // plane, j_next % plane]
 
 
 def test_wgrad_v3_with_misaligned_dy_takes_the_scalar_path():

@@ -28,7 +28,7 @@ import pytest
 from gpuconv.runtime import cuda_available
 from gpuconv.sources import source_text
 from helpers import RUNTIMES, rng_for
-from test_tensor_core import SWAP, _arrays, small_integers
+from test_tensor_core import SWAP, _arrays, build_units, small_integers
 
 # ----------------------------------------------------------------------------------------
 # unit kernels
@@ -169,27 +169,9 @@ def tf32_unit_source() -> str:
                       TF32_UNIT_KERNELS])
 
 
-_modules: dict = {}
-
-
 def tf32_module(runtime: str = "emulator", options: tuple = ()):
-    """The unit kernels, built once per runtime and options (test_tensor_core.unit_module's
-    mechanism, for this file's source)."""
-    key = (runtime, options)
-    if key not in _modules:
-        if runtime == "emulator":
-            from gpuconv.runtime import cpu_rt
-
-            _modules[key] = cpu_rt.RawModule(code=tf32_unit_source(), options=options,
-                                             name_expressions=TF32_UNIT_NAMES)
-        else:
-            import cupy
-
-            cc = cupy.cuda.Device().compute_capability
-            _modules[key] = cupy.RawModule(code=tf32_unit_source(),
-                                           options=("-std=c++17", f"-arch=sm_{cc}") + options,
-                                           name_expressions=TF32_UNIT_NAMES)
-    return _modules[key]
+    """The unit kernels, built once per runtime and options."""
+    return build_units(tf32_unit_source(), TF32_UNIT_NAMES, runtime, options)
 
 
 @pytest.fixture(params=RUNTIMES)

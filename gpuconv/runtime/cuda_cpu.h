@@ -273,8 +273,9 @@ static inline __half __hmin(__half a, __half b) { return float(a) < float(b) ? a
 
 // ---------------------------------------------------------------- __nv_bfloat16 (bfloat16 storage)
 // The upper 16 bits of an IEEE binary32, as cuda_bf16.h's __nv_bfloat16 stores it: widening is
-// a shift; narrowing rounds to nearest even (NaN stays a quiet NaN of the same sign; finite
-// values past the largest bfloat16 round to inf), exactly like cvt.rn.bf16.f32.
+// a shift; narrowing rounds to nearest even like cvt.rn.bf16.f32 (finite values past the
+// largest bfloat16 round to inf); a NaN stays a quiet NaN of the same sign, its payload's top
+// bits kept (no canonical NaN). cuda/common.cuh has the same formula for the GPU.
 static inline float gpuconv_bf16_bits_to_float(unsigned short b) { return __uint_as_float((unsigned)b << 16); }
 static inline unsigned short gpuconv_float_to_bf16_bits(float f) {
   unsigned x = __float_as_uint(f);
