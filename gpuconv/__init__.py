@@ -7,15 +7,18 @@ Public API (PyTorch semantics, on NumPy and CuPy arrays)::
                        ceil_mode=False, return_indices=False)
     gpuconv.grad.conv2d_input / conv2d_weight / conv2d_bias / max_pool2d_input
     gpuconv.use_backend(name)   # 'auto', 'cuda', 'emulator', 'numpy'; env GPUCONV_BACKEND
+    gpuconv.allow_tf32()        # float32 convolutions may use TF32 tensor cores; env GPUCONV_ALLOW_TF32
 """
 
 from . import grad
 from .backend import current_backend, use_backend
 from .functional import conv2d, max_pool2d
+from .kernels import allow_tf32
 
 __version__ = "0.1.0"
 
-__all__ = ["conv2d", "max_pool2d", "grad", "use_backend", "current_backend", "__version__"]
+__all__ = ["conv2d", "max_pool2d", "grad", "use_backend", "current_backend", "allow_tf32",
+           "__version__"]
 
 # average and Lp-norm pooling, separable convolution (seed 002 §9.3, §9.8); gradients in
 # gpuconv.grad

@@ -8,6 +8,7 @@ than float16's 11); float64 leaves room only for a different summation order.
 
 from __future__ import annotations
 
+import contextvars
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,15 @@ TOLERANCES = {
 }
 
 
+# TF32 (float32 operands on tensor cores, an opt-in: kernels.allow_tf32). Every operand keeps 10
+# of float32's 23 fraction bits (rounded, or truncated by the tensor core), so each product is
+# within 2^-9 of exact: a convolution's error is at most 2^-9 * sum |x * w|, the convolution of
+# |x| with |w| — allowed on top of float32's tolerance wherever a check runs on TF32.
+TF32_PRODUCT_ERROR = 2.0 ** -9
+_on_tf32: contextvars.ContextVar[bool] = contextvars.ContextVar("gpuconv_check_tf32",
+                                                                default=False)
+
+
 def tolerance(dtype) -> tuple[float, float]:
     """(atol, rtol) for results of this dtype."""
     return TOLERANCES[np.dtype(dtype)]
@@ -34,15 +44,17 @@ class Comparison:
     atol: float
     rtol: float
     report: str
+    bounded: bool = False  # an error bound (TF32) was allowed on top of atol + rtol*|ref|
 
     def __bool__(self) -> bool:
         return self.ok
 
 
-def compare(actual, expected, dtype=None, scale: float = 1.0) -> Comparison:
+def compare(actual, expected, dtype=None, scale: float = 1.0, bound=None) -> Comparison:
     """Compare two arrays element by element; ``report`` lists the first mismatches.
 
-    ``scale`` widens the tolerance for results that sum many terms (e.g. a long reduction).
+    ``scale`` widens the tolerance for results that sum many terms (e.g. a long reduction);
+    ``bound`` (an array like ``expected``) is an error bound allowed on top (TF32).
     """
     actual = np.asarray(actual)
     expected = np.asarray(expected)
@@ -57,21 +69,24 @@ def compare(actual, expected, dtype=None, scale: float = 1.0) -> Comparison:
     same_inf = np.isinf(e) & (a == e)
     with np.errstate(invalid="ignore"):
         err = np.abs(a - e)
-        bad = ~(both_nan | same_inf | (err <= atol + rtol * np.abs(e)))
+        allowed = atol + rtol * np.abs(e)
+        if bound is not None:
+            allowed = allowed + np.asarray(bound, np.float64)
+        bad = ~(both_nan | same_inf | (err <= allowed))
     finite_err = np.where(both_nan | same_inf, 0.0, err)
     if np.isnan(finite_err).any():  # NaN where a number was expected (or the reverse)
         max_error = float("nan")
     else:
         max_error = float(finite_err.max()) if finite_err.size else 0.0
     if not bad.any():
-        return Comparison(True, max_error, atol, rtol, "")
+        return Comparison(True, max_error, atol, rtol, "", bound is not None)
     where = np.argwhere(bad)[:5]
     lines = [f"{int(bad.sum())} of {bad.size} elements differ (max error {max_error:.3g}, "
              f"atol {atol:g}, rtol {rtol:g}); first:"]
     for idx in where:
         t = tuple(int(i) for i in idx)
         lines.append(f"  at {t}: got {a[t]!r}, expected {e[t]!r}")
-    return Comparison(False, max_error, atol, rtol, "\n".join(lines))
+    return Comparison(False, max_error, atol, rtol, "\n".join(lines), bound is not None)
 
 
 def assert_close(actual, expected, dtype=None, scale: float = 1.0, what: str = "") -> None:
@@ -145,11 +160,20 @@ def _conv_case(problem, dtype):
     return x, w, b, dy, conv2d_geometry(problem.x_shape, problem.w_shape, **problem.kwargs)
 
 
+def tf32_bound(x, w, g):
+    """The TF32 error bound of conv2d(x, w): TF32_PRODUCT_ERROR * conv2d(|x|, |w|)."""
+    from . import reference
+    magnitude = reference.conv2d(np.abs(x).astype(np.float64), np.abs(w).astype(np.float64),
+                                 None, g)
+    return TF32_PRODUCT_ERROR * magnitude
+
+
 def _check_conv2d(problem, dtype, dev, host):
     from . import functional, reference
     x, w, b, _, g = _conv_case(problem, dtype)
     got = functional.conv2d(dev(x), dev(w), None if b is None else dev(b), **problem.kwargs)
-    return compare(host(got), reference.conv2d(x, w, b, g), dtype)
+    bound = tf32_bound(x, w, g) if _on_tf32.get() else None
+    return compare(host(got), reference.conv2d(x, w, b, g), dtype, bound=bound)
 
 
 def _check_conv2d_input(problem, dtype, dev, host):
@@ -685,8 +709,17 @@ def check_case(op: str, problem, dtype, to_device=lambda a: a, to_host=np.asarra
     """
     from . import kernels
     forced = {KERNEL_OPS[op]: version} if version is not None else {}
-    with kernels.use_versions(**forced):
-        return CHECKS[op][1](problem, np.dtype(dtype), to_device, to_host)
+    dtype = np.dtype(dtype)
+    # On TF32: the forced version is a tensor-core one, or gpuconv may choose one (allowed).
+    on_tf32 = op in KERNEL_OPS and (
+        kernels.runs_on_tf32(KERNEL_OPS[op], version, dtype) if version is not None
+        else dtype == np.float32 and kernels.tf32_allowed())
+    token = _on_tf32.set(on_tf32)
+    try:
+        with kernels.use_versions(**forced):
+            return CHECKS[op][1](problem, dtype, to_device, to_host)
+    finally:
+        _on_tf32.reset(token)
 
 
 def cases(ops=None, dtypes=DTYPES, versions: bool = False):

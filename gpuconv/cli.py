@@ -53,7 +53,7 @@ def check(runtime: str | None = None, ops=checking.OPS, dtypes=checking.DTYPES,
     name_width = max(len(problem.name) for _, _, problem, _ in todo) if todo else 7
     counter_width = 2 * len(str(len(todo))) + 3
     header = f"{'':>{counter_width}} {'op':<{op_width}} {'dtype':<8} {'problem':<{name_width}} " \
-             f"{'runtime':<9} {'kernel':<6} {'max error':>10} {'tolerance':>17}  result"
+             f"{'runtime':<9} {'kernel':<6} {'max error':>10} {'tolerance':>22}  result"
     print(header, file=out)
     failures = []
     start = time.perf_counter()
@@ -62,12 +62,13 @@ def check(runtime: str | None = None, ops=checking.OPS, dtypes=checking.DTYPES,
             try:
                 result = checking.check_case(op, problem, dtype, to_device, to_host, version)
                 error, ok, report = result.max_error, result.ok, result.report
-                tol = f"{result.atol:.0e}+{result.rtol:.0e}*|ref|"
+                tol = f"{result.atol:.0e}+{result.rtol:.0e}*|ref|" + ("+tf32" if result.bounded
+                                                                      else "")
             except Exception as exc:  # a crash is a failure with its message, not an abort
                 error, ok, report, tol = float("nan"), False, f"{type(exc).__name__}: {exc}", "-"
             print(f"[{i:{len(str(len(todo)))}d}/{len(todo)}] {op:<{op_width}} {dtype.name:<8} "
                   f"{problem.name:<{name_width}} {runtime:<9} {version or 'auto':<6} "
-                  f"{error:10.2e} {tol:>17}  {'pass' if ok else 'FAIL'}",
+                  f"{error:10.2e} {tol:>22}  {'pass' if ok else 'FAIL'}",
                   file=out, flush=True)
             if not ok:
                 failures.append((f"{op} [{version or 'auto'}]", dtype.name, problem.name, report))

@@ -89,6 +89,9 @@ KERNELS["conv2d_wgrad.cu"] += ("conv2d_wgrad_v2_sum_splits",)  # split-K's secon
 # Templates instantiated for some dtypes only (every other template: every dtype in
 # CUDA_TYPES). The tensor-core kernels multiply 16-bit operands (fp32 accumulation).
 TEMPLATE_DTYPES = {f"conv2d_{op}_v3_mma": SIXTEEN_BIT for op in ("fprop", "dgrad", "wgrad")}
+# ... and fprop v3 for float32 on tf32 tensor cores (an opt-in: see allow_tf32).
+TEMPLATE_DTYPES["conv2d_fprop_v3_mma"] += (np.dtype(np.float32),)
+FPROP_TF32_BK = 16  # FPROP_TF32_BK in conv2d_fprop.cu: fprop v3's float32 reduction tile
 # Versions that run on tensor cores: the heuristic and autotune consider them only on devices
 # of compute capability >= TENSOR_CORE_MIN_ARCH (on others, and on the CPU runtime, the
 # kernel runs a slow shuffle emulation of the mma: right, but only for explicit requests).
@@ -363,10 +366,45 @@ def device_arch(rt) -> int | None:
         return None
 
 
+ENV_TF32 = "GPUCONV_ALLOW_TF32"
+_tf32: contextvars.ContextVar[bool | None] = contextvars.ContextVar("gpuconv_tf32", default=None)
+
+
+@contextlib.contextmanager
+def allow_tf32(enabled: bool = True):
+    """Inside the block, float32 convolutions may run on TF32 tensor cores (fprop v3 on
+    sm_80+: 10 fraction bits per operand, each product within 2^-9 of exact) when the heuristic
+    or autotune finds them suitable, like ``torch.backends.cudnn.allow_tf32``. Off by default
+    (float32 stays float32); ``$GPUCONV_ALLOW_TF32=1`` turns it on for the process. Local to
+    the thread or task. An explicit ``version="v3"`` runs TF32 whatever this says."""
+    token = _tf32.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _tf32.reset(token)
+
+
+def tf32_allowed() -> bool:
+    """Whether the heuristic / autotune may pick TF32 kernels for float32 (see allow_tf32)."""
+    flag = _tf32.get()
+    if flag is None:
+        return os.environ.get(ENV_TF32, "") not in ("", "0")
+    return flag
+
+
+def runs_on_tf32(op: str, version: str, dtype) -> bool:
+    """Whether ``version`` of ``op`` runs float32 ``dtype`` on TF32 tensor cores."""
+    return ((op, version) in TENSOR_CORE_VERSIONS and dtype is not None
+            and np.dtype(dtype) == np.float32)
+
+
 def runs_well_here(op: str, version: str, dtype, arch: int | None) -> bool:
     """Whether the heuristic / autotune may consider ``version``: it has an instance for
-    ``dtype``, and a tensor-core version only on a device with tensor-core mma (sm_80+)."""
+    ``dtype``, and a tensor-core version only on a device with tensor-core mma (sm_80+), for
+    float32 (TF32) only when tf32_allowed()."""
     if dtype_unsupported_reason(op, version, dtype) is not None:
+        return False
+    if runs_on_tf32(op, version, dtype) and not tf32_allowed():
         return False
     if (op, version) in TENSOR_CORE_VERSIONS:
         return dtype is not None and arch is not None and arch >= TENSOR_CORE_MIN_ARCH
@@ -392,7 +430,8 @@ def heuristic_version(op: str, g, dtype=None, arch: int | None = None) -> str:
       16 GEMM columns (filters for fprop, channels per group for dgrad), a reduction of at
       least 16 and at least 32 GEMM rows (pixels). Depthwise and few-channels-per-group
       convolutions (1-2 columns of a 64-wide tile) and tiny problems keep v1.
-    * fprop / dgrad / wgrad v3 (tensor cores) instead of v2 when ``dtype`` is 16-bit, ``arch``
+    * fprop / dgrad / wgrad v3 (tensor cores) instead of v2 when ``dtype`` is 16-bit (fprop
+      also float32 on TF32, inside :func:`allow_tf32` only), ``arch``
       (the device's compute capability, e.g. 90) is at least 80 and :func:`tensor_core_suits`;
       never without dtype and arch (so never on the CPU runtime, where mma is emulated).
     * wgrad: v2 (split-K GEMM) when the reduction N*P*Q is long (>= 256: v1 would run it
@@ -538,8 +577,13 @@ def _time_launch(rt, launch) -> float:
 
 
 def autotune_key(device: str, op: str, dtype, g) -> str:
+    """The cache key of one choice. float32 with TF32 allowed has candidates of its own, so
+    its choices are kept apart ('float32+tf32')."""
     fields = ",".join(f"{k}={v}" for k, v in sorted(vars(g).items()))
-    return f"{device}|{op}|{np.dtype(dtype).name}|{fields}"
+    name = np.dtype(dtype).name
+    if name == "float32" and tf32_allowed():
+        name += "+tf32"
+    return f"{device}|{op}|{name}|{fields}"
 
 
 def _read_cache_file(path: Path) -> dict[str, str]:
@@ -578,11 +622,12 @@ def autotune(op: str, g, dtype, rt, launch) -> str:
             return _tune_memory[key]
     path = autotune_cache_path()
     cached = _read_cache_file(path).get(key)
-    if cached in VERSIONS[op] and supports(op, cached, g):
+    arch = device_arch(rt)
+    if (cached in VERSIONS[op] and supports(op, cached, g)
+            and runs_well_here(op, cached, dtype, arch)):
         with _tune_lock:
             _tune_memory[key] = cached
         return cached
-    arch = device_arch(rt)
     candidates = [v for v in VERSIONS[op]
                   if supports(op, v, g) and runs_well_here(op, v, dtype, arch)]
     if len(candidates) == 1:  # nothing to choose between: no timing, no file entry

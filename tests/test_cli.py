@@ -49,12 +49,23 @@ def test_bench_without_gpu_says_so_and_exits_cleanly():
 
 def test_check_runs_every_kernel_version_on_a_kernel_runtime():
     out = io.StringIO()
-    failed = cli.check("emulator", ops=("conv2d",), dtypes=(np.float16, np.float32), out=out)
-    rows = [line.split() for line in out.getvalue().splitlines() if line.startswith("[")]
-    versions = {(row[3], row[6]) for row in rows}  # (dtype, kernel)
+    failed = cli.check("emulator", ops=("conv2d", "conv2d_weight"),
+                       dtypes=(np.float16, np.float64, np.float32), out=out)
+    # "[ i/n] op dtype problem runtime kernel error tolerance result"
+    rows = [line.split("]", 1)[1].split() for line in out.getvalue().splitlines()
+            if line.startswith("[")]
+    versions = {(row[0], row[1], row[4]) for row in rows}  # (op, dtype, kernel)
     assert failed == 0
-    assert {("float32", "v1"), ("float32", "v2"), ("float16", "v3")} <= versions
-    assert ("float32", "v3") not in versions  # tensor-core kernels are float16 only
+    assert {("conv2d", "float32", "v1"), ("conv2d", "float32", "v2"),
+            ("conv2d", "float16", "v3"), ("conv2d_weight", "float16", "v3")} <= versions
+    # Tensor cores: 16-bit types; float32 on TF32 for the forward pass only, checked against
+    # the TF32 error bound; never float64.
+    assert ("conv2d", "float32", "v3") in versions
+    assert ("conv2d_weight", "float32", "v3") not in versions
+    assert not any(v == ("conv2d", "float64", "v3") for v in versions)
+    tf32_rows = [row for row in rows if (row[0], row[1], row[4]) == ("conv2d", "float32", "v3")]
+    assert tf32_rows and all(row[-2].endswith("+tf32") for row in tf32_rows)
+    assert not any(row[-2].endswith("+tf32") for row in rows if row not in tf32_rows)
 
 
 def test_use_versions_forces_and_restores():

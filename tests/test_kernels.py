@@ -164,6 +164,19 @@ def test_conv2d_fprop_tensor_core(rt, problem, dtype):
                  what=f"fprop v3 {problem.name}")
 
 
+@pytest.mark.parametrize("problem", ALL_CONV_PROBLEMS, ids=CONV_IDS)
+def test_conv2d_fprop_tf32(rt, problem):
+    """fprop v3 for float32: TF32 tensor cores (mma.sync m16n8k8; the shuffle emulation on the
+    CPU runtime), within the TF32 error bound 2^-9 * conv2d(|x|, |w|) of the reference."""
+    g, x, w, b, _ = conv_case(problem, np.float32, "fprop")
+    y = poisoned(rt, g.y_shape, np.float32)
+    kernels.conv2d_fprop(rt, g, on(rt, x), on(rt, w), None if b is None else on(rt, b), y,
+                         version="v3")
+    result = compare(host(y), reference.conv2d(x, w, b, g), np.float32,
+                     bound=checking.tf32_bound(x, w, g))
+    assert result, f"fprop v3 tf32 {problem.name}: {result.report}"
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("problem", ALL_CONV_PROBLEMS, ids=CONV_IDS)
 @pytest.mark.parametrize("version", VERSIONS)

@@ -25,7 +25,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gpuconv import kernels, reference
+import gpuconv
+from gpuconv import checking, kernels, reference
 from gpuconv.dtypes import bfloat16
 from gpuconv.checking import assert_close, compare
 from gpuconv.geometry import conv2d_geometry
@@ -450,6 +451,77 @@ def test_wgrad_v3_with_misaligned_dy_takes_the_scalar_path():
     assert_close(dw, expected, np.float16, what="wgrad v3, dy misaligned")
 
 
+# fprop v3 for float32: TF32 tensor cores
+
+def run_tf32(rt, problem, w_offset=0):
+    g, x, w, b, _ = conv_case(problem, np.float32, "tf32")
+    if w_offset:
+        w = misaligned(w, w_offset)
+    y = poisoned(rt, g.y_shape, np.float32)
+    kernels.conv2d_fprop(rt, g, on(rt, x), on(rt, w), None if b is None else on(rt, b), y,
+                         version="v3")
+    return host(y), reference.conv2d(x, w, b, g), checking.tf32_bound(x, w, g)
+
+
+@pytest.mark.parametrize("problem", V3_PROBLEMS + [RESNET], ids=lambda p: p.name)
+def test_tf32_fprop_is_tf32_and_within_its_bound(problem):
+    """Within 2^-9 * conv2d(|x|, |w|) of the float64 reference, and really TF32: outside
+    float32's own tolerance (a float32 kernel would be inside it)."""
+    y, expected, bound = run_tf32(get_runtime("emulator"), problem)
+    assert compare(y, expected, np.float32, bound=bound)
+    assert not compare(y, expected, np.float32), "float32 v3 matched like float32: no TF32?"
+
+
+def test_tf32_fprop_with_misaligned_filters_takes_the_scalar_path():
+    y, expected, bound = run_tf32(get_runtime("emulator"), RESNET, w_offset=1)
+    assert compare(y, expected, np.float32, bound=bound)
+
+
+def test_swapping_two_lanes_breaks_the_tf32_fprop():
+    y, expected, bound = run_tf32(_emulator_built_with(*SWAP), RESNET)
+    assert not compare(y, expected, np.float32, bound=bound)
+
+
+@pytest.mark.parametrize("barrier", [5, 6])
+def test_dropping_a_barrier_breaks_the_tf32_fprop(barrier, monkeypatch):
+    rt = _emulator_built_with(f"-DGPUCONV_TEST_DROP_SYNC={barrier}")
+    broken = []
+    for order in ("forward", "reverse"):
+        monkeypatch.setenv("GPUCONV_CPU_FIBER_ORDER", order)
+        y, expected, bound = run_tf32(rt, RESNET)
+        broken.append(not compare(y, expected, np.float32, bound=bound))
+    assert any(broken), f"tf32 fprop without barrier {barrier} still matched in both orders"
+
+
+def test_tf32_is_chosen_only_when_allowed(monkeypatch):
+    """float32 on TF32 is an opt-in: the heuristic takes fprop v3 for float32 on sm_80+ only
+    inside allow_tf32 (or with $GPUCONV_ALLOW_TF32=1); an explicit version runs it anyway."""
+    monkeypatch.delenv(kernels.ENV_TF32, raising=False)
+    h = kernels.heuristic_version
+    assert h("fprop", RESNET_3X3, np.float32, 90) == "v2"
+    with kernels.allow_tf32():
+        assert h("fprop", RESNET_3X3, np.float32, 90) == "v3"
+        assert h("fprop", RESNET_3X3, np.float32, 75) == "v2"      # no tf32 mma there
+        assert h("fprop", RESNET_3X3, np.float32, None) == "v2"    # CPU runtime
+        assert h("fprop", RESNET_3X3, np.float64, 90) == "v2"
+        assert h("wgrad", RESNET_3X3, np.float32, 90) == "v2"      # fprop only
+        with kernels.allow_tf32(False):
+            assert h("fprop", RESNET_3X3, np.float32, 90) == "v2"
+    monkeypatch.setenv(kernels.ENV_TF32, "1")
+    assert h("fprop", RESNET_3X3, np.float32, 90) == "v3"
+    assert kernels.select_version("fprop", RESNET_3X3, np.float32, version="v3") == "v3"
+    assert gpuconv.allow_tf32 is kernels.allow_tf32
+
+
+def test_autotune_keeps_tf32_choices_apart(monkeypatch):
+    monkeypatch.delenv(kernels.ENV_TF32, raising=False)
+    plain = kernels.autotune_key("GPU", "fprop", np.float32, RESNET_3X3)
+    with kernels.allow_tf32():
+        assert kernels.autotune_key("GPU", "fprop", np.float32, RESNET_3X3) == plain.replace(
+            "|float32|", "|float32+tf32|")
+        assert "+tf32" not in kernels.autotune_key("GPU", "fprop", np.float16, RESNET_3X3)
+
+
 def test_v3_adds_the_bias_once():
     """x = 1, w = 1/8 over 16 channels x 9 taps: 18.0, + bias 0.25 = 18.25 (exact in
     float16) at every output: the bias is added once per element, whatever its tile."""
@@ -473,13 +545,18 @@ FEW_FILTERS = conv2d_geometry((8, 64, 32, 32), (16, 64, 3, 3), padding=1)
 
 
 @pytest.mark.parametrize("op", V3_OPS)
-def test_v3_exists_for_16_bit_types_only(op):
+def test_v3_exists_for_16_bit_types_and_fprop_tf32_only(op):
     source = f"conv2d_{op}.cu"
     assert f"conv2d_{op}_v3_mma<__half>" in kernels.name_expressions(source)
     assert f"conv2d_{op}_v3_mma<__nv_bfloat16>" in kernels.name_expressions(source)
-    assert f"conv2d_{op}_v3_mma<float>" not in kernels.name_expressions(source)
+    assert f"conv2d_{op}_v3_mma<double>" not in kernels.name_expressions(source)
     with pytest.raises(ValueError, match="float16"):
-        kernels.select_version(op, RESNET_3X3, np.float32, version="v3")
+        kernels.select_version(op, RESNET_3X3, np.float64, version="v3")
+    has_tf32 = op == "fprop"  # float32 on TF32 tensor cores: the forward pass so far
+    assert (f"conv2d_{op}_v3_mma<float>" in kernels.name_expressions(source)) == has_tf32
+    if not has_tf32:
+        with pytest.raises(ValueError, match="float16"):
+            kernels.select_version(op, RESNET_3X3, np.float32, version="v3")
     for dtype in SIXTEEN_BIT:
         assert kernels.select_version(op, RESNET_3X3, dtype, version="v3") == "v3"
 
