@@ -272,15 +272,15 @@ conv2d_dgrad_v2_implicit_gemm(const T* __restrict__ dy, const T* __restrict__ w,
 }
 
 // ---------------------------------------------------------------------------------------
-// v3: the gather-form implicit GEMM of v2 on tensor cores (fp16 inputs, fp32 accumulation):
+// v3: the gather-form implicit GEMM of v2 on tensor cores (16-bit inputs, fp32 accumulation):
 // mma.sync m16n8k16 through mma.cuh's mma_gemm_mainloop, exactly as conv2d_fprop_v3_mma
 // (128 x 64 x 32 block tiles, 8 warps of 32 x 32, ldmatrix.x4 fragments, double-buffered
 // shared memory, an epilogue staged through shared memory so each warp stores 32
 // consecutive dx pixels of one channel plane). Operand A is v2's dy gather (zero where no
 // window puts tap (r, s) on (h, w)); operand B, w[g*Kg + k, c, r, s] for reduction
 // (k, r, s) and column c, is not contiguous along (k, r, s) for a fixed c in w's
-// (K, C/groups, R, S) layout, so it is loaded with guarded 16-bit loads (no cp.async).
-// Same limits as v2; T must be __half.
+// (K, C/groups, R, S) layout, so it is loaded with guarded loads (no cp.async).
+// Same limits as v2; T: __half or __nv_bfloat16 (float: TF32 below).
 
 #ifndef DGRAD_V3_BM
 #define DGRAD_V3_BM 128  // input pixels (GEMM rows) per block
@@ -310,14 +310,25 @@ conv2d_dgrad_v2_implicit_gemm(const T* __restrict__ dy, const T* __restrict__ w,
 #endif
 #define DGRAD_V3_THREADS ((DGRAD_V3_BM / DGRAD_V3_WM) * (DGRAD_V3_BN / DGRAD_V3_WN) * 32)
 
-// Operand A of v3: thread t gathers GEMM row m_local = t % BM (one dx pixel) and the 16
-// consecutive reduction steps kk_local .. kk_local + 15 (kk_local = 16 * (t / BM)) of every
-// tile, then writes them as two 16-byte shared stores into row m_local of the stage.
-template <int BM, int BK, int THREADS>
+// float (TF32): the same GEMM on tf32 tensor cores (mma.sync m16n8k8, mma_tf32_gemm_mainloop),
+// BK = 16 (32-bit tiles at BK = 32 would not fit 48 KB of static shared memory), both operands
+// rounded to tf32 as they are loaded; the epilogue writes straight from the fragments. Each
+// product within 2^-9 of exact: |error| <= 2^-9 * sum |dy * w|. An opt-in (kernels.allow_tf32).
+#ifndef DGRAD_TF32_BK
+#define DGRAD_TF32_BK 16  // float: reduction steps per shared-memory stage (two k8 mma steps)
+#endif
+
+// Operand A of v3: thread t gathers GEMM row m_local = t % BM (one dx pixel) at the PER_THREAD
+// consecutive reduction steps kk_local .. (kk_local = PER_THREAD * (t / BM); 16 halves or 8
+// floats: 32 bytes) of every tile, then writes them as two 16-byte shared stores into row
+// m_local of the stage.
+template <typename T, int BM, int BK, int THREADS>
 struct DgradV3DyLoader {
-    enum { PER_THREAD = 16, WORDS = PER_THREAD / 2, PITCH = BK + MMA_SMEM_SKEW };
-    static_assert(BM * BK == THREADS * PER_THREAD && THREADS % BM == 0, "A tile split");
-    const unsigned short* dy_group;  // dy + (n*K + g*Kg)*P*Q as raw 16-bit words
+    enum { PER_THREAD = BM * BK / THREADS, WORDS = mma_words(PER_THREAD, sizeof(T)),
+           PITCH = BK + MmaTile<T>::skew };
+    static_assert(BM * BK == THREADS * PER_THREAD && THREADS % BM == 0 && WORDS == 8,
+                  "A tile split: 32 bytes per thread");
+    const T* dy_group;       // dy + (n*K + g*Kg)*P*Q
     bool row_valid;
     int m_local, kk_local, kk_first;
     int h_padded, w_padded;  // h + pad_h, w + pad_w
@@ -325,10 +336,10 @@ struct DgradV3DyLoader {
     int k0, r0, s0;          // digits (k, r, s) of kk_first
     MixedRadix3 step;        // BK as (k, r, s) digits
 
-    __device__ __forceinline__ void init(const unsigned short* dy, long long m, long long M,
-                                         int K, int Kg, int g, int H, int W, int R_, int S_,
-                                         int P_, int Q_, int pad_h, int pad_w, int str_h,
-                                         int str_w, int dil_h, int dil_w, int tid) {
+    __device__ __forceinline__ void init(const T* dy, long long m, long long M, int K, int Kg,
+                                         int g, int H, int W, int R_, int S_, int P_, int Q_,
+                                         int pad_h, int pad_w, int str_h, int str_w, int dil_h,
+                                         int dil_w, int tid) {
         P = P_; Q = Q_; R = R_; S = S_; stride_h = str_h; stride_w = str_w;
         dilation_h = dil_h; dilation_w = dil_w;
         Kgemm = Kg * R * S;
@@ -362,32 +373,32 @@ struct DgradV3DyLoader {
             const bool inside = row_valid && kk_first + i < Kgemm && p_times_stride >= 0 &&
                                 q_times_stride >= 0 && p * stride_h == p_times_stride &&
                                 q * stride_w == q_times_stride && p < P && q < Q;
-            const unsigned v = inside ? dy_group[((long long)k * P + p) * Q + q] : 0u;
-            if (i % 2 == 0) regs[i / 2] = v;
-            else regs[i / 2] |= v << 16;
+            mma_put(regs, i, inside ? dy_group[((long long)k * P + p) * Q + q] : T(), inside);
             if (++s == S) { s = 0; if (++r == R) { r = 0; ++k; } }  // kk + 1 as (k, r, s)
         }
         kk_first += BK;
         advance_by_step(step, R, S, k0, r0, s0);
     }
-    __device__ __forceinline__ void store(const unsigned (&regs)[WORDS], unsigned short* tile) {
-        mma_store_16_halves<PITCH>(regs, tile, m_local, kk_local);
+    __device__ __forceinline__ void store(const unsigned (&regs)[WORDS],
+                                          typename MmaTile<T>::type* tile) {
+        mma_store_words<PITCH>(regs, tile, m_local, kk_local);
     }
 };
 
-// Operand B of v3: thread t fills 8 consecutive reduction steps kk = (k, rs) of channel
-// column c_local = t / (BK/8): w[g*Kg + k, c, rs], contiguous in rs for one k. Guarded 16-bit
-// loads (channels past the group's last, steps past the end: zero), one 16-byte shared store.
-template <int BN, int BK, int THREADS>
+// Operand B of v3: thread t fills one 16-byte piece (8 halves or 4 floats: PER_THREAD
+// consecutive reduction steps kk = (k, rs)) of channel column c_local = t / (BK/PER_THREAD):
+// w[g*Kg + k, c, rs], contiguous in rs for one k. Guarded loads (channels past the group's
+// last, steps past the end: zero; float: rounded to tf32), one 16-byte shared store.
+template <typename T, int BN, int BK, int THREADS>
 struct DgradV3WLoader {
-    enum { PER_THREAD = 8, PITCH = BK + MMA_SMEM_SKEW };
+    enum { PER_THREAD = 16 / sizeof(T), PITCH = BK + MmaTile<T>::skew };
     static_assert(BN * BK == THREADS * PER_THREAD, "B tile split");
-    const unsigned short* w_column;  // w + (g*Kg*Cg + c)*RS: this thread's channel, k = 0
+    const T* w_column;  // w + (g*Kg*Cg + c)*RS: this thread's channel, k = 0
     bool col_valid;
     int c_local, kk_local, kk_first, Kgemm, RS, k_stride;  // k_stride = Cg*RS
 
-    __device__ __forceinline__ void init(const unsigned short* w, int g, int Kg, int Cg,
-                                         int c_first, int RS_, int tid) {
+    __device__ __forceinline__ void init(const T* w, int g, int Kg, int Cg, int c_first, int RS_,
+                                         int tid) {
         RS = RS_;
         Kgemm = Kg * RS;
         k_stride = Cg * RS;
@@ -397,15 +408,13 @@ struct DgradV3WLoader {
         col_valid = c_first + c_local < Cg;
         w_column = w + ((long long)g * Kg * Cg + (col_valid ? c_first + c_local : 0)) * RS;
     }
-    __device__ __forceinline__ void load(unsigned short* tile) {
+    __device__ __forceinline__ void load(typename MmaTile<T>::type* tile) {
         int k = kk_first / RS, rs = kk_first - (kk_first / RS) * RS;
-        unsigned words[PER_THREAD / 2];
+        unsigned words[4];
 #pragma unroll
         for (int i = 0; i < PER_THREAD; ++i) {
-            const unsigned v = (col_valid && kk_first + i < Kgemm)
-                                   ? w_column[(long long)k * k_stride + rs] : 0u;
-            if (i % 2 == 0) words[i / 2] = v;
-            else words[i / 2] |= v << 16;
+            const bool inside = col_valid && kk_first + i < Kgemm;
+            mma_put(words, i, inside ? w_column[(long long)k * k_stride + rs] : T(), inside);
             if (++rs == RS) { rs = 0; ++k; }
         }
         *reinterpret_cast<uint4*>(tile + c_local * PITCH + kk_local) =
@@ -422,12 +431,14 @@ conv2d_dgrad_v3_mma(const T* __restrict__ dy, const T* __restrict__ w, T* __rest
                     int N, int C, int H, int W, int K, int R, int S, int P, int Q, int pad_h,
                     int pad_w, int stride_h, int stride_w, int dilation_h, int dilation_w,
                     int groups) {
-    static_assert(sizeof(T) == 2, "conv2d_dgrad_v3_mma multiplies 16-bit inputs (__half, __nv_bfloat16)");
-    constexpr int BM = DGRAD_V3_BM, BN = DGRAD_V3_BN, BK = DGRAD_V3_BK;
+    constexpr bool TF32 = sizeof(T) == 4;
+    static_assert(sizeof(T) == 2 || TF32, "conv2d_dgrad_v3_mma: 16-bit types or float (TF32)");
+    typedef typename MmaTile<T>::type E;  // shared-memory element: 16-bit bits or float
+    constexpr int BM = DGRAD_V3_BM, BN = DGRAD_V3_BN, BK = TF32 ? DGRAD_TF32_BK : DGRAD_V3_BK;
     constexpr int WM = DGRAD_V3_WM, WN = DGRAD_V3_WN, THREADS = DGRAD_V3_THREADS;
     static_assert(THREADS % BM == 0, "epilogue: one fixed pixel per thread");
-    __shared__ __align__(16) unsigned short a_smem[2][BM][BK + MMA_SMEM_SKEW];
-    __shared__ __align__(16) unsigned short b_smem[2][BN][BK + MMA_SMEM_SKEW];
+    __shared__ __align__(16) E a_smem[2][BM][BK + MmaTile<T>::skew];
+    __shared__ __align__(16) E b_smem[2][BN][BK + MmaTile<T>::skew];
 
     const int Cg = C / groups, Kg = K / groups, g = blockIdx.z;
     const long long HW = (long long)H * W;
@@ -437,11 +448,11 @@ conv2d_dgrad_v3_mma(const T* __restrict__ dy, const T* __restrict__ w, T* __rest
     const int c_block = blockIdx.y * BN;  // first channel of this tile, within the group
     const int tid = threadIdx.x;
 
-    DgradV3DyLoader<BM, BK, THREADS> a;
-    a.init(reinterpret_cast<const unsigned short*>(dy), m_block + tid % BM, M, K, Kg, g, H, W,
-           R, S, P, Q, pad_h, pad_w, stride_h, stride_w, dilation_h, dilation_w, tid);
-    DgradV3WLoader<BN, BK, THREADS> bl;
-    bl.init(reinterpret_cast<const unsigned short*>(w), g, Kg, Cg, c_block, R * S, tid);
+    DgradV3DyLoader<T, BM, BK, THREADS> a;
+    a.init(dy, m_block + tid % BM, M, K, Kg, g, H, W, R, S, P, Q, pad_h, pad_w, stride_h,
+           stride_w, dilation_h, dilation_w, tid);
+    DgradV3WLoader<T, BN, BK, THREADS> bl;
+    bl.init(w, g, Kg, Cg, c_block, R * S, tid);
 
     float acc[WM / 16][WN / 8][4];
 #pragma unroll
@@ -450,22 +461,36 @@ conv2d_dgrad_v3_mma(const T* __restrict__ dy, const T* __restrict__ w, T* __rest
         for (int j = 0; j < WN / 8; ++j)
 #pragma unroll
             for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
-    mma_gemm_mainloop<T, BM, BN, BK, WM, WN>(a, bl, (int)div_up(Kgemm, BK), acc, a_smem, b_smem);
-
-    // Epilogue: round once, stage as out[channel][pixel] (mma.cuh; no bias in dgrad), then a
-    // warp stores 32 consecutive pixels of one channel plane. Guards: pixels past M and
-    // channels past the group's end are not written.
-    const T* out = mma_stage_tile<T, BM, BN, BK, WM, WN>(acc, a_smem, [](int) { return 0.0f; });
-    const int m_local = tid % BM;
-    const long long m = m_block + m_local;
-    if (m < M) {
-        const long long n_img = m / HW, hw = m - n_img * HW;
-        T* dx_pixel = dx + (n_img * C + (long long)g * Cg) * HW + hw;
+    const int tiles = (int)div_up(Kgemm, BK);
+    if constexpr (TF32) {
+        mma_tf32_gemm_mainloop<BM, BN, BK, WM, WN>(a, bl, tiles, acc, a_smem, b_smem);
+        // Epilogue (float) straight from the fragments: dx[pixel row][channel col]. Guards:
+        // pixels past M and channels past the group's end are not written.
+        mma_each_element<BM, WM, WN>(acc, [&](int row, int col, float v) {
+            const long long m = m_block + row;
+            const int c = c_block + col;
+            if (m >= M || c >= Cg) return;
+            const long long n_img = m / HW, hw = m - n_img * HW;
+            dx[(n_img * C + (long long)g * Cg + c) * HW + hw] = v;
+        });
+    } else {
+        mma_gemm_mainloop<T, BM, BN, BK, WM, WN>(a, bl, tiles, acc, a_smem, b_smem);
+        // Epilogue (16-bit): round once, stage as out[channel][pixel] (mma.cuh; no bias in
+        // dgrad), then a warp stores 32 consecutive pixels of one channel plane. Guards:
+        // pixels past M and channels past the group's end are not written.
+        const T* out =
+            mma_stage_tile<T, BM, BN, BK, WM, WN>(acc, a_smem, [](int) { return 0.0f; });
+        const int m_local = tid % BM;
+        const long long m = m_block + m_local;
+        if (m < M) {
+            const long long n_img = m / HW, hw = m - n_img * HW;
+            T* dx_pixel = dx + (n_img * C + (long long)g * Cg) * HW + hw;
 #pragma unroll 4
-        for (int c_local = tid / BM; c_local < BN; c_local += THREADS / BM) {
-            const int c = c_block + c_local;
-            if (c < Cg)
-                dx_pixel[(long long)c * HW] = out[c_local * (BM + MMA_SMEM_SKEW) + m_local];
+            for (int c_local = tid / BM; c_local < BN; c_local += THREADS / BM) {
+                const int c = c_block + c_local;
+                if (c < Cg)
+                    dx_pixel[(long long)c * HW] = out[c_local * (BM + MMA_SMEM_SKEW) + m_local];
+            }
         }
     }
 }
@@ -484,7 +509,8 @@ void* conv2d_dgrad_instance(int i) {
                                (void*)conv2d_dgrad_v2_implicit_gemm<float>,
                                (void*)conv2d_dgrad_v2_implicit_gemm<double>,
                                (void*)conv2d_dgrad_v3_mma<__half>,
-                               (void*)conv2d_dgrad_v3_mma<__nv_bfloat16>};
+                               (void*)conv2d_dgrad_v3_mma<__nv_bfloat16>,
+                               (void*)conv2d_dgrad_v3_mma<float>};
     return instances[i];
 }
 #endif

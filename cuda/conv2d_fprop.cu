@@ -292,9 +292,10 @@ conv2d_fprop_v2_implicit_gemm(const T* __restrict__ x, const T* __restrict__ w,
 //
 // Every geometry works (partial tiles, padding, stride, dilation, groups: the loaders load
 // zeros outside the problem, the epilogue writes only inside). Fixed reduction order (no
-// split-K): deterministic. T must be __half. On sm_80+ the mma, ldmatrix and cp.async are the
-// PTX instructions; on the CPU runtime and sm_75 their shuffle emulations (mma.cuh), which
-// keep the per-lane fragment layout, so CI tests this kernel's fragment index math.
+// split-K): deterministic. T: __half or __nv_bfloat16 (float: TF32 below). On sm_80+ the mma,
+// ldmatrix and cp.async are the PTX instructions; on the CPU runtime and sm_75 their shuffle
+// emulations (mma.cuh), which keep the per-lane fragment layout, so CI tests this kernel's
+// fragment index math.
 
 #ifndef FPROP_V3_BM
 #define FPROP_V3_BM 128  // output pixels (GEMM rows) per block
@@ -324,25 +325,39 @@ conv2d_fprop_v2_implicit_gemm(const T* __restrict__ x, const T* __restrict__ w,
 #endif
 #define FPROP_V3_THREADS ((FPROP_V3_BM / FPROP_V3_WM) * (FPROP_V3_BN / FPROP_V3_WN) * 32)
 
-// Operand A of v3: thread t gathers GEMM row m_local = t % BM and the 16 consecutive
-// reduction steps kk_local .. kk_local + 15 (kk_local = 16 * (t / BM)) of every tile: a warp
-// reads 32 consecutive output pixels per step (consecutive q: coalesced for stride 1), and
-// each thread writes its 16 halves as two 16-byte shared stores.
-template <int BM, int BK, int THREADS>
+// float (TF32): the same GEMM, the same 8 warps, on tf32 tensor cores (mma.sync m16n8k8;
+// mma.cuh's mma_tf32_gemm_mainloop). BK = 16 (two k8 steps): 32-bit tiles at BK = 32 would
+// need more than 48 KB of static shared memory. x is rounded to tf32 as it is gathered
+// (to_tf32: nearest, ties away); w tiles copied by cp.async stay raw fp32, whose 13 low bits
+// the tensor core ignores (truncation). Each product is then within 2^-9 of exact:
+// |error| <= 2^-9 * sum |x * w| plus fp32's summation error (gpuconv.checking.tf32_bound). The
+// epilogue writes straight from the fragments: a float tile would not fit the A stages it
+// reuses for 16-bit types. An opt-in precision trade (kernels.py: allow_tf32).
+#ifndef FPROP_TF32_BK
+#define FPROP_TF32_BK 16  // float: reduction steps per shared-memory stage (two k8 mma steps)
+#endif
+
+// Operand A of v3: thread t gathers GEMM row m_local = t % BM at the PER_THREAD consecutive
+// reduction steps kk_local .. (kk_local = PER_THREAD * (t / BM); 16 halves or 8 floats: 32
+// bytes) of every tile: a warp reads 32 consecutive output pixels per step (consecutive q:
+// coalesced for stride 1), and each thread writes its words as two 16-byte shared stores.
+template <typename T, int BM, int BK, int THREADS>
 struct FpropV3XLoader {
-    enum { PER_THREAD = 16, WORDS = PER_THREAD / 2, PITCH = BK + MMA_SMEM_SKEW };
-    static_assert(BM * BK == THREADS * PER_THREAD && THREADS % BM == 0, "A tile split");
-    const unsigned short* x_group;  // x + (n*C + g*Cg)*H*W as raw 16-bit words
+    enum { PER_THREAD = BM * BK / THREADS, WORDS = mma_words(PER_THREAD, sizeof(T)),
+           PITCH = BK + MmaTile<T>::skew };
+    static_assert(BM * BK == THREADS * PER_THREAD && THREADS % BM == 0 && WORDS == 8,
+                  "A tile split: 32 bytes per thread");
+    const T* x_group;                 // x + (n*C + g*Cg)*H*W
     bool row_valid;
     int m_local, kk_local, kk_first;  // kk_first: reduction index of this thread's first slot
     int h_first, w_first, H, W, R, S, dilation_h, dilation_w, Kgemm;
     int c0, r0, s0;                   // digits (c, r, s) of kk_first
     MixedRadix3 step;                 // BK as (c, r, s) digits
 
-    __device__ __forceinline__ void init(const unsigned short* x, long long m, long long M, int C,
-                                         int Cg, int g, int H_, int W_, int R_, int S_, int P,
-                                         int Q, int pad_h, int pad_w, int stride_h,
-                                         int stride_w, int dil_h, int dil_w, int tid) {
+    __device__ __forceinline__ void init(const T* x, long long m, long long M, int C, int Cg,
+                                         int g, int H_, int W_, int R_, int S_, int P, int Q,
+                                         int pad_h, int pad_w, int stride_h, int stride_w,
+                                         int dil_h, int dil_w, int tid) {
         H = H_; W = W_; R = R_; S = S_; dilation_h = dil_h; dilation_w = dil_w;
         Kgemm = Cg * R * S;
         m_local = tid % BM;
@@ -370,150 +385,33 @@ struct FpropV3XLoader {
             // and taps in the zero padding load +0.0 (bits 0).
             const bool inside = row_valid && kk_first + i < Kgemm && h >= 0 && h < H &&
                                 wi >= 0 && wi < W;
-            const unsigned v = inside ? x_group[((long long)c * H + h) * W + wi] : 0u;
-            if (i % 2 == 0) regs[i / 2] = v;            // even kk: low half of the word
-            else regs[i / 2] |= v << 16;                // odd kk: high half
+            mma_put(regs, i, inside ? x_group[((long long)c * H + h) * W + wi] : T(), inside);
             if (++s == S) { s = 0; if (++r == R) { r = 0; ++c; } }  // kk + 1 as (c, r, s)
         }
         kk_first += BK;
         advance_by_step(step, R, S, c0, r0, s0);
     }
-    __device__ __forceinline__ void store(const unsigned (&regs)[WORDS], unsigned short* tile) {
-        mma_store_16_halves<PITCH>(regs, tile, m_local, kk_local);
+    __device__ __forceinline__ void store(const unsigned (&regs)[WORDS],
+                                          typename MmaTile<T>::type* tile) {
+        mma_store_words<PITCH>(regs, tile, m_local, kk_local);
     }
 };
 
-// Operand B of v3: thread t copies 8 consecutive reduction steps (16 bytes) of filter
-// n_local = t / (BK/8): four threads cover one filter's BK steps (64 contiguous bytes of w).
-// With C/groups*R*S % 8 == 0 and w 16-byte aligned every such piece is an aligned 16-byte
-// vector, copied by cp.async (zero-filled past the group's last filter or the reduction's
-// end, which then holds whole pieces); otherwise 8 guarded 16-bit loads.
-template <int BN, int BK, int THREADS>
+// Operand B of v3: thread t copies one 16-byte piece (8 halves or 4 floats: PER_THREAD
+// consecutive reduction steps) of filter n_local = t / (BK/PER_THREAD). With C/groups*R*S a
+// multiple of PER_THREAD and w 16-byte aligned every such piece is an aligned 16-byte vector,
+// copied by cp.async (zero-filled past the group's last filter or the reduction's end, which
+// then holds whole pieces); otherwise PER_THREAD guarded loads (float: rounded to tf32).
+template <typename T, int BN, int BK, int THREADS>
 struct FpropV3WLoader {
-    enum { PER_THREAD = 8, PITCH = BK + MMA_SMEM_SKEW };
+    enum { PER_THREAD = 16 / sizeof(T), PITCH = BK + MmaTile<T>::skew };
     static_assert(BN * BK == THREADS * PER_THREAD, "B tile split");
-    const unsigned short* w;      // w itself (a valid address for zero-byte copies)
-    const unsigned short* w_row;  // this thread's filter row (w itself if past the group)
+    const T* w;                   // w itself (a valid address for zero-byte copies)
+    const T* w_row;               // this thread's filter row (w itself if past the group)
     bool col_valid, vector_ok;
     int n_local, kk_local, kk_first, Kgemm;
 
-    __device__ __forceinline__ void init(const unsigned short* w_, int k_first, int Kg_left,
-                                         int Kgemm_, int tid) {
-        w = w_;
-        Kgemm = Kgemm_;
-        n_local = tid / (BK / PER_THREAD);
-        kk_local = (tid % (BK / PER_THREAD)) * PER_THREAD;
-        kk_first = kk_local;
-        col_valid = n_local < Kg_left;
-        w_row = col_valid ? w + (long long)(k_first + n_local) * Kgemm : w;
-        vector_ok = Kgemm % PER_THREAD == 0 &&
-                    (reinterpret_cast<unsigned long long>(w) & 15ull) == 0;
-    }
-    // Fetch the next tile into `tile` (a free stage): asynchronously where possible.
-    __device__ __forceinline__ void load(unsigned short* tile) {
-        unsigned short* dst = tile + n_local * PITCH + kk_local;
-        if (vector_ok) {
-            const bool inside = col_valid && kk_first < Kgemm;  // whole 8-step piece or none
-            cp_async_16(dst, inside ? w_row + kk_first : w, inside ? 16 : 0);
-        } else {
-            unsigned words[PER_THREAD / 2];
-#pragma unroll
-            for (int i = 0; i < PER_THREAD; ++i) {
-                const unsigned v = (col_valid && kk_first + i < Kgemm) ? w_row[kk_first + i] : 0u;
-                if (i % 2 == 0) words[i / 2] = v;
-                else words[i / 2] |= v << 16;
-            }
-            *reinterpret_cast<uint4*>(dst) = make_uint4(words[0], words[1], words[2], words[3]);
-        }
-        kk_first += BK;
-    }
-};
-
-// ---------------------------------------------------------------------------------------
-// v3 for float: the same implicit GEMM on tf32 tensor cores (mma.sync m16n8k8, fp32
-// accumulation; mma.cuh's mma_tf32_gemm_mainloop). TF32 keeps 10 of float's 23 fraction bits,
-// so this is an opt-in (kernels.py: asked for by version, or chosen by the heuristic only
-// with tf32 allowed), like cuDNN's TF32 convolutions. x is rounded to tf32 as it is gathered
-// (to_tf32: nearest, ties away); w tiles are copied as raw fp32 by cp.async, and the tensor
-// core ignores their 13 low bits (truncation). Each product is then within 2^-9 of exact:
-// |error| <= 2^-9 * sum |x * w| plus fp32's summation error (tests/test_tensor_core.py).
-//
-//   block tile   128 x 64 x 16 (BK = 16: two k8 steps; 32-bit tiles at BK = 32 would need
-//                more than 48 KB of static shared memory), the same 8 warps of 32 x 32.
-//   epilogue     straight from the accumulator fragments (+ bias): a float tile staged in
-//                shared memory would not fit the A stages it reuses in the 16-bit kernels.
-#ifndef FPROP_TF32_BK
-#define FPROP_TF32_BK 16  // reduction steps per shared-memory stage (two k8 mma steps)
-#endif
-
-// Operand A (tf32): thread t gathers GEMM row m_local = t % BM at the 8 consecutive reduction
-// steps kk_local .. + 7 (kk_local = 8 * (t / BM)), rounded to tf32, as two 16-byte stores.
-template <int BM, int BK, int THREADS>
-struct FpropTf32XLoader {
-    enum { PER_THREAD = 8, WORDS = PER_THREAD, PITCH = BK + MMA_TF32_SMEM_SKEW };
-    static_assert(BM * BK == THREADS * PER_THREAD && THREADS % BM == 0, "A tile split");
-    const float* x_group;  // x + (n*C + g*Cg)*H*W
-    bool row_valid;
-    int m_local, kk_local, kk_first;
-    int h_first, w_first, H, W, R, S, dilation_h, dilation_w, Kgemm;
-    int c0, r0, s0;
-    MixedRadix3 step;
-
-    __device__ __forceinline__ void init(const float* x, long long m, long long M, int C, int Cg,
-                                         int g, int H_, int W_, int R_, int S_, int P, int Q,
-                                         int pad_h, int pad_w, int stride_h, int stride_w,
-                                         int dil_h, int dil_w, int tid) {
-        H = H_; W = W_; R = R_; S = S_; dilation_h = dil_h; dilation_w = dil_w;
-        Kgemm = Cg * R * S;
-        m_local = tid % BM;
-        kk_local = (tid / BM) * PER_THREAD;
-        kk_first = kk_local;
-        row_valid = m < M;
-        const long long mm = row_valid ? m : 0;
-        const long long n = mm / ((long long)P * Q);
-        const int pq = (int)(mm - n * P * Q);
-        h_first = (pq / Q) * stride_h - pad_h;
-        w_first = (pq % Q) * stride_w - pad_w;
-        x_group = x + ((long long)n * C + (long long)g * Cg) * H * W;
-        c0 = kk_first / (R * S);
-        r0 = (kk_first / S) % R;
-        s0 = kk_first % S;
-        step = mixed_radix_step(BK, R, S);
-    }
-    __device__ __forceinline__ void load(unsigned (&regs)[WORDS]) {
-        int c = c0, r = r0, s = s0;
-#pragma unroll
-        for (int i = 0; i < PER_THREAD; ++i) {
-            const int h = h_first + r * dilation_h;
-            const int wi = w_first + s * dilation_w;
-            const bool inside = row_valid && kk_first + i < Kgemm && h >= 0 && h < H &&
-                                wi >= 0 && wi < W;
-            regs[i] = inside ? to_tf32(x_group[((long long)c * H + h) * W + wi]) : 0u;
-            if (++s == S) { s = 0; if (++r == R) { r = 0; ++c; } }
-        }
-        kk_first += BK;
-        advance_by_step(step, R, S, c0, r0, s0);
-    }
-    __device__ __forceinline__ void store(const unsigned (&regs)[WORDS], float* tile) {
-        uint4* dst = reinterpret_cast<uint4*>(tile + m_local * PITCH + kk_local);
-        dst[0] = make_uint4(regs[0], regs[1], regs[2], regs[3]);
-        dst[1] = make_uint4(regs[4], regs[5], regs[6], regs[7]);
-    }
-};
-
-// Operand B (tf32): thread t copies 4 consecutive reduction steps (16 bytes) of filter
-// n_local = t / (BK/4): cp.async when C/groups*R*S % 4 == 0 and w is 16-byte aligned (raw
-// fp32: truncated by the tensor core), else 4 guarded loads rounded with to_tf32.
-template <int BN, int BK, int THREADS>
-struct FpropTf32WLoader {
-    enum { PER_THREAD = 4, PITCH = BK + MMA_TF32_SMEM_SKEW };
-    static_assert(BN * BK == THREADS * PER_THREAD, "B tile split");
-    const float* w;
-    const float* w_row;
-    bool col_valid, vector_ok;
-    int n_local, kk_local, kk_first, Kgemm;
-
-    __device__ __forceinline__ void init(const float* w_, int k_first, int Kg_left, int Kgemm_,
+    __device__ __forceinline__ void init(const T* w_, int k_first, int Kg_left, int Kgemm_,
                                          int tid) {
         w = w_;
         Kgemm = Kgemm_;
@@ -525,81 +423,24 @@ struct FpropTf32WLoader {
         vector_ok = Kgemm % PER_THREAD == 0 &&
                     (reinterpret_cast<unsigned long long>(w) & 15ull) == 0;
     }
-    __device__ __forceinline__ void load(float* tile) {
-        float* dst = tile + n_local * PITCH + kk_local;
+    // Fetch the next tile into `tile` (a free stage): asynchronously where possible.
+    __device__ __forceinline__ void load(typename MmaTile<T>::type* tile) {
+        auto* dst = tile + n_local * PITCH + kk_local;
         if (vector_ok) {
-            const bool inside = col_valid && kk_first < Kgemm;  // whole 4-step piece or none
+            const bool inside = col_valid && kk_first < Kgemm;  // whole piece or none
             cp_async_16(dst, inside ? w_row + kk_first : w, inside ? 16 : 0);
         } else {
-            unsigned words[PER_THREAD];
+            unsigned words[4];
 #pragma unroll
-            for (int i = 0; i < PER_THREAD; ++i)
-                words[i] = (col_valid && kk_first + i < Kgemm) ? to_tf32(w_row[kk_first + i]) : 0u;
+            for (int i = 0; i < PER_THREAD; ++i) {
+                const bool inside = col_valid && kk_first + i < Kgemm;
+                mma_put(words, i, inside ? w_row[kk_first + i] : T(), inside);
+            }
             *reinterpret_cast<uint4*>(dst) = make_uint4(words[0], words[1], words[2], words[3]);
         }
         kk_first += BK;
     }
 };
-
-// The float instance of conv2d_fprop_v3_mma (same grid, block and arguments).
-__device__ __forceinline__ void conv2d_fprop_v3_tf32(
-    const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ b,
-    int has_bias, float* __restrict__ y, int N, int C, int H, int W, int K, int R, int S, int P,
-    int Q, int pad_h, int pad_w, int stride_h, int stride_w, int dilation_h, int dilation_w,
-    int groups) {
-    constexpr int BM = FPROP_V3_BM, BN = FPROP_V3_BN, BK = FPROP_TF32_BK;
-    constexpr int WM = FPROP_V3_WM, WN = FPROP_V3_WN, THREADS = FPROP_V3_THREADS;
-    __shared__ __align__(16) float a_smem[2][BM][BK + MMA_TF32_SMEM_SKEW];
-    __shared__ __align__(16) float b_smem[2][BN][BK + MMA_TF32_SMEM_SKEW];
-
-    const int Cg = C / groups, Kg = K / groups, g = blockIdx.z;
-    const long long PQ = (long long)P * Q;
-    const long long M = (long long)N * PQ;
-    const int Kgemm = Cg * R * S;
-    const long long m_block = (long long)blockIdx.x * BM;
-    const int k_block = blockIdx.y * BN;
-    const int tid = threadIdx.x;
-
-    FpropTf32XLoader<BM, BK, THREADS> a;
-    a.init(x, m_block + tid % BM, M, C, Cg, g, H, W, R, S, P, Q, pad_h, pad_w, stride_h,
-           stride_w, dilation_h, dilation_w, tid);
-    FpropTf32WLoader<BN, BK, THREADS> bl;
-    bl.init(w, g * Kg + k_block, Kg - k_block, Kgemm, tid);
-
-    float acc[WM / 16][WN / 8][4];
-#pragma unroll
-    for (int i = 0; i < WM / 16; ++i)
-#pragma unroll
-        for (int j = 0; j < WN / 8; ++j)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
-    mma_tf32_gemm_mainloop<BM, BN, BK, WM, WN>(a, bl, (int)div_up(Kgemm, BK), acc, a_smem, b_smem);
-
-    // Epilogue: accumulator c_e of fragment (i, j) is D[row][col] with row = g (+8 for
-    // e >= 2) and col = 2t + (e & 1): y[pixel row][filter col] + bias. Guards: pixels past M
-    // and filters past the group's end are not written.
-    const int warp = tid / 32;
-    const int warp_m = (warp % (BM / WM)) * WM, warp_n = (warp / (BM / WM)) * WN;
-    const int lane = fragment_lane();
-    const int grp = lane >> 2, tig = lane & 3;
-#pragma unroll
-    for (int i = 0; i < WM / 16; ++i)
-#pragma unroll
-        for (int e2 = 0; e2 < 2; ++e2) {
-            const long long m = m_block + warp_m + i * 16 + grp + e2 * 8;
-            if (m >= M) continue;
-            const long long n_img = m / PQ, pq = m - n_img * PQ;
-#pragma unroll
-            for (int j = 0; j < WN / 8; ++j)
-#pragma unroll
-                for (int e1 = 0; e1 < 2; ++e1) {
-                    const int k = k_block + warp_n + j * 8 + 2 * tig + e1;
-                    if (k >= Kg) continue;
-                    const float bias = has_bias ? b[g * Kg + k] : 0.0f;
-                    y[(n_img * K + g * Kg + k) * PQ + pq] = acc[i][j][e2 * 2 + e1] + bias;
-                }
-        }
-}
 
 // Grid: x = GEMM row tiles (ceil(N*P*Q / BM)), y = filter tiles (ceil(K/groups / BN)),
 // z = groups. Block: FPROP_V3_THREADS threads (1-D).
@@ -609,58 +450,67 @@ conv2d_fprop_v3_mma(const T* __restrict__ x, const T* __restrict__ w, const T* _
                     int has_bias, T* __restrict__ y, int N, int C, int H, int W, int K, int R,
                     int S, int P, int Q, int pad_h, int pad_w, int stride_h, int stride_w,
                     int dilation_h, int dilation_w, int groups) {
-    if constexpr (sizeof(T) == 4) {  // float: tf32 tensor cores
-        conv2d_fprop_v3_tf32(x, w, b, has_bias, y, N, C, H, W, K, R, S, P, Q, pad_h, pad_w,
-                             stride_h, stride_w, dilation_h, dilation_w, groups);
+    constexpr bool TF32 = sizeof(T) == 4;
+    static_assert(sizeof(T) == 2 || TF32, "conv2d_fprop_v3_mma: 16-bit types or float (TF32)");
+    typedef typename MmaTile<T>::type E;  // shared-memory element: 16-bit bits or float
+    constexpr int BM = FPROP_V3_BM, BN = FPROP_V3_BN, BK = TF32 ? FPROP_TF32_BK : FPROP_V3_BK;
+    constexpr int WM = FPROP_V3_WM, WN = FPROP_V3_WN, THREADS = FPROP_V3_THREADS;
+    static_assert(THREADS % BM == 0, "epilogue: one fixed pixel per thread");
+    __shared__ __align__(16) E a_smem[2][BM][BK + MmaTile<T>::skew];
+    __shared__ __align__(16) E b_smem[2][BN][BK + MmaTile<T>::skew];
+
+    const int Cg = C / groups, Kg = K / groups, g = blockIdx.z;
+    const long long PQ = (long long)P * Q;
+    const long long M = (long long)N * PQ;
+    const int Kgemm = Cg * R * S;
+    const long long m_block = (long long)blockIdx.x * BM;
+    const int k_block = blockIdx.y * BN;  // first filter of this tile, within the group
+    const int tid = threadIdx.x;
+
+    FpropV3XLoader<T, BM, BK, THREADS> a;
+    a.init(x, m_block + tid % BM, M, C, Cg, g, H, W, R, S, P, Q, pad_h, pad_w, stride_h,
+           stride_w, dilation_h, dilation_w, tid);
+    FpropV3WLoader<T, BN, BK, THREADS> bl;
+    bl.init(w, g * Kg + k_block, Kg - k_block, Kgemm, tid);
+
+    float acc[WM / 16][WN / 8][4];
+#pragma unroll
+    for (int i = 0; i < WM / 16; ++i)
+#pragma unroll
+        for (int j = 0; j < WN / 8; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+    const int tiles = (int)div_up(Kgemm, BK);
+    if constexpr (TF32) {
+        mma_tf32_gemm_mainloop<BM, BN, BK, WM, WN>(a, bl, tiles, acc, a_smem, b_smem);
+        // Epilogue (float) straight from the fragments: y[pixel row][filter col] + bias.
+        // Guards: pixels past M and filters past the group's end are not written.
+        mma_each_element<BM, WM, WN>(acc, [&](int row, int col, float v) {
+            const long long m = m_block + row;
+            const int k = k_block + col;
+            if (m >= M || k >= Kg) return;
+            const long long n_img = m / PQ, pq = m - n_img * PQ;
+            y[(n_img * K + g * Kg + k) * PQ + pq] = v + (has_bias ? b[g * Kg + k] : 0.0f);
+        });
     } else {
-        static_assert(sizeof(T) == 2, "conv2d_fprop_v3_mma: 16-bit inputs or float (tf32)");
-        constexpr int BM = FPROP_V3_BM, BN = FPROP_V3_BN, BK = FPROP_V3_BK;
-        constexpr int WM = FPROP_V3_WM, WN = FPROP_V3_WN, THREADS = FPROP_V3_THREADS;
-        static_assert(THREADS % BM == 0, "epilogue: one fixed pixel per thread");
-        __shared__ __align__(16) unsigned short a_smem[2][BM][BK + MMA_SMEM_SKEW];
-        __shared__ __align__(16) unsigned short b_smem[2][BN][BK + MMA_SMEM_SKEW];
-
-        const int Cg = C / groups, Kg = K / groups, g = blockIdx.z;
-        const long long PQ = (long long)P * Q;
-        const long long M = (long long)N * PQ;
-        const int Kgemm = Cg * R * S;
-        const long long m_block = (long long)blockIdx.x * BM;
-        const int k_block = blockIdx.y * BN;  // first filter of this tile, within the group
-        const int tid = threadIdx.x;
-
-        FpropV3XLoader<BM, BK, THREADS> a;
-        a.init(reinterpret_cast<const unsigned short*>(x), m_block + tid % BM, M, C, Cg, g, H, W,
-               R, S, P, Q, pad_h, pad_w, stride_h, stride_w, dilation_h, dilation_w, tid);
-        FpropV3WLoader<BN, BK, THREADS> bl;
-        bl.init(reinterpret_cast<const unsigned short*>(w), g * Kg + k_block, Kg - k_block, Kgemm,
-                tid);
-
-        float acc[WM / 16][WN / 8][4];
-    #pragma unroll
-        for (int i = 0; i < WM / 16; ++i)
-    #pragma unroll
-            for (int j = 0; j < WN / 8; ++j)
-    #pragma unroll
-                for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
-        mma_gemm_mainloop<T, BM, BN, BK, WM, WN>(a, bl, (int)div_up(Kgemm, BK), acc, a_smem,
-                                                 b_smem);
-
-        // Epilogue: add the bias, round once, stage the tile as out[filter][pixel] in shared
-        // memory (mma.cuh). b may be a 1-element dummy when there is no bias, and a column may be
-        // past the group's last filter in a partial tile: b is read only for a real filter.
+        mma_gemm_mainloop<T, BM, BN, BK, WM, WN>(a, bl, tiles, acc, a_smem, b_smem);
+        // Epilogue (16-bit): add the bias, round once, stage the tile as out[filter][pixel]
+        // in shared memory (mma.cuh). b may be a 1-element dummy when there is no bias, and a
+        // column may be past the group's last filter in a partial tile: b is read only for a
+        // real filter.
         const T* out = mma_stage_tile<T, BM, BN, BK, WM, WN>(acc, a_smem, [&](int col) {
             const int k = k_block + col;
             return (has_bias && k < Kg) ? to_acc(b[g * Kg + k]) : 0.0f;
         });
-        // Thread t stores pixel m_local = t % BM of filters t / BM, + THREADS / BM, ...: a warp
-        // writes 32 consecutive pixels of one filter's plane (coalesced). Guards: pixels past M
-        // and filters past the group's end are not written.
+        // Thread t stores pixel m_local = t % BM of filters t / BM, + THREADS / BM, ...: a
+        // warp writes 32 consecutive pixels of one filter's plane (coalesced). Guards: pixels
+        // past M and filters past the group's end are not written.
         const int m_local = tid % BM;
         const long long m = m_block + m_local;
         if (m < M) {
             const long long n_img = m / PQ, pq = m - n_img * PQ;
             T* y_pixel = y + n_img * K * PQ + pq;
-    #pragma unroll 4
+#pragma unroll 4
             for (int n_local = tid / BM; n_local < BN; n_local += THREADS / BM) {
                 const int k = k_block + n_local;
                 if (k < Kg)

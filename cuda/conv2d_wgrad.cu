@@ -377,8 +377,8 @@ conv2d_bgrad_v2_tree(const T* __restrict__ dy, T* __restrict__ db, int N, int K,
 //   epilogue     straight from the accumulator fragments: dw is small next to the reduction
 //                that produced it, so its stores are not worth a shared-memory transpose.
 //
-// Deterministic (fixed tiles, fixed split order, no atomics). T must be a 16-bit type (__half,
-// __nv_bfloat16). Limits: as v2 (pixel indices within a plane in 64 bits).
+// Deterministic (fixed tiles, fixed split order, no atomics). T: __half or __nv_bfloat16 (float:
+// TF32 below). Limits: as v2 (pixel indices within a plane in 64 bits).
 
 #ifndef WGRAD_V3_BM
 #define WGRAD_V3_BM 128  // (c, r, s) GEMM rows per block
@@ -408,15 +408,26 @@ conv2d_bgrad_v2_tree(const T* __restrict__ dy, T* __restrict__ db, int N, int K,
 #endif
 #define WGRAD_V3_THREADS ((WGRAD_V3_BM / WGRAD_V3_WM) * (WGRAD_V3_BN / WGRAD_V3_WN) * 32)
 
-// Operand A of v3: thread t gathers GEMM row m_local = t % BM (one tap (c, r, s)) at the 16
-// consecutive pixels jj_local .. jj_local + 15 (jj_local = 16 * (t / BM)) of every tile, as
-// two 16-byte shared stores. A warp's 32 rows are 32 neighbouring taps of one pixel (mostly
-// neighbouring columns s of one image row).
-template <int BM, int BK, int THREADS>
+// float (TF32): the same GEMM on tf32 tensor cores (mma.sync m16n8k8, mma_tf32_gemm_mainloop),
+// BK = 16 pixels (32-bit tiles at BK = 32 would not fit 48 KB of static shared memory); x is
+// rounded to tf32 as it is gathered, dy tiles copied by cp.async stay raw fp32 (the tensor core
+// ignores their 13 low bits). Each product within 2^-9 of exact: |error| <= 2^-9 * sum |x*dy|.
+// An opt-in (kernels.allow_tf32).
+#ifndef WGRAD_TF32_BK
+#define WGRAD_TF32_BK 16  // float: pixels per shared-memory stage (two k8 mma steps)
+#endif
+
+// Operand A of v3: thread t gathers GEMM row m_local = t % BM (one tap (c, r, s)) at the
+// PER_THREAD consecutive pixels jj_local .. (jj_local = PER_THREAD * (t / BM); 16 halves or 8
+// floats: 32 bytes) of every tile, as two 16-byte shared stores. A warp's 32 rows are 32
+// neighbouring taps of one pixel (mostly neighbouring columns s of one image row).
+template <typename T, int BM, int BK, int THREADS>
 struct WgradV3XLoader {
-    enum { PER_THREAD = 16, WORDS = PER_THREAD / 2, PITCH = BK + MMA_SMEM_SKEW };
-    static_assert(BM * BK == THREADS * PER_THREAD && THREADS % BM == 0, "A tile split");
-    const unsigned short* x_tap;  // x + (g*Cg + c)*H*W: this row's channel plane in image 0
+    enum { PER_THREAD = BM * BK / THREADS, WORDS = mma_words(PER_THREAD, sizeof(T)),
+           PITCH = BK + MmaTile<T>::skew };
+    static_assert(BM * BK == THREADS * PER_THREAD && THREADS % BM == 0 && WORDS == 8,
+                  "A tile split: 32 bytes per thread");
+    const T* x_tap;               // x + (g*Cg + c)*H*W: this row's channel plane in image 0
     bool row_valid;
     int m_local, jj_local;
     int tap_h, tap_w;             // r*dilation_h - pad_h, s*dilation_w - pad_w
@@ -425,7 +436,7 @@ struct WgradV3XLoader {
     int n, p, q;                  // pixel of this thread's first slot in the next tile
     MixedRadix3 step;             // BK as (n, p, q) digits
 
-    __device__ __forceinline__ void init(const unsigned short* x, long long j_first, int m, int CRS,
+    __device__ __forceinline__ void init(const T* x, long long j_first, int m, int CRS,
                                          int C, int Cg, int g, int N_, int H_, int W_, int R,
                                          int S, int P_, int Q_, int pad_h, int pad_w,
                                          int stride_h_, int stride_w_, int dilation_h,
@@ -456,37 +467,37 @@ struct WgradV3XLoader {
             // Guards: rows past C/groups*R*S, pixels past N*P*Q (n reaches N in the last
             // partial tile) and taps in the zero padding load +0.0 (bits 0).
             const bool inside = row_valid && nn < N && h >= 0 && h < H && wi >= 0 && wi < W;
-            const unsigned v =
-                inside ? x_tap[nn * image_stride + (long long)h * W + wi] : 0u;
-            if (i % 2 == 0) regs[i / 2] = v;            // even j: low half of the word
-            else regs[i / 2] |= v << 16;                // odd j: high half
+            mma_put(regs, i, inside ? x_tap[nn * image_stride + (long long)h * W + wi] : T(),
+                    inside);
             if (++qq == Q) { qq = 0; if (++pp == P) { pp = 0; ++nn; } }  // j + 1 as (n, p, q)
         }
         advance_by_step(step, P, Q, n, p, q);
     }
-    __device__ __forceinline__ void store(const unsigned (&regs)[WORDS], unsigned short* tile) {
-        mma_store_16_halves<PITCH>(regs, tile, m_local, jj_local);
+    __device__ __forceinline__ void store(const unsigned (&regs)[WORDS],
+                                          typename MmaTile<T>::type* tile) {
+        mma_store_words<PITCH>(regs, tile, m_local, jj_local);
     }
 };
 
-// Operand B of v3: thread t copies 8 consecutive pixels (16 bytes) of filter n_local =
-// t / (BK/8) of dy: four threads cover one filter's BK pixels. With P*Q % 8 == 0 and dy
-// 16-byte aligned, 8 pixels starting at a multiple of 8 are one aligned 16-byte piece of one
-// (n, k) plane (or wholly past N*P*Q), copied by cp.async; otherwise 8 guarded 16-bit loads
-// that walk across image boundaries.
-template <int BN, int BK, int THREADS>
+// Operand B of v3: thread t copies one 16-byte piece (8 halves or 4 floats: PER_THREAD
+// consecutive pixels) of filter n_local = t / (BK/PER_THREAD) of dy: four threads cover one
+// filter's BK pixels. With P*Q % PER_THREAD == 0 and dy 16-byte aligned, PER_THREAD pixels
+// starting at a multiple of PER_THREAD are one aligned 16-byte piece of one (n, k) plane (or
+// wholly past N*P*Q), copied by cp.async; otherwise guarded loads that walk across image
+// boundaries (float: rounded to tf32).
+template <typename T, int BN, int BK, int THREADS>
 struct WgradV3DyLoader {
-    enum { PER_THREAD = 8, PITCH = BK + MMA_SMEM_SKEW };
+    enum { PER_THREAD = 16 / sizeof(T), PITCH = BK + MmaTile<T>::skew };
     static_assert(BN * BK == THREADS * PER_THREAD, "B tile split");
-    const unsigned short* dy;        // dy itself (a valid address for zero-byte copies)
-    const unsigned short* dy_filter; // dy + k*P*Q for this thread's filter (image 0)
+    const T* dy;                     // dy itself (a valid address for zero-byte copies)
+    const T* dy_filter;              // dy + k*P*Q for this thread's filter (image 0)
     bool col_valid, vector_ok;
     int n_local, jj_local, N;
     long long PQ, image_stride;      // P*Q (a plane may hold more than 2^31 pixels), K*P*Q
     int n;                           // image and in-plane pixel of this thread's first slot
     long long pq;                    // in the next tile
 
-    __device__ __forceinline__ void init(const unsigned short* dy_, long long j_first, int k_first,
+    __device__ __forceinline__ void init(const T* dy_, long long j_first, int k_first,
                                          int Kg_left, int N_, int K, int P, int Q, int tid) {
         dy = dy_;
         N = N_;
@@ -503,20 +514,19 @@ struct WgradV3DyLoader {
                     (reinterpret_cast<unsigned long long>(dy) & 15ull) == 0;
     }
     // Fetch the next tile into `tile` (a free stage): asynchronously where possible.
-    __device__ __forceinline__ void load(unsigned short* tile) {
-        unsigned short* dst = tile + n_local * PITCH + jj_local;
+    __device__ __forceinline__ void load(typename MmaTile<T>::type* tile) {
+        auto* dst = tile + n_local * PITCH + jj_local;
         if (vector_ok) {
-            const bool inside = col_valid && n < N;  // the whole 8-pixel piece or none of it
+            const bool inside = col_valid && n < N;  // the whole piece or none of it
             cp_async_16(dst, inside ? dy_filter + n * image_stride + pq : dy, inside ? 16 : 0);
         } else {
-            unsigned words[PER_THREAD / 2];
+            unsigned words[4];
             int nn = n;
             long long pp = pq;
 #pragma unroll
             for (int i = 0; i < PER_THREAD; ++i) {
-                const unsigned v = (col_valid && nn < N) ? dy_filter[nn * image_stride + pp] : 0u;
-                if (i % 2 == 0) words[i / 2] = v;
-                else words[i / 2] |= v << 16;
+                const bool inside = col_valid && nn < N;
+                mma_put(words, i, inside ? dy_filter[nn * image_stride + pp] : T(), inside);
                 if (++pp == PQ) { pp = 0; ++nn; }
             }
             *reinterpret_cast<uint4*>(dst) = make_uint4(words[0], words[1], words[2], words[3]);
@@ -536,11 +546,13 @@ conv2d_wgrad_v3_mma(const T* __restrict__ x, const T* __restrict__ dy, T* __rest
                     float* __restrict__ workspace, int splits, int N, int C, int H, int W, int K,
                     int R, int S, int P, int Q, int pad_h, int pad_w, int stride_h,
                     int stride_w, int dilation_h, int dilation_w, int groups) {
-    static_assert(sizeof(T) == 2, "conv2d_wgrad_v3_mma multiplies 16-bit inputs (__half, __nv_bfloat16)");
-    constexpr int BM = WGRAD_V3_BM, BN = WGRAD_V3_BN, BK = WGRAD_V3_BK;
+    constexpr bool TF32 = sizeof(T) == 4;
+    static_assert(sizeof(T) == 2 || TF32, "conv2d_wgrad_v3_mma: 16-bit types or float (TF32)");
+    typedef typename MmaTile<T>::type E;  // shared-memory element: 16-bit bits or float
+    constexpr int BM = WGRAD_V3_BM, BN = WGRAD_V3_BN, BK = TF32 ? WGRAD_TF32_BK : WGRAD_V3_BK;
     constexpr int WM = WGRAD_V3_WM, WN = WGRAD_V3_WN, THREADS = WGRAD_V3_THREADS;
-    __shared__ __align__(16) unsigned short a_smem[2][BM][BK + MMA_SMEM_SKEW];
-    __shared__ __align__(16) unsigned short b_smem[2][BN][BK + MMA_SMEM_SKEW];
+    __shared__ __align__(16) E a_smem[2][BM][BK + MmaTile<T>::skew];
+    __shared__ __align__(16) E b_smem[2][BN][BK + MmaTile<T>::skew];
 
     const int Cg = C / groups, Kg = K / groups, CRS = Cg * R * S;
     const int g = blockIdx.z / splits, split = blockIdx.z % splits;
@@ -554,13 +566,11 @@ conv2d_wgrad_v3_mma(const T* __restrict__ x, const T* __restrict__ dy, T* __rest
     const long long tile_begin = split * per_split;
     const long long tile_end = tile_begin + per_split < tiles ? tile_begin + per_split : tiles;
 
-    WgradV3XLoader<BM, BK, THREADS> a;
-    a.init(reinterpret_cast<const unsigned short*>(x), tile_begin * BK, m_block + tid % BM, CRS,
-           C, Cg, g, N, H, W, R, S, P, Q, pad_h, pad_w, stride_h, stride_w, dilation_h,
-           dilation_w, tid);
-    WgradV3DyLoader<BN, BK, THREADS> bl;
-    bl.init(reinterpret_cast<const unsigned short*>(dy), tile_begin * BK, g * Kg + k_block,
-            Kg - k_block, N, K, P, Q, tid);
+    WgradV3XLoader<T, BM, BK, THREADS> a;
+    a.init(x, tile_begin * BK, m_block + tid % BM, CRS, C, Cg, g, N, H, W, R, S, P, Q, pad_h,
+           pad_w, stride_h, stride_w, dilation_h, dilation_w, tid);
+    WgradV3DyLoader<T, BN, BK, THREADS> bl;
+    bl.init(dy, tile_begin * BK, g * Kg + k_block, Kg - k_block, N, K, P, Q, tid);
 
     float acc[WM / 16][WN / 8][4];
 #pragma unroll
@@ -570,31 +580,23 @@ conv2d_wgrad_v3_mma(const T* __restrict__ x, const T* __restrict__ dy, T* __rest
 #pragma unroll
             for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
     const int count = tile_end > tile_begin ? (int)(tile_end - tile_begin) : 0;
-    mma_gemm_mainloop<T, BM, BN, BK, WM, WN>(a, bl, count, acc, a_smem, b_smem);
+    if constexpr (TF32)
+        mma_tf32_gemm_mainloop<BM, BN, BK, WM, WN>(a, bl, count, acc, a_smem, b_smem);
+    else
+        mma_gemm_mainloop<T, BM, BN, BK, WM, WN>(a, bl, count, acc, a_smem, b_smem);
 
-    // Epilogue: accumulator c_e of fragment (i, j) is D[row][col] with row = g (+8 for
-    // e >= 2), col = 2t + (e & 1) (mma.cuh's C/D layout); D[row][col] = dw[filter col][tap
-    // row]. Guards: taps past C/groups*R*S and filters past the group's end are not written.
-    const int warp = tid / 32;
-    const int warp_m = (warp % (BM / WM)) * WM, warp_n = (warp / (BM / WM)) * WN;
-    const int lane = fragment_lane();
-    const int grp = lane >> 2, tig = lane & 3;
+    // Epilogue straight from the fragments: D[row][col] = dw[filter col][tap row]. Guards: taps
+    // past C/groups*R*S and filters past the group's end are not written.
     const long long dw_count = (long long)K * CRS;
-#pragma unroll
-    for (int i = 0; i < WM / 16; ++i)
-#pragma unroll
-        for (int j = 0; j < WN / 8; ++j)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                const int m = m_block + warp_m + i * 16 + grp + (e >= 2 ? 8 : 0);
-                const int k = k_block + warp_n + j * 8 + 2 * tig + (e & 1);
-                if (m >= CRS || k >= Kg) continue;
-                const long long at = (long long)(g * Kg + k) * CRS + m;
-                if (splits == 1)
-                    dw[at] = from_acc<T>(acc[i][j][e]);
-                else
-                    workspace[split * dw_count + at] = acc[i][j][e];
-            }
+    mma_each_element<BM, WM, WN>(acc, [&](int row, int col, float v) {
+        const int m = m_block + row, k = k_block + col;
+        if (m >= CRS || k >= Kg) return;
+        const long long at = (long long)(g * Kg + k) * CRS + m;
+        if (splits == 1)
+            dw[at] = from_acc<T>(v);
+        else
+            workspace[split * dw_count + at] = v;
+    });
 }
 
 // Standalone `nvcc -cubin -arch=sm_90 -Xptxas -v cuda/conv2d_wgrad.cu`: taking each
@@ -623,7 +625,8 @@ void* conv2d_wgrad_instance(int i) {
                                (void*)conv2d_bgrad_v2_tree<float>,
                                (void*)conv2d_bgrad_v2_tree<double>,
                                (void*)conv2d_wgrad_v3_mma<__half>,
-                               (void*)conv2d_wgrad_v3_mma<__nv_bfloat16>};
+                               (void*)conv2d_wgrad_v3_mma<__nv_bfloat16>,
+                               (void*)conv2d_wgrad_v3_mma<float>};
     return instances[i];
 }
 #endif

@@ -21,9 +21,10 @@
 //   fragment_lane()              the lane id the kernels use for fragment index math, with
 //                                  the GPUCONV_TEST_SWAP_LANES test hook (see there)
 //   mma_double_buffered          the two-stage load / multiply pipeline of both tile loops
-//   mma_store_16_halves          a register-staged A loader's 16 halves into shared memory
+//   MmaTile, mma_put, mma_store_words   the v3 loaders' operand words (16-bit or TF32)
 //   mma_gemm_mainloop            the v3 kernels' double-buffered shared-memory tile loop
 //   mma_stage_tile               their epilogue's staging of the rounded tile (+ bias)
+//   mma_each_element             each accumulator with its tile row and column (direct epilogues)
 //
 // TF32 (float32 operands on tensor cores; at the end of the file, with their own layouts):
 //   to_tf32(x)                   fp32 -> tf32 bits, round to nearest, ties away from zero
@@ -276,17 +277,6 @@ __device__ __forceinline__ void cp_async_wait_all() {
 }
 
 // ---------------------------------------------------------------------------------------
-// mma_store_16_halves: a thread's 16 gathered operand halves (8 f16x2 words, as the v3 kernels'
-// register-staged A loaders hold them) into tile[row][col .. col + 15] (row pitch PITCH
-// halves, col a multiple of 8: 16-byte aligned) as two 16-byte shared stores.
-template <int PITCH>
-__device__ __forceinline__ void mma_store_16_halves(const unsigned (&regs)[8], unsigned short* tile,
-                                                    int row, int col) {
-    uint4* dst = reinterpret_cast<uint4*>(tile + row * PITCH + col);
-    dst[0] = make_uint4(regs[0], regs[1], regs[2], regs[3]);
-    dst[1] = make_uint4(regs[4], regs[5], regs[6], regs[7]);
-}
-
 // mma_double_buffered: the two-stage pipeline both tensor-core tile loops run (f16/bf16 and
 // tf32). a_stage(s) / b_stage(s) give stage s's shared tiles; math(s) multiplies stage s into
 // the accumulators. The next tile's A loads are issued into registers before the math and
@@ -385,6 +375,27 @@ __device__ __forceinline__ void mma_gemm_mainloop(
                 for (int j = 0; j < NJ; ++j) mma_m16n8k16<T>(acc[i][j], af[i], bf[j]);
         }
     });
+}
+
+// mma_each_element<BM, WM, WN>(acc, visit): visit(row, col, value) for each of this thread's
+// accumulators, row and col within the block tile: accumulator c_e of fragment (i, j) is
+// D[warp_m + 16i + g (+8 for e >= 2)][warp_n + 8j + 2t + (e & 1)] (the mma C/D layout; the
+// same for m16n8k16 and m16n8k8). For epilogues that write straight from the fragments.
+template <int BM, int WM, int WN, class Visit>
+__device__ __forceinline__ void mma_each_element(const float (&acc)[WM / 16][WN / 8][4],
+                                                 Visit visit) {
+    const int warp = (int)(threadIdx.x / 32);
+    const int warp_m = (warp % (BM / WM)) * WM, warp_n = (warp / (BM / WM)) * WN;
+    const int lane = fragment_lane();
+    const int grp = lane >> 2, tig = lane & 3;
+#pragma unroll
+    for (int i = 0; i < WM / 16; ++i)
+#pragma unroll
+        for (int j = 0; j < WN / 8; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e)
+                visit(warp_m + i * 16 + grp + (e >= 2 ? 8 : 0), warp_n + j * 8 + 2 * tig + (e & 1),
+                      acc[i][j][e]);
 }
 
 // mma_stage_tile: after the mainloop (its last barrier ended every read of a_smem), write
@@ -560,6 +571,44 @@ __device__ __forceinline__ void mma_tf32_gemm_mainloop(
                 for (int j = 0; j < NJ; ++j) mma_m16n8k8_tf32(acc[i][j], af[i], bf[j]);
         }
     });
+}
+
+// ---------------------------------------------------------------------------------------
+// Operand words of the v3 loaders, for T = __half / __nv_bfloat16 (16-bit tensor cores: two
+// elements per 32-bit word, raw bits, lower index in the low half) and T = float (TF32: one
+// element per word, rounded with to_tf32). A loader gathers PER_THREAD elements into
+// mma_words<T>(PER_THREAD) words with mma_put, and writes 16-byte pieces of them to shared
+// memory tiles of MmaTile<T>::type elements, rows padded by MmaTile<T>::skew.
+template <typename T> struct MmaTile {  // 16-bit operands
+    typedef unsigned short type;
+    enum { skew = MMA_SMEM_SKEW };
+};
+template <> struct MmaTile<float> {      // TF32 operands
+    typedef float type;
+    enum { skew = MMA_TF32_SMEM_SKEW };
+};
+__host__ __device__ constexpr int mma_words(int elements, int element_bytes) {
+    return elements * element_bytes / 4;
+}
+// mma_put<T>(regs, i, v, inside): element i of a loader's run, v (0 when !inside).
+template <typename T, int WORDS>
+__device__ __forceinline__ void mma_put(unsigned (&regs)[WORDS], int i, const T& v, bool inside) {
+    if constexpr (sizeof(T) == 4) {
+        regs[i] = inside ? to_tf32(v) : 0u;
+    } else {
+        const unsigned bits = inside ? (unsigned)*reinterpret_cast<const unsigned short*>(&v) : 0u;
+        if (i % 2 == 0) regs[i / 2] = bits;  // even element: low half of the word
+        else regs[i / 2] |= bits << 16;      // odd element: high half
+    }
+}
+// mma_store_words: 8 words (32 bytes) into tile[row][col ..] (row pitch PITCH elements of E;
+// col a multiple of 16 bytes' worth) as two 16-byte shared stores.
+template <int PITCH, typename E>
+__device__ __forceinline__ void mma_store_words(const unsigned (&regs)[8], E* tile, int row,
+                                                int col) {
+    uint4* dst = reinterpret_cast<uint4*>(tile + row * PITCH + col);
+    dst[0] = make_uint4(regs[0], regs[1], regs[2], regs[3]);
+    dst[1] = make_uint4(regs[4], regs[5], regs[6], regs[7]);
 }
 
 #endif  // GPUCONV_MMA_CUH

@@ -160,11 +160,15 @@ def _conv_case(problem, dtype):
     return x, w, b, dy, conv2d_geometry(problem.x_shape, problem.w_shape, **problem.kwargs)
 
 
-def tf32_bound(x, w, g):
-    """The TF32 error bound of conv2d(x, w): TF32_PRODUCT_ERROR * conv2d(|x|, |w|)."""
+def tf32_bound(op: str, g, first, second):
+    """The TF32 error bound of a conv2d kernel op: TF32_PRODUCT_ERROR times the same op on the
+    operands' magnitudes — fprop (x, w): conv2d(|x|, |w|); dgrad (dy, w): conv2d_input(|dy|,
+    |w|); wgrad (x, dy): conv2d_weight(|x|, |dy|)."""
     from . import reference
-    magnitude = reference.conv2d(np.abs(x).astype(np.float64), np.abs(w).astype(np.float64),
-                                 None, g)
+    a, b = (np.abs(np.asarray(t).astype(np.float64)) for t in (first, second))
+    magnitude = {"fprop": lambda: reference.conv2d(a, b, None, g),
+                 "dgrad": lambda: reference.conv2d_input(a, b, g),
+                 "wgrad": lambda: reference.conv2d_weight(a, b, g)}[op]()
     return TF32_PRODUCT_ERROR * magnitude
 
 
@@ -172,7 +176,7 @@ def _check_conv2d(problem, dtype, dev, host):
     from . import functional, reference
     x, w, b, _, g = _conv_case(problem, dtype)
     got = functional.conv2d(dev(x), dev(w), None if b is None else dev(b), **problem.kwargs)
-    bound = tf32_bound(x, w, g) if _on_tf32.get() else None
+    bound = tf32_bound("fprop", g, x, w) if _on_tf32.get() else None
     return compare(host(got), reference.conv2d(x, w, b, g), dtype, bound=bound)
 
 
@@ -180,14 +184,16 @@ def _check_conv2d_input(problem, dtype, dev, host):
     from . import grad, reference
     x, w, _, dy, g = _conv_case(problem, dtype)
     got = grad.conv2d_input(x.shape, dev(w), dev(dy), **problem.kwargs)
-    return compare(host(got), reference.conv2d_input(dy, w, g), dtype)
+    bound = tf32_bound("dgrad", g, dy, w) if _on_tf32.get() else None
+    return compare(host(got), reference.conv2d_input(dy, w, g), dtype, bound=bound)
 
 
 def _check_conv2d_weight(problem, dtype, dev, host):
     from . import grad, reference
     x, w, _, dy, g = _conv_case(problem, dtype)
     got = grad.conv2d_weight(dev(x), w.shape, dev(dy), **problem.kwargs)
-    return compare(host(got), reference.conv2d_weight(x, dy, g), dtype)
+    bound = tf32_bound("wgrad", g, x, dy) if _on_tf32.get() else None
+    return compare(host(got), reference.conv2d_weight(x, dy, g), dtype, bound=bound)
 
 
 def _check_conv2d_bias(problem, dtype, dev, host):
@@ -710,13 +716,13 @@ def check_case(op: str, problem, dtype, to_device=lambda a: a, to_host=np.asarra
     from . import kernels
     forced = {KERNEL_OPS[op]: version} if version is not None else {}
     dtype = np.dtype(dtype)
-    # On TF32: the forced version is a tensor-core one, or gpuconv may choose one (allowed).
-    on_tf32 = op in KERNEL_OPS and (
-        kernels.runs_on_tf32(KERNEL_OPS[op], version, dtype) if version is not None
-        else dtype == np.float32 and kernels.tf32_allowed())
+    # TF32 runs where a tensor-core version is forced on float32, and is then held to its
+    # error bound; gpuconv's own choice (version None) is checked with TF32 off, its default.
+    on_tf32 = (version is not None and op in KERNEL_OPS
+               and kernels.runs_on_tf32(KERNEL_OPS[op], version, dtype))
     token = _on_tf32.set(on_tf32)
     try:
-        with kernels.use_versions(**forced):
+        with kernels.use_versions(**forced), kernels.allow_tf32(on_tf32):
             return CHECKS[op][1](problem, dtype, to_device, to_host)
     finally:
         _on_tf32.reset(token)

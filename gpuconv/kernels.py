@@ -8,7 +8,8 @@ Kernel versions. Each op has several kernel versions (``VERSIONS``): ``v1`` is t
 always-correct baseline (one thread per output element, a 1-D grid-stride loop), ``v2`` the
 tiled one (implicit GEMM for the convolutions, 2-D launches with 32-bit in-plane indices for
 max-pool); fprop, dgrad and wgrad also have ``v3``, the implicit GEMM on tensor cores
-(float16 and bfloat16, ``TEMPLATE_DTYPES``; mma.sync on sm_80+, a shuffle emulation elsewhere).
+(float16 and bfloat16; float32 on TF32 as an opt-in: ``allow_tf32``; mma.sync on sm_80+, a
+shuffle emulation elsewhere).
 Which one runs is decided per call, first match wins:
 
 1. the ``version=`` argument of the launcher (``'v1'``, ``'v2'``);
@@ -89,9 +90,10 @@ KERNELS["conv2d_wgrad.cu"] += ("conv2d_wgrad_v2_sum_splits",)  # split-K's secon
 # Templates instantiated for some dtypes only (every other template: every dtype in
 # CUDA_TYPES). The tensor-core kernels multiply 16-bit operands (fp32 accumulation).
 TEMPLATE_DTYPES = {f"conv2d_{op}_v3_mma": SIXTEEN_BIT for op in ("fprop", "dgrad", "wgrad")}
-# ... and fprop v3 for float32 on tf32 tensor cores (an opt-in: see allow_tf32).
-TEMPLATE_DTYPES["conv2d_fprop_v3_mma"] += (np.dtype(np.float32),)
-FPROP_TF32_BK = 16  # FPROP_TF32_BK in conv2d_fprop.cu: fprop v3's float32 reduction tile
+# ... and float32 on TF32 tensor cores (an opt-in: see allow_tf32).
+for _template in TEMPLATE_DTYPES:
+    TEMPLATE_DTYPES[_template] += (np.dtype(np.float32),)
+TF32_BK = 16  # FPROP_TF32_BK, DGRAD_TF32_BK, WGRAD_TF32_BK: v3's float32 reduction tiles
 # Versions that run on tensor cores: the heuristic and autotune consider them only on devices
 # of compute capability >= TENSOR_CORE_MIN_ARCH (on others, and on the CPU runtime, the
 # kernel runs a slow shuffle emulation of the mma: right, but only for explicit requests).
@@ -372,11 +374,12 @@ _tf32: contextvars.ContextVar[bool | None] = contextvars.ContextVar("gpuconv_tf3
 
 @contextlib.contextmanager
 def allow_tf32(enabled: bool = True):
-    """Inside the block, float32 convolutions may run on TF32 tensor cores (fprop v3 on
-    sm_80+: 10 fraction bits per operand, each product within 2^-9 of exact) when the heuristic
-    or autotune finds them suitable, like ``torch.backends.cudnn.allow_tf32``. Off by default
-    (float32 stays float32); ``$GPUCONV_ALLOW_TF32=1`` turns it on for the process. Local to
-    the thread or task. An explicit ``version="v3"`` runs TF32 whatever this says."""
+    """Inside the block, float32 convolutions and their gradients may run on TF32 tensor
+    cores (v3 on sm_80+: 10 fraction bits per operand, each product within 2^-9 of exact) when
+    the heuristic or autotune finds them suitable, like ``torch.backends.cudnn.allow_tf32``.
+    Off by default (float32 stays float32); ``$GPUCONV_ALLOW_TF32=1`` turns it on for the
+    process. Local to the thread or task. An explicit ``version="v3"`` runs TF32 whatever this
+    says."""
     token = _tf32.set(bool(enabled))
     try:
         yield
@@ -430,8 +433,8 @@ def heuristic_version(op: str, g, dtype=None, arch: int | None = None) -> str:
       16 GEMM columns (filters for fprop, channels per group for dgrad), a reduction of at
       least 16 and at least 32 GEMM rows (pixels). Depthwise and few-channels-per-group
       convolutions (1-2 columns of a 64-wide tile) and tiny problems keep v1.
-    * fprop / dgrad / wgrad v3 (tensor cores) instead of v2 when ``dtype`` is 16-bit (fprop
-      also float32 on TF32, inside :func:`allow_tf32` only), ``arch``
+    * fprop / dgrad / wgrad v3 (tensor cores) instead of v2 when ``dtype`` is 16-bit (or
+      float32 on TF32, inside :func:`allow_tf32` only), ``arch``
       (the device's compute capability, e.g. 90) is at least 80 and :func:`tensor_core_suits`;
       never without dtype and arch (so never on the CPU runtime, where mma is emulated).
     * wgrad: v2 (split-K GEMM) when the reduction N*P*Q is long (>= 256: v1 would run it

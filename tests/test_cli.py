@@ -58,12 +58,11 @@ def test_check_runs_every_kernel_version_on_a_kernel_runtime():
     assert failed == 0
     assert {("conv2d", "float32", "v1"), ("conv2d", "float32", "v2"),
             ("conv2d", "float16", "v3"), ("conv2d_weight", "float16", "v3")} <= versions
-    # Tensor cores: 16-bit types; float32 on TF32 for the forward pass only, checked against
-    # the TF32 error bound; never float64.
-    assert ("conv2d", "float32", "v3") in versions
-    assert ("conv2d_weight", "float32", "v3") not in versions
-    assert not any(v == ("conv2d", "float64", "v3") for v in versions)
-    tf32_rows = [row for row in rows if (row[0], row[1], row[4]) == ("conv2d", "float32", "v3")]
+    # Tensor cores: 16-bit types, and float32 on TF32 checked against the TF32 error bound
+    # (tolerance column "+tf32"); never float64.
+    assert {("conv2d", "float32", "v3"), ("conv2d_weight", "float32", "v3")} <= versions
+    assert not any(dtype == "float64" and kernel == "v3" for _, dtype, kernel in versions)
+    tf32_rows = [row for row in rows if (row[1], row[4]) == ("float32", "v3")]
     assert tf32_rows and all(row[-2].endswith("+tf32") for row in tf32_rows)
     assert not any(row[-2].endswith("+tf32") for row in rows if row not in tf32_rows)
 

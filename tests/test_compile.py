@@ -440,22 +440,26 @@ def test_sass_v3_runs_on_tensor_cores(source_name, arch, ctype, tmp_path):
 
 @_needs_cuobjdump
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
-def test_sass_fprop_v3_float_runs_on_tf32_tensor_cores(arch, tmp_path):
-    """conv2d_fprop_v3_mma<float>: HMMA.1688.F32.TF32 (mma.m16n8k8 .tf32), (BK/8) x (WM/16) x
-    (WN/8) per tile; LDGSTS for the filter tiles; no local memory, no shuffles."""
-    t = kernels.FPROP_V3
-    cubin, names = nvrtc_cubin("conv2d_fprop.cu", arch)
-    sass = sass_by_kernel(cubin, names, tmp_path)["conv2d_fprop_v3_mma<float>"]
+@pytest.mark.parametrize("source_name", sorted(V3_KERNELS))
+def test_sass_v3_float_runs_on_tf32_tensor_cores(source_name, arch, tmp_path):
+    """The float instances: HMMA.1688.F32.TF32 (mma.m16n8k8 .tf32), (BK/8) x (WM/16) x (WN/8)
+    per tile; LDGSTS where a tile is copied by cp.async; no local memory, no shuffles."""
+    kernel, t, uses_cp_async = V3_KERNELS[source_name]
+    kernel = kernel.replace("<__half>", "<float>")
+    cubin, names = nvrtc_cubin(source_name, arch)
+    sass = sass_by_kernel(cubin, names, tmp_path)[kernel]
     counts = sass_counts(sass, r"\b((?:HMMA|LDGSTS|LDL|STL|SHFL)(?:\.[A-Z0-9]+)*)\b")
-    print(arch, counts)
-    assert counts.get("HMMA.1688.F32.TF32", 0) >= (kernels.FPROP_TF32_BK // 8) * (t.WM // 16) * (
+    print(kernel, arch, counts)
+    assert counts.get("HMMA.1688.F32.TF32", 0) >= (kernels.TF32_BK // 8) * (t.WM // 16) * (
         t.WN // 8)
-    assert any(k.startswith("LDGSTS") for k in counts), counts
+    assert any(k.startswith("LDGSTS") for k in counts) == uses_cp_async, counts
     assert not any(k.startswith(("LDL", "STL", "SHFL")) for k in counts), counts
 
 
-def test_tf32_tile_size_matches_the_python_mirror():
-    assert _macro_defaults("conv2d_fprop.cu")["FPROP_TF32_BK"] == kernels.FPROP_TF32_BK
+def test_tf32_tile_sizes_match_the_python_mirror():
+    for source_name, t in (("conv2d_fprop.cu", "FPROP"), ("conv2d_dgrad.cu", "DGRAD"),
+                           ("conv2d_wgrad.cu", "WGRAD")):
+        assert _macro_defaults(source_name)[f"{t}_TF32_BK"] == kernels.TF32_BK
 
 
 @_needs_cuobjdump

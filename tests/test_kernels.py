@@ -165,16 +165,26 @@ def test_conv2d_fprop_tensor_core(rt, problem, dtype):
 
 
 @pytest.mark.parametrize("problem", ALL_CONV_PROBLEMS, ids=CONV_IDS)
-def test_conv2d_fprop_tf32(rt, problem):
-    """fprop v3 for float32: TF32 tensor cores (mma.sync m16n8k8; the shuffle emulation on the
-    CPU runtime), within the TF32 error bound 2^-9 * conv2d(|x|, |w|) of the reference."""
-    g, x, w, b, _ = conv_case(problem, np.float32, "fprop")
-    y = poisoned(rt, g.y_shape, np.float32)
-    kernels.conv2d_fprop(rt, g, on(rt, x), on(rt, w), None if b is None else on(rt, b), y,
-                         version="v3")
-    result = compare(host(y), reference.conv2d(x, w, b, g), np.float32,
-                     bound=checking.tf32_bound(x, w, g))
-    assert result, f"fprop v3 tf32 {problem.name}: {result.report}"
+@pytest.mark.parametrize("op", ["fprop", "dgrad", "wgrad"])
+def test_conv2d_tf32(rt, op, problem):
+    """v3 for float32: TF32 tensor cores (mma.sync m16n8k8; the shuffle emulation on the CPU
+    runtime), within the TF32 error bound (gpuconv.checking.tf32_bound) of the reference."""
+    g, x, w, b, dy = conv_case(problem, np.float32, op)
+    if op == "fprop":
+        out = poisoned(rt, g.y_shape, np.float32)
+        kernels.conv2d_fprop(rt, g, on(rt, x), on(rt, w), None if b is None else on(rt, b),
+                             out, version="v3")
+        expected, bound = reference.conv2d(x, w, b, g), checking.tf32_bound(op, g, x, w)
+    elif op == "dgrad":
+        out = poisoned(rt, g.x_shape, np.float32)
+        kernels.conv2d_dgrad(rt, g, on(rt, dy), on(rt, w), out, version="v3")
+        expected, bound = reference.conv2d_input(dy, w, g), checking.tf32_bound(op, g, dy, w)
+    else:
+        out = poisoned(rt, g.w_shape, np.float32)
+        kernels.conv2d_wgrad(rt, g, on(rt, x), on(rt, dy), out, version="v3")
+        expected, bound = reference.conv2d_weight(x, dy, g), checking.tf32_bound(op, g, x, dy)
+    result = compare(host(out), expected, np.float32, bound=bound)
+    assert result, f"{op} v3 tf32 {problem.name}: {result.report}"
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)

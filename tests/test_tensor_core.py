@@ -421,10 +421,10 @@ def test_wgrad_v3_against_the_reference(problem):
 DY_WALK = r"""
 // One thread runs wgrad v3's dy loader with no filter in range (Kg_left = 0: it reads no
 // memory) from pixel j_first for one tile of BK = 32 pixels; out = (n, pq) before and after.
-__global__ void dy_loader_walk(const unsigned short* dy, long long j_first, int N, int P, int Q,
+__global__ void dy_loader_walk(const __half* dy, long long j_first, int N, int P, int Q,
                                long long* out) {
     __shared__ __align__(16) unsigned short tile[64][40];
-    WgradV3DyLoader<64, 32, 256> loader;
+    WgradV3DyLoader<__half, 64, 32, 256> loader;
     loader.init(dy, j_first, 0, 0, N, 1, P, Q, 0);
     out[0] = loader.n; out[1] = loader.pq;
     loader.load(&tile[0][0]);
@@ -440,7 +440,7 @@ def test_wgrad_v3_dy_walk_past_2_to_the_31_pixels_per_plane(P, Q, j_first):
     2^31 pixels (nothing is allocated: the loader has no filter to read)."""
     walk = build_units(source_text("conv2d_wgrad.cu") + DY_WALK, ("dy_loader_walk",))
     out = np.zeros(4, np.int64)
-    walk.get_function("dy_loader_walk")((1,), (1,), (np.zeros(8, np.uint16), np.int64(j_first),
+    walk.get_function("dy_loader_walk")((1,), (1,), (np.zeros(8, np.float16), np.int64(j_first),
                                                      np.int32(3), np.int32(P), np.int32(Q), out))
     plane, j_next = P * Q, j_first + 32
     assert out.tolist() == [j_first // plane, j_first % plane, j_next // plane, j_next % plane]
@@ -451,46 +451,61 @@ def test_wgrad_v3_with_misaligned_dy_takes_the_scalar_path():
     assert_close(dw, expected, np.float16, what="wgrad v3, dy misaligned")
 
 
-# fprop v3 for float32: TF32 tensor cores
+# v3 for float32: TF32 tensor cores
 
-def run_tf32(rt, problem, w_offset=0):
-    g, x, w, b, _ = conv_case(problem, np.float32, "tf32")
-    if w_offset:
-        w = misaligned(w, w_offset)
-    y = poisoned(rt, g.y_shape, np.float32)
-    kernels.conv2d_fprop(rt, g, on(rt, x), on(rt, w), None if b is None else on(rt, b), y,
-                         version="v3")
-    return host(y), reference.conv2d(x, w, b, g), checking.tf32_bound(x, w, g)
+def run_tf32(rt, problem, op="fprop", offset=0):
+    """(result, reference, TF32 error bound) of ``op`` v3 on float32; ``offset`` misaligns
+    the operand copied by cp.async where there is one (fprop: w, wgrad: dy)."""
+    g, x, w, b, dy = conv_case(problem, np.float32, "tf32")
+    if offset:
+        w, dy = misaligned(w, offset), misaligned(dy, offset)
+    if op == "fprop":
+        y = poisoned(rt, g.y_shape, np.float32)
+        kernels.conv2d_fprop(rt, g, on(rt, x), on(rt, w), None if b is None else on(rt, b), y,
+                             version="v3")
+        return host(y), reference.conv2d(x, w, b, g), checking.tf32_bound(op, g, x, w)
+    if op == "dgrad":
+        dx = poisoned(rt, g.x_shape, np.float32)
+        kernels.conv2d_dgrad(rt, g, on(rt, dy), on(rt, w), dx, version="v3")
+        return host(dx), reference.conv2d_input(dy, w, g), checking.tf32_bound(op, g, dy, w)
+    dw = poisoned(rt, g.w_shape, np.float32)
+    kernels.conv2d_wgrad(rt, g, on(rt, x), on(rt, dy), dw, version="v3")
+    return host(dw), reference.conv2d_weight(x, dy, g), checking.tf32_bound(op, g, x, dy)
 
 
-@pytest.mark.parametrize("problem", V3_PROBLEMS + [RESNET], ids=lambda p: p.name)
-def test_tf32_fprop_is_tf32_and_within_its_bound(problem):
-    """Within 2^-9 * conv2d(|x|, |w|) of the float64 reference, and really TF32: outside
-    float32's own tolerance (a float32 kernel would be inside it)."""
-    y, expected, bound = run_tf32(get_runtime("emulator"), problem)
+@pytest.mark.parametrize("problem", V3_PROBLEMS + WGRAD_V3_PROBLEMS + [RESNET],
+                         ids=lambda p: p.name)
+@pytest.mark.parametrize("op", V3_OPS)
+def test_tf32_is_tf32_and_within_its_bound(op, problem):
+    """Within the TF32 bound of the float64 reference, and really TF32: outside float32's own
+    tolerance (a float32 kernel would be inside it)."""
+    y, expected, bound = run_tf32(get_runtime("emulator"), problem, op)
     assert compare(y, expected, np.float32, bound=bound)
-    assert not compare(y, expected, np.float32), "float32 v3 matched like float32: no TF32?"
+    if problem is RESNET:
+        assert not compare(y, expected, np.float32), f"{op} float32 v3 matched like float32"
 
 
-def test_tf32_fprop_with_misaligned_filters_takes_the_scalar_path():
-    y, expected, bound = run_tf32(get_runtime("emulator"), RESNET, w_offset=1)
+@pytest.mark.parametrize("op", V3_OPS)
+def test_tf32_with_misaligned_operands_takes_the_scalar_path(op):
+    y, expected, bound = run_tf32(get_runtime("emulator"), RESNET, op, offset=1)
     assert compare(y, expected, np.float32, bound=bound)
 
 
-def test_swapping_two_lanes_breaks_the_tf32_fprop():
-    y, expected, bound = run_tf32(_emulator_built_with(*SWAP), RESNET)
+@pytest.mark.parametrize("op", V3_OPS)
+def test_swapping_two_lanes_breaks_tf32(op):
+    y, expected, bound = run_tf32(_emulator_built_with(*SWAP), RESNET, op)
     assert not compare(y, expected, np.float32, bound=bound)
 
 
-@pytest.mark.parametrize("barrier", [5, 6])
-def test_dropping_a_barrier_breaks_the_tf32_fprop(barrier, monkeypatch):
+@pytest.mark.parametrize("op, barrier", [(op, b) for op in V3_OPS for b in (5, 6)])
+def test_dropping_a_barrier_breaks_tf32(op, barrier, monkeypatch):
     rt = _emulator_built_with(f"-DGPUCONV_TEST_DROP_SYNC={barrier}")
     broken = []
     for order in ("forward", "reverse"):
         monkeypatch.setenv("GPUCONV_CPU_FIBER_ORDER", order)
-        y, expected, bound = run_tf32(rt, RESNET)
+        y, expected, bound = run_tf32(rt, RESNET, op)
         broken.append(not compare(y, expected, np.float32, bound=bound))
-    assert any(broken), f"tf32 fprop without barrier {barrier} still matched in both orders"
+    assert any(broken), f"{op} tf32 without barrier {barrier} still matched in both orders"
 
 
 def test_tf32_is_chosen_only_when_allowed(monkeypatch):
@@ -504,7 +519,8 @@ def test_tf32_is_chosen_only_when_allowed(monkeypatch):
         assert h("fprop", RESNET_3X3, np.float32, 75) == "v2"      # no tf32 mma there
         assert h("fprop", RESNET_3X3, np.float32, None) == "v2"    # CPU runtime
         assert h("fprop", RESNET_3X3, np.float64, 90) == "v2"
-        assert h("wgrad", RESNET_3X3, np.float32, 90) == "v2"      # fprop only
+        assert h("dgrad", RESNET_3X3, np.float32, 90) == "v3"
+        assert h("wgrad", RESNET_3X3, np.float32, 90) == "v3"
         with kernels.allow_tf32(False):
             assert h("fprop", RESNET_3X3, np.float32, 90) == "v2"
     monkeypatch.setenv(kernels.ENV_TF32, "1")
@@ -545,18 +561,14 @@ FEW_FILTERS = conv2d_geometry((8, 64, 32, 32), (16, 64, 3, 3), padding=1)
 
 
 @pytest.mark.parametrize("op", V3_OPS)
-def test_v3_exists_for_16_bit_types_and_fprop_tf32_only(op):
+def test_v3_exists_for_16_bit_types_and_float32_only(op):
     source = f"conv2d_{op}.cu"
-    assert f"conv2d_{op}_v3_mma<__half>" in kernels.name_expressions(source)
-    assert f"conv2d_{op}_v3_mma<__nv_bfloat16>" in kernels.name_expressions(source)
+    for ctype in ("__half", "__nv_bfloat16", "float"):  # float: TF32
+        assert f"conv2d_{op}_v3_mma<{ctype}>" in kernels.name_expressions(source)
     assert f"conv2d_{op}_v3_mma<double>" not in kernels.name_expressions(source)
     with pytest.raises(ValueError, match="float16"):
         kernels.select_version(op, RESNET_3X3, np.float64, version="v3")
-    has_tf32 = op == "fprop"  # float32 on TF32 tensor cores: the forward pass so far
-    assert (f"conv2d_{op}_v3_mma<float>" in kernels.name_expressions(source)) == has_tf32
-    if not has_tf32:
-        with pytest.raises(ValueError, match="float16"):
-            kernels.select_version(op, RESNET_3X3, np.float32, version="v3")
+    assert kernels.select_version(op, RESNET_3X3, np.float32, version="v3") == "v3"
     for dtype in SIXTEEN_BIT:
         assert kernels.select_version(op, RESNET_3X3, dtype, version="v3") == "v3"
 
