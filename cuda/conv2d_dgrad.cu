@@ -455,15 +455,9 @@ conv2d_dgrad_v3_mma(const T* __restrict__ dy, const T* __restrict__ w, T* __rest
     bl.init(w, g, Kg, Cg, c_block, R * S, tid);
 
     float acc[WM / 16][WN / 8][4];
-#pragma unroll
-    for (int i = 0; i < WM / 16; ++i)
-#pragma unroll
-        for (int j = 0; j < WN / 8; ++j)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
-    const int tiles = (int)div_up(Kgemm, BK);
+    mma_tile_product<T, BM, BN, BK, WM, WN>(a, bl, (int)div_up(Kgemm, BK), acc, a_smem,
+                                            b_smem);
     if constexpr (TF32) {
-        mma_tf32_gemm_mainloop<BM, BN, BK, WM, WN>(a, bl, tiles, acc, a_smem, b_smem);
         // Epilogue (float) straight from the fragments: dx[pixel row][channel col]. Guards:
         // pixels past M and channels past the group's end are not written.
         mma_each_element<BM, WM, WN>(acc, [&](int row, int col, float v) {
@@ -474,7 +468,6 @@ conv2d_dgrad_v3_mma(const T* __restrict__ dy, const T* __restrict__ w, T* __rest
             dx[(n_img * C + (long long)g * Cg + c) * HW + hw] = v;
         });
     } else {
-        mma_gemm_mainloop<T, BM, BN, BK, WM, WN>(a, bl, tiles, acc, a_smem, b_smem);
         // Epilogue (16-bit): round once, stage as out[channel][pixel] (mma.cuh; no bias in
         // dgrad), then a warp stores 32 consecutive pixels of one channel plane. Guards:
         // pixels past M and channels past the group's end are not written.

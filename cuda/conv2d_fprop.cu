@@ -474,15 +474,9 @@ conv2d_fprop_v3_mma(const T* __restrict__ x, const T* __restrict__ w, const T* _
     bl.init(w, g * Kg + k_block, Kg - k_block, Kgemm, tid);
 
     float acc[WM / 16][WN / 8][4];
-#pragma unroll
-    for (int i = 0; i < WM / 16; ++i)
-#pragma unroll
-        for (int j = 0; j < WN / 8; ++j)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
-    const int tiles = (int)div_up(Kgemm, BK);
+    mma_tile_product<T, BM, BN, BK, WM, WN>(a, bl, (int)div_up(Kgemm, BK), acc, a_smem,
+                                            b_smem);
     if constexpr (TF32) {
-        mma_tf32_gemm_mainloop<BM, BN, BK, WM, WN>(a, bl, tiles, acc, a_smem, b_smem);
         // Epilogue (float) straight from the fragments: y[pixel row][filter col] + bias.
         // Guards: pixels past M and filters past the group's end are not written.
         mma_each_element<BM, WM, WN>(acc, [&](int row, int col, float v) {
@@ -493,7 +487,6 @@ conv2d_fprop_v3_mma(const T* __restrict__ x, const T* __restrict__ w, const T* _
             y[(n_img * K + g * Kg + k) * PQ + pq] = v + (has_bias ? b[g * Kg + k] : 0.0f);
         });
     } else {
-        mma_gemm_mainloop<T, BM, BN, BK, WM, WN>(a, bl, tiles, acc, a_smem, b_smem);
         // Epilogue (16-bit): add the bias, round once, stage the tile as out[filter][pixel]
         // in shared memory (mma.cuh). b may be a 1-element dummy when there is no bias, and a
         // column may be past the group's last filter in a partial tile: b is read only for a

@@ -572,18 +572,9 @@ conv2d_wgrad_v3_mma(const T* __restrict__ x, const T* __restrict__ dy, T* __rest
     WgradV3DyLoader<T, BN, BK, THREADS> bl;
     bl.init(dy, tile_begin * BK, g * Kg + k_block, Kg - k_block, N, K, P, Q, tid);
 
-    float acc[WM / 16][WN / 8][4];
-#pragma unroll
-    for (int i = 0; i < WM / 16; ++i)
-#pragma unroll
-        for (int j = 0; j < WN / 8; ++j)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
     const int count = tile_end > tile_begin ? (int)(tile_end - tile_begin) : 0;
-    if constexpr (TF32)
-        mma_tf32_gemm_mainloop<BM, BN, BK, WM, WN>(a, bl, count, acc, a_smem, b_smem);
-    else
-        mma_gemm_mainloop<T, BM, BN, BK, WM, WN>(a, bl, count, acc, a_smem, b_smem);
+    float acc[WM / 16][WN / 8][4];
+    mma_tile_product<T, BM, BN, BK, WM, WN>(a, bl, count, acc, a_smem, b_smem);
 
     // Epilogue straight from the fragments: D[row][col] = dw[filter col][tap row]. Guards: taps
     // past C/groups*R*S and filters past the group's end are not written.

@@ -22,6 +22,7 @@
 //                                  the GPUCONV_TEST_SWAP_LANES test hook (see there)
 //   mma_double_buffered          the two-stage load / multiply pipeline of both tile loops
 //   MmaTile, mma_put, mma_store_words   the v3 loaders' operand words (16-bit or TF32)
+//   mma_tile_product             zeroed accumulators + the tile loop for T (what v3 kernels run)
 //   mma_gemm_mainloop            the v3 kernels' double-buffered shared-memory tile loop
 //   mma_stage_tile               their epilogue's staging of the rounded tile (+ bias)
 //   mma_each_element             each accumulator with its tile row and column (direct epilogues)
@@ -609,6 +610,29 @@ __device__ __forceinline__ void mma_store_words(const unsigned (&regs)[8], E* ti
     uint4* dst = reinterpret_cast<uint4*>(tile + row * PITCH + col);
     dst[0] = make_uint4(regs[0], regs[1], regs[2], regs[3]);
     dst[1] = make_uint4(regs[4], regs[5], regs[6], regs[7]);
+}
+
+// ---------------------------------------------------------------------------------------
+// mma_tile_product<T, BM, BN, BK, WM, WN>(a, b, tiles, acc, a_smem, b_smem): acc = the block's
+// tile product over `tiles` reduction tiles, on the tensor cores for operand type T — the f16 /
+// bf16 loop (mma_gemm_mainloop) or, for float, the TF32 one (mma_tf32_gemm_mainloop). The
+// shared tiles are MmaTile<T>::type rows padded by MmaTile<T>::skew. What every v3 kernel runs.
+template <typename T, int BM, int BN, int BK, int WM, int WN, class ALoader, class BLoader,
+          class E>
+__device__ __forceinline__ void mma_tile_product(ALoader& a, BLoader& b, int tiles,
+                                                 float (&acc)[WM / 16][WN / 8][4],
+                                                 E (&a_smem)[2][BM][BK + MmaTile<T>::skew],
+                                                 E (&b_smem)[2][BN][BK + MmaTile<T>::skew]) {
+#pragma unroll
+    for (int i = 0; i < WM / 16; ++i)
+#pragma unroll
+        for (int j = 0; j < WN / 8; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+    if constexpr (sizeof(T) == 4)
+        mma_tf32_gemm_mainloop<BM, BN, BK, WM, WN>(a, b, tiles, acc, a_smem, b_smem);
+    else
+        mma_gemm_mainloop<T, BM, BN, BK, WM, WN>(a, b, tiles, acc, a_smem, b_smem);
 }
 
 #endif  // GPUCONV_MMA_CUH
