@@ -164,26 +164,41 @@ def test_conv2d_fprop_tensor_core(rt, problem, dtype):
                  what=f"fprop v3 {problem.name}")
 
 
+def run_tf32(rt, op, problem, tag, offset=0):
+    """(result, reference, TF32 error bound) of conv2d ``op`` v3 on float32 (TF32) inputs of
+    ``problem``; ``offset`` misaligns w and dy (the operands copied by cp.async)."""
+    g, x, w, b, dy = conv_case(problem, np.float32, tag)
+    if offset:
+        w, dy = misaligned(w, offset), misaligned(dy, offset)
+    if op == "fprop":
+        out = poisoned(rt, g.y_shape, np.float32)
+        kernels.conv2d_fprop(rt, g, on(rt, x), on(rt, w), None if b is None else on(rt, b),
+                             out, version="v3")
+        return host(out), reference.conv2d(x, w, b, g), checking.tf32_bound(op, g, x, w)
+    if op == "dgrad":
+        out = poisoned(rt, g.x_shape, np.float32)
+        kernels.conv2d_dgrad(rt, g, on(rt, dy), on(rt, w), out, version="v3")
+        return host(out), reference.conv2d_input(dy, w, g), checking.tf32_bound(op, g, dy, w)
+    out = poisoned(rt, g.w_shape, np.float32)
+    kernels.conv2d_wgrad(rt, g, on(rt, x), on(rt, dy), out, version="v3")
+    return host(out), reference.conv2d_weight(x, dy, g), checking.tf32_bound(op, g, x, dy)
+
+
+def misaligned(a: np.ndarray, offset: int) -> np.ndarray:
+    """A C-contiguous copy of ``a`` at ``offset`` elements past an aligned buffer's start (not
+    16-byte aligned for offset 1)."""
+    buf = np.zeros(a.size + offset, a.dtype)
+    buf[offset:] = a.ravel()
+    return buf[offset:].reshape(a.shape)
+
+
 @pytest.mark.parametrize("problem", ALL_CONV_PROBLEMS, ids=CONV_IDS)
 @pytest.mark.parametrize("op", ["fprop", "dgrad", "wgrad"])
 def test_conv2d_tf32(rt, op, problem):
     """v3 for float32: TF32 tensor cores (mma.sync m16n8k8; the shuffle emulation on the CPU
     runtime), within the TF32 error bound (gpuconv.checking.tf32_bound) of the reference."""
-    g, x, w, b, dy = conv_case(problem, np.float32, op)
-    if op == "fprop":
-        out = poisoned(rt, g.y_shape, np.float32)
-        kernels.conv2d_fprop(rt, g, on(rt, x), on(rt, w), None if b is None else on(rt, b),
-                             out, version="v3")
-        expected, bound = reference.conv2d(x, w, b, g), checking.tf32_bound(op, g, x, w)
-    elif op == "dgrad":
-        out = poisoned(rt, g.x_shape, np.float32)
-        kernels.conv2d_dgrad(rt, g, on(rt, dy), on(rt, w), out, version="v3")
-        expected, bound = reference.conv2d_input(dy, w, g), checking.tf32_bound(op, g, dy, w)
-    else:
-        out = poisoned(rt, g.w_shape, np.float32)
-        kernels.conv2d_wgrad(rt, g, on(rt, x), on(rt, dy), out, version="v3")
-        expected, bound = reference.conv2d_weight(x, dy, g), checking.tf32_bound(op, g, x, dy)
-    result = compare(host(out), expected, np.float32, bound=bound)
+    out, expected, bound = run_tf32(rt, op, problem, op)
+    result = compare(out, expected, np.float32, bound=bound)
     assert result, f"{op} v3 tf32 {problem.name}: {result.report}"
 
 

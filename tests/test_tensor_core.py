@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 import gpuconv
-from gpuconv import checking, kernels, reference
+from gpuconv import kernels, reference
 from gpuconv.dtypes import bfloat16
 from gpuconv.checking import assert_close, compare
 from gpuconv.geometry import conv2d_geometry
@@ -34,7 +34,8 @@ from gpuconv.problems import CONV_PROBLEMS, ConvProblem
 from gpuconv.runtime import Runtime, cuda_available, get_runtime
 from gpuconv.sources import source_text
 
-from test_kernels import conv_case, host, on, poisoned, rng_for
+from test_kernels import conv_case, host, misaligned, on, poisoned, rng_for
+from test_kernels import run_tf32 as run_kernel_tf32
 
 # ----------------------------------------------------------------------------------------
 # unit kernels: one warp, fragments built from the PTX ISA formulas
@@ -135,14 +136,6 @@ def build_units(source: str, names: tuple, runtime: str = "emulator", options: t
 
 def unit_module(runtime: str = "emulator", options: tuple = ()):
     return build_units(unit_source(), UNIT_NAMES, runtime, options)
-
-
-def misaligned(a: np.ndarray, offset: int) -> np.ndarray:
-    """A C-contiguous copy of ``a`` at ``offset`` elements past an aligned buffer's start (not
-    16-byte aligned for a 16-bit ``a`` and offset 1)."""
-    buf = np.zeros(a.size + offset, a.dtype)
-    buf[offset:] = a.ravel()
-    return buf[offset:].reshape(a.shape)
 
 
 RUNTIMES = [pytest.param("emulator", id="emulator"),
@@ -454,23 +447,7 @@ def test_wgrad_v3_with_misaligned_dy_takes_the_scalar_path():
 # v3 for float32: TF32 tensor cores
 
 def run_tf32(rt, problem, op="fprop", offset=0):
-    """(result, reference, TF32 error bound) of ``op`` v3 on float32; ``offset`` misaligns
-    the operand copied by cp.async where there is one (fprop: w, wgrad: dy)."""
-    g, x, w, b, dy = conv_case(problem, np.float32, "tf32")
-    if offset:
-        w, dy = misaligned(w, offset), misaligned(dy, offset)
-    if op == "fprop":
-        y = poisoned(rt, g.y_shape, np.float32)
-        kernels.conv2d_fprop(rt, g, on(rt, x), on(rt, w), None if b is None else on(rt, b), y,
-                             version="v3")
-        return host(y), reference.conv2d(x, w, b, g), checking.tf32_bound(op, g, x, w)
-    if op == "dgrad":
-        dx = poisoned(rt, g.x_shape, np.float32)
-        kernels.conv2d_dgrad(rt, g, on(rt, dy), on(rt, w), dx, version="v3")
-        return host(dx), reference.conv2d_input(dy, w, g), checking.tf32_bound(op, g, dy, w)
-    dw = poisoned(rt, g.w_shape, np.float32)
-    kernels.conv2d_wgrad(rt, g, on(rt, x), on(rt, dy), dw, version="v3")
-    return host(dw), reference.conv2d_weight(x, dy, g), checking.tf32_bound(op, g, x, dy)
+    return run_kernel_tf32(rt, op, problem, "tf32", offset)
 
 
 @pytest.mark.parametrize("problem", V3_PROBLEMS + WGRAD_V3_PROBLEMS + [RESNET],
