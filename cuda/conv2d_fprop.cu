@@ -40,6 +40,9 @@
 //                              same per-lane layouts. 16-bit types; same limits as v2.
 //   conv2d_fprop_v3_mma<float> the same GEMM on TF32 tensor cores (mma.sync m16n8k8, tiles
 //                              128 x 64 x 16): an opt-in precision trade (kernels.allow_tf32).
+//   conv2d_fprop_v4_nhwc_mma<T> v3's GEMM on channels-last tensors (x NHWC, w KRSC, y NHWC):
+//                              the reduction is channel-innermost, so the x tile is copied by
+//                              cp.async in 16-byte pieces like the filter tile. T as v3.
 
 #include "common.cuh"
 #include "mma.cuh"
@@ -514,6 +517,154 @@ conv2d_fprop_v3_mma(const T* __restrict__ x, const T* __restrict__ w, const T* _
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// v4: v3's tensor-core GEMM on channels-last (NHWC) tensors.
+//
+// Layouts (C-contiguous): x (N, H, W, C), w (K, R, S, C/groups), b (K,), y (N, P, Q, K): the
+// order of PyTorch's channels_last tensors. (kernels.py converts NCHW arrays to it and back, a
+// cost the benchmark counts; channels-last inputs run with no conversion.)
+//
+// The reduction runs kk = (r, s, c) with c innermost. 8 consecutive kk of one GEMM row (16
+// bytes of halves; 4 floats) are then 8 consecutive channels of one input pixel: one aligned
+// 16-byte vector of x. So the A tile is copied global -> shared by cp.async like the filter
+// tile, with no register gather (v3 gathers every element: in NCHW, the next channel is H*W
+// elements away), and the copies of the next tile overlap the math of this one. A piece in
+// the zero padding, past the reduction or past the last pixel is a zero-filled copy.
+// The 16-byte path needs C/groups % (16 / sizeof(T)) == 0 (every ResNet/VGG layer but the RGB
+// stem) and a 16-byte aligned x; otherwise the same loader loads element by element (right,
+// and slower). The filter tile is v3's loader over w's rows, which are (r, s, c)-ordered.
+//
+//   block tile   v3's: BM x BN x BK = 128 x 64 x 32 (TF32: x 16), 8 warps of 32 x 32.
+//   A pieces     thread t copies piece t % (BK/8) of rows t / (BK/8) and + 64: four threads
+//                fetch a row's 64 contiguous bytes.
+//   epilogue     straight from the fragments (mma_each_element): a pixel's K outputs are
+//                contiguous in y, and the 4 lanes of a fragment row write 8 consecutive
+//                filters. Bias added in fp32, rounded once.
+//
+// Deterministic (fixed reduction order); same limits as v3. T: __half, __nv_bfloat16, float
+// (TF32, the opt-in of v3).
+
+// Operand A of v4: 16-byte pieces of GEMM rows (output pixels), each 16 / sizeof(T)
+// consecutive channels of one tap (r, s) of one input pixel.
+template <typename T, int BM, int BK, int THREADS>
+struct FpropV4XLoader {
+    enum { COPIES = 1,  // loads straight into a shared stage (mma_double_buffered)
+           PIECE = 16 / sizeof(T), PIECES_PER_ROW = BK / PIECE,
+           ROWS_PER_PASS = THREADS / PIECES_PER_ROW, PASSES = BM / ROWS_PER_PASS,
+           PITCH = BK + MmaTile<T>::skew };
+    static_assert(BK % PIECE == 0 && THREADS % PIECES_PER_ROW == 0 &&
+                  BM % ROWS_PER_PASS == 0, "A tile split into 16-byte pieces");
+    const T* x;
+    long long image[PASSES];       // per row: offset of x[n, 0, 0, g*Cg]; -1 past the last pixel
+    int h_first[PASSES], w_first[PASSES];
+    int row0, kk_local, kk_first;  // kk_first: reduction index of this thread's piece
+    int r, s, c;                   // digits (r, s, c) of kk_first
+    int C, Cg, H, W, S, dilation_h, dilation_w, Kgemm;
+    bool vector_ok;
+    MixedRadix3 step;              // BK as (r, s, c) digits
+
+    __device__ __forceinline__ void init(const T* x_, long long m_block, long long M, int C_,
+                                         int Cg_, int g, int H_, int W_, int R, int S_, int P,
+                                         int Q, int pad_h, int pad_w, int stride_h,
+                                         int stride_w, int dil_h, int dil_w, int tid) {
+        x = x_; C = C_; Cg = Cg_; H = H_; W = W_; S = S_; dilation_h = dil_h; dilation_w = dil_w;
+        Kgemm = R * S * Cg;
+        row0 = tid / PIECES_PER_ROW;
+        kk_local = (tid % PIECES_PER_ROW) * PIECE;
+        kk_first = kk_local;
+        const long long PQ = (long long)P * Q;
+#pragma unroll
+        for (int i = 0; i < PASSES; ++i) {
+            const long long m = m_block + row0 + i * ROWS_PER_PASS;
+            const long long n = m < M ? m / PQ : 0;  // rows past M: a valid pixel, never read
+            const int pq = m < M ? (int)(m - n * PQ) : 0;
+            image[i] = m < M ? n * H * W * C + (long long)g * Cg : -1;
+            h_first[i] = (pq / Q) * stride_h - pad_h;
+            w_first[i] = (pq % Q) * stride_w - pad_w;
+        }
+        c = kk_first % Cg;
+        s = (kk_first / Cg) % S;
+        r = kk_first / (Cg * S);
+        step = mixed_radix_step(BK, S, Cg);
+        vector_ok = Cg % PIECE == 0 && (reinterpret_cast<unsigned long long>(x) & 15ull) == 0;
+    }
+    // Fetch the next tile into `tile` (a free stage): asynchronously where possible.
+    __device__ __forceinline__ void load(typename MmaTile<T>::type* tile) {
+#pragma unroll
+        for (int i = 0; i < PASSES; ++i) {
+            auto* dst = tile + (row0 + i * ROWS_PER_PASS) * PITCH + kk_local;
+            if (vector_ok) {
+                // The piece is 8 (or 4) channels of tap (r, s): wholly inside or wholly out.
+                const int h = h_first[i] + r * dilation_h, wi = w_first[i] + s * dilation_w;
+                const bool inside = image[i] >= 0 && kk_first < Kgemm && h >= 0 && h < H &&
+                                    wi >= 0 && wi < W;
+                const T* src = inside ? x + image[i] + ((long long)h * W + wi) * C + c : x;
+                cp_async_16(dst, src, inside ? 16 : 0);
+            } else {
+                // Element by element: the piece may cross taps (C/groups not a multiple of it).
+                unsigned words[4];
+                int cc = c, ss = s, rr = r;
+#pragma unroll
+                for (int e = 0; e < PIECE; ++e) {
+                    const int h = h_first[i] + rr * dilation_h, wi = w_first[i] + ss * dilation_w;
+                    const bool inside = image[i] >= 0 && kk_first + e < Kgemm && h >= 0 &&
+                                        h < H && wi >= 0 && wi < W;
+                    mma_put(words, e,
+                            inside ? x[image[i] + ((long long)h * W + wi) * C + cc] : T(), inside);
+                    if (++cc == Cg) { cc = 0; if (++ss == S) { ss = 0; ++rr; } }  // kk + 1
+                }
+                *reinterpret_cast<uint4*>(dst) =
+                    make_uint4(words[0], words[1], words[2], words[3]);
+            }
+        }
+        kk_first += BK;
+        advance_by_step(step, S, Cg, r, s, c);
+    }
+};
+
+// Grid: x = GEMM row tiles (ceil(N*P*Q / BM)), y = filter tiles (ceil(K/groups / BN)),
+// z = groups. Block: FPROP_V3_THREADS threads (1-D).
+template <typename T>
+__global__ void __launch_bounds__(FPROP_V3_THREADS, FPROP_V3_LAUNCH_MIN_BLOCKS)
+conv2d_fprop_v4_nhwc_mma(const T* __restrict__ x, const T* __restrict__ w,
+                         const T* __restrict__ b, int has_bias, T* __restrict__ y, int N, int C,
+                         int H, int W, int K, int R, int S, int P, int Q, int pad_h, int pad_w,
+                         int stride_h, int stride_w, int dilation_h, int dilation_w,
+                         int groups) {
+    constexpr bool TF32 = sizeof(T) == 4;
+    static_assert(sizeof(T) == 2 || TF32, "conv2d_fprop_v4_nhwc_mma: 16-bit types or float");
+    typedef typename MmaTile<T>::type E;
+    constexpr int BM = FPROP_V3_BM, BN = FPROP_V3_BN, BK = TF32 ? FPROP_TF32_BK : FPROP_V3_BK;
+    constexpr int WM = FPROP_V3_WM, WN = FPROP_V3_WN, THREADS = FPROP_V3_THREADS;
+    __shared__ __align__(16) E a_smem[2][BM][BK + MmaTile<T>::skew];
+    __shared__ __align__(16) E b_smem[2][BN][BK + MmaTile<T>::skew];
+
+    const int Cg = C / groups, Kg = K / groups, g = blockIdx.z;
+    const long long M = (long long)N * P * Q;
+    const int Kgemm = R * S * Cg;
+    const long long m_block = (long long)blockIdx.x * BM;
+    const int k_block = blockIdx.y * BN;  // first filter of this tile, within the group
+
+    FpropV4XLoader<T, BM, BK, THREADS> a;
+    a.init(x, m_block, M, C, Cg, g, H, W, R, S, P, Q, pad_h, pad_w, stride_h, stride_w,
+           dilation_h, dilation_w, threadIdx.x);
+    FpropV3WLoader<T, BN, BK, THREADS> bl;
+    bl.init(w, g * Kg + k_block, Kg - k_block, Kgemm, threadIdx.x);
+
+    float acc[WM / 16][WN / 8][4];
+    mma_tile_product<T, BM, BN, BK, WM, WN>(a, bl, (int)div_up(Kgemm, BK), acc, a_smem,
+                                            b_smem);
+    // y[pixel m][filter] = acc + bias, rounded once. Guards: pixels past M and filters past
+    // the group's end are not written (b may be a 1-element dummy: read for real filters only).
+    mma_each_element<BM, WM, WN>(acc, [&](int row, int col, float v) {
+        const long long m = m_block + row;
+        const int k = k_block + col;
+        if (m >= M || k >= Kg) return;
+        const int filter = g * Kg + k;
+        y[m * K + filter] = from_acc<T>(v + (has_bias ? to_acc(b[filter]) : 0.0f));
+    });
+}
+
 // Standalone `nvcc -cubin -arch=sm_90 -Xptxas -v cuda/conv2d_fprop.cu`: taking each
 // instance's address makes nvcc compile it, so ptxas reports every kernel. NVRTC and the CPU
 // runtime get their instances from name expressions (gpuconv/kernels.py) instead.
@@ -529,7 +680,10 @@ void* conv2d_fprop_instance(int i) {
                                (void*)conv2d_fprop_v2_implicit_gemm<double>,
                                (void*)conv2d_fprop_v3_mma<__half>,
                                (void*)conv2d_fprop_v3_mma<__nv_bfloat16>,
-                               (void*)conv2d_fprop_v3_mma<float>};
+                               (void*)conv2d_fprop_v3_mma<float>,
+                               (void*)conv2d_fprop_v4_nhwc_mma<__half>,
+                               (void*)conv2d_fprop_v4_nhwc_mma<__nv_bfloat16>,
+                               (void*)conv2d_fprop_v4_nhwc_mma<float>};
     return instances[i];
 }
 #endif

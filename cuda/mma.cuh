@@ -280,17 +280,38 @@ __device__ __forceinline__ void cp_async_wait_all() {
 // ---------------------------------------------------------------------------------------
 // mma_double_buffered: the two-stage pipeline both tensor-core tile loops run (f16/bf16 and
 // tf32). a_stage(s) / b_stage(s) give stage s's shared tiles; math(s) multiplies stage s into
-// the accumulators. The next tile's A loads are issued into registers before the math and
-// stored after it; the next B tile is copied asynchronously into the free stage during the
-// math. One barrier per tile (block_sync ids 5 and 6, common.cuh).
+// the accumulators. The next B tile is copied asynchronously into the free stage during the
+// math. The next A tile either goes the same way (an ALoader that copies:
+// the NHWC kernels, whose A rows are contiguous in memory) or is gathered into registers
+// before the math and stored after it (the NCHW kernels' im2col gathers). One barrier per
+// tile (block_sync ids 5 and 6, common.cuh).
+//
+// The two loader kinds: a.load(regs) + a.store(regs, stage) (registers, WORDS of them), or,
+// with `enum { COPIES = 1 }`, a.load(stage) straight into a free stage, like b.load(stage).
+// MmaCopies<L>::value tells them apart.
+template <class L, class = void> struct MmaCopies { enum { value = 0 }; };
+template <class L> struct MmaCopies<L, decltype(void(L::COPIES))> { enum { value = L::COPIES }; };
+// A gathering loader's registers, between its load and its store:
+template <class L, bool = MmaCopies<L>::value != 0> struct MmaStaging {
+    unsigned regs[L::WORDS];
+    __device__ __forceinline__ void load(L& a, void*) { a.load(regs); }
+    template <class E> __device__ __forceinline__ void store(L& a, E* stage) {
+        a.store(regs, stage);
+    }
+};
+template <class L> struct MmaStaging<L, true> {  // a copying loader: nothing to stage
+    template <class E> __device__ __forceinline__ void load(L& a, E* stage) { a.load(stage); }
+    __device__ __forceinline__ void store(L&, void*) {}
+};
+
 template <class ALoader, class BLoader, class AStage, class BStage, class Math>
 __device__ __forceinline__ void mma_double_buffered(ALoader& a, BLoader& b, int tiles,
                                                     AStage a_stage, BStage b_stage, Math math) {
-    unsigned a_regs[ALoader::WORDS];
-    a.load(a_regs);
+    MmaStaging<ALoader> staged;
+    staged.load(a, a_stage(0));
     b.load(b_stage(0));
     cp_async_commit();
-    a.store(a_regs, a_stage(0));
+    staged.store(a, a_stage(0));
     cp_async_wait_all();
     // Barrier 5: the first tile is in shared memory (this thread's cp.async copies have
     // landed: wait_all above) before any warp reads rows other threads stored.
@@ -299,16 +320,17 @@ __device__ __forceinline__ void mma_double_buffered(ALoader& a, BLoader& b, int 
     for (int t = 0; t < tiles; ++t) {
         const int buf = t & 1;
         const bool has_next = t + 1 < tiles;
-        // Issue the next tile's loads now: A into registers, B straight into the free stage
-        // (every warp finished reading it before the barrier that ended the last iteration).
+        // Issue the next tile's loads now: A into registers (or copied like B), B straight
+        // into the free stage (every warp finished reading it before the barrier that ended
+        // the last iteration).
         if (has_next) {
-            a.load(a_regs);
+            staged.load(a, a_stage(buf ^ 1));
             b.load(b_stage(buf ^ 1));
             cp_async_commit();
         }
         math(buf);
         if (has_next) {
-            a.store(a_regs, a_stage(buf ^ 1));
+            staged.store(a, a_stage(buf ^ 1));
             cp_async_wait_all();
         }
         // Barrier 6, two duties: (1) the next tile (A stored above, B copied and waited for)

@@ -9,6 +9,7 @@ than float16's 11); float64 leaves room only for a different summation order.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -178,6 +179,25 @@ def _check_conv2d(problem, dtype, dev, host):
     got = functional.conv2d(dev(x), dev(w), None if b is None else dev(b), **problem.kwargs)
     bound = tf32_bound("fprop", g, x, w) if _on_tf32.get() else None
     return compare(host(got), reference.conv2d(x, w, b, g), dtype, bound=bound)
+
+
+def _check_conv2d_channels_last(problem, dtype, dev, host):
+    """conv2d on channels-last x and w (buffers (N,H,W,C) and (K,R,S,C/groups) seen as NCHW, as
+    torch.channels_last gives them): the result must be channels-last too, with conv2d's
+    values."""
+    from . import functional, reference
+    x, w, b, _, g = _conv_case(problem, dtype)
+    nhwc, nchw = (0, 2, 3, 1), (0, 3, 1, 2)
+    x_cl = dev(np.ascontiguousarray(x.transpose(nhwc))).transpose(nchw)
+    w_cl = dev(np.ascontiguousarray(w.transpose(nhwc))).transpose(nchw)
+    got = functional.conv2d(x_cl, w_cl, None if b is None else dev(b), **problem.kwargs)
+    bound = tf32_bound("fprop", g, x, w).transpose(nhwc) if _on_tf32.get() else None
+    result = compare(host(got.transpose(nhwc)), reference.conv2d(x, w, b, g).transpose(nhwc),
+                     dtype, bound=bound)
+    if result and not (functional.is_channels_last(got) or got.flags.c_contiguous and
+                       (g.K == 1 or g.P * g.Q == 1)):
+        return dataclasses.replace(result, ok=False, report="the result is not channels-last")
+    return result
 
 
 def _check_conv2d_input(problem, dtype, dev, host):
@@ -644,6 +664,7 @@ def _separable_problems():
 # and compares the result with the reference. A new op adds one entry here.
 CHECKS = {
     "conv2d": (_conv_problems, _check_conv2d),
+    "conv2d_channels_last": (_conv_problems, _check_conv2d_channels_last),
     "conv2d_input": (_conv_problems, _check_conv2d_input),
     "conv2d_weight": (_conv_problems, _check_conv2d_weight),
     "conv2d_bias": (_conv_problems, _check_conv2d_bias),
@@ -681,7 +702,7 @@ OPS = tuple(CHECKS)
 
 # The ops whose kernels come in several versions (gpuconv.kernels.VERSIONS): the check runs
 # each of them once per version the geometry and dtype allow.
-KERNEL_OPS = {"conv2d": "fprop", "conv2d_input": "dgrad", "conv2d_weight": "wgrad",
+KERNEL_OPS = {"conv2d": "fprop", "conv2d_channels_last": "fprop", "conv2d_input": "dgrad", "conv2d_weight": "wgrad",
               "conv2d_bias": "bgrad", "max_pool2d": "pool_fwd", "max_pool2d_input": "pool_bwd"}
 
 

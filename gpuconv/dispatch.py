@@ -17,6 +17,9 @@ from . import backend, reference
 # op -> (reference function taking (*inputs, g), name of the gpuconv.kernels launcher)
 _OPS = {
     "conv2d_fprop": (reference.conv2d, "conv2d_fprop"),
+    # channels-last arrays: x (N,H,W,C), w (K,R,S,C/groups) -> y (N,P,Q,K)
+    "conv2d_fprop_nhwc": (lambda x, w, b, g: np.ascontiguousarray(reference.conv2d(
+        _nchw(x), _nchw(w), b, g).transpose(0, 2, 3, 1)), "conv2d_fprop_nhwc"),
     "conv2d_dgrad": (reference.conv2d_input, "conv2d_dgrad"),
     "conv2d_wgrad": (reference.conv2d_weight, "conv2d_wgrad"),
     "conv2d_bgrad": (lambda dy, g: reference.conv2d_bias(dy), "conv2d_bgrad"),
@@ -35,6 +38,11 @@ _OPS = {
     "conv3d_dgrad": (reference.conv3d_input, "conv3d_dgrad"),
     "conv3d_wgrad": (reference.conv3d_weight, "conv3d_wgrad"),
 }
+
+
+def _nchw(a):
+    """An (N,H,W,C)-ordered array as a C-contiguous (N,C,H,W) one."""
+    return np.ascontiguousarray(a.transpose(0, 3, 1, 2))
 
 
 _output_allocator: contextvars.ContextVar = contextvars.ContextVar("gpuconv_output_allocator",

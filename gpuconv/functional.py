@@ -31,6 +31,9 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
 
     Returns:
         (N, K, P, Q) array (or (K, P, Q) for unbatched input), dtype and library of input.
+        A channels-last input (:func:`is_channels_last`, e.g. ``x_nhwc.transpose(0, 3, 1, 2)``)
+        gives a channels-last output, computed without a layout conversion by the NHWC
+        kernel (v4) where it runs.
 
     Example:
         >>> import numpy as np, gpuconv
@@ -49,8 +52,24 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     if bias is not None:
         check_shape(bias, (g.K,), "bias", f"weight of shape {tuple(weight.shape)} (K={g.K})")
     w = _flipped(weight) if _flip_flag(flip) else weight  # true convolution: rotated kernel
-    (y,) = dispatch.run("conv2d_fprop", g, [x, w, bias], [(g.y_shape, dtype)], lib)
+    if is_channels_last(x):
+        # Channels-last in, channels-last out (as PyTorch does): the NHWC kernel reads x as
+        # it is, and y is an (N,P,Q,K) array seen as (N,K,P,Q).
+        nhwc = (0, 2, 3, 1)
+        (y,) = dispatch.run("conv2d_fprop_nhwc", g, [x.transpose(nhwc), w.transpose(nhwc), bias],
+                            [((g.N, g.P, g.Q, g.K), dtype)], lib)
+        y = y.transpose(0, 3, 1, 2)
+    else:
+        (y,) = dispatch.run("conv2d_fprop", g, [x, w, bias], [(g.y_shape, dtype)], lib)
     return y[0] if unbatched else y
+
+
+def is_channels_last(x) -> bool:
+    """Whether a 4-D array is laid out channels-last: an (N,H,W,C) C-contiguous buffer seen as
+    (N,C,H,W), like a ``torch.channels_last`` tensor (``x.transpose(0, 2, 3, 1)`` of it is
+    C-contiguous). An array that is C-contiguous as well (C = 1, or H = W = 1) counts as NCHW."""
+    return (x.ndim == 4 and not x.flags.c_contiguous
+            and x.transpose(0, 2, 3, 1).flags.c_contiguous)
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,

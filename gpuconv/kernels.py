@@ -9,7 +9,8 @@ always-correct baseline (one thread per output element, a 1-D grid-stride loop),
 tiled one (implicit GEMM for the convolutions, 2-D launches with 32-bit in-plane indices for
 max-pool); fprop, dgrad and wgrad also have ``v3``, the implicit GEMM on tensor cores
 (float16 and bfloat16; float32 on TF32 as an opt-in: ``allow_tf32``; mma.sync on sm_80+, a
-shuffle emulation elsewhere).
+shuffle emulation elsewhere), and fprop ``v4``, v3 on channels-last (NHWC) tensors: run as
+they are by :func:`conv2d_fprop_nhwc`, converted to NHWC and back by :func:`conv2d_fprop`.
 Which one runs is decided per call, first match wins:
 
 1. the ``version=`` argument of the launcher (``'v1'``, ``'v2'``);
@@ -64,6 +65,7 @@ TEMPLATES = {
     ("fprop", "v1"): ("conv2d_fprop.cu", "conv2d_fprop_v1_direct"),
     ("fprop", "v2"): ("conv2d_fprop.cu", "conv2d_fprop_v2_implicit_gemm"),
     ("fprop", "v3"): ("conv2d_fprop.cu", "conv2d_fprop_v3_mma"),  # tensor cores, 16-bit only
+    ("fprop", "v4"): ("conv2d_fprop.cu", "conv2d_fprop_v4_nhwc_mma"),  # v3 on NHWC tensors
     ("dgrad", "v1"): ("conv2d_dgrad.cu", "conv2d_dgrad_v1_direct"),
     ("dgrad", "v2"): ("conv2d_dgrad.cu", "conv2d_dgrad_v2_implicit_gemm"),
     ("dgrad", "v3"): ("conv2d_dgrad.cu", "conv2d_dgrad_v3_mma"),  # tensor cores, 16-bit only
@@ -90,6 +92,7 @@ KERNELS["conv2d_wgrad.cu"] += ("conv2d_wgrad_v2_sum_splits",)  # split-K's secon
 # Templates instantiated for some dtypes only (every other template: every dtype in
 # CUDA_TYPES). The tensor-core kernels multiply 16-bit operands (fp32 accumulation).
 TEMPLATE_DTYPES = {f"conv2d_{op}_v3_mma": SIXTEEN_BIT for op in ("fprop", "dgrad", "wgrad")}
+TEMPLATE_DTYPES["conv2d_fprop_v4_nhwc_mma"] = SIXTEEN_BIT
 # ... and float32 on TF32 tensor cores (an opt-in: see allow_tf32).
 for _template in TEMPLATE_DTYPES:
     TEMPLATE_DTYPES[_template] += (np.dtype(np.float32),)
@@ -97,7 +100,7 @@ TF32_BK = 16  # FPROP_TF32_BK, DGRAD_TF32_BK, WGRAD_TF32_BK: v3's float32 reduct
 # Versions that run on tensor cores: the heuristic and autotune consider them only on devices
 # of compute capability >= TENSOR_CORE_MIN_ARCH (on others, and on the CPU runtime, the
 # kernel runs a slow shuffle emulation of the mma: right, but only for explicit requests).
-TENSOR_CORE_VERSIONS = {("fprop", "v3"), ("dgrad", "v3"), ("wgrad", "v3")}
+TENSOR_CORE_VERSIONS = {("fprop", "v3"), ("fprop", "v4"), ("dgrad", "v3"), ("wgrad", "v3")}
 TENSOR_CORE_MIN_ARCH = 80
 # Ops with one kernel version so far (v1): nothing to select, so they stay out of OPS /
 # TEMPLATES. (op, version) -> (source, template); each op family's section near the end of
@@ -315,7 +318,7 @@ def unsupported_reason(op: str, version: str, g) -> str | None:
         return None
     if op in ("fprop", "dgrad", "wgrad"):
         tiles = {("fprop", "v2"): FPROP_V2, ("dgrad", "v2"): DGRAD_V2, ("wgrad", "v2"): WGRAD_V2,
-                 ("fprop", "v3"): FPROP_V3, ("dgrad", "v3"): DGRAD_V3,
+                 ("fprop", "v3"): FPROP_V3, ("fprop", "v4"): FPROP_V3, ("dgrad", "v3"): DGRAD_V3,
                  ("wgrad", "v3"): WGRAD_V3}[(op, version)]
         M, Ncols, Kred = _gemm_shape(op, g)
         if op == "wgrad":
@@ -426,7 +429,8 @@ def tensor_core_suits(op: str, g) -> bool:
     return Ncols >= 32 and Kred >= 64 and M >= 256
 
 
-def heuristic_version(op: str, g, dtype=None, arch: int | None = None) -> str:
+def heuristic_version(op: str, g, dtype=None, arch: int | None = None,
+                      layout: str = "nchw") -> str:
     """The version the heuristic picks for ``op`` on geometry ``g`` (no measurement).
 
     * fprop / dgrad: v2 (implicit GEMM) when one group's GEMM fills a tile reasonably: at least
@@ -437,6 +441,10 @@ def heuristic_version(op: str, g, dtype=None, arch: int | None = None) -> str:
       float32 on TF32, inside :func:`allow_tf32` only), ``arch``
       (the device's compute capability, e.g. 90) is at least 80 and :func:`tensor_core_suits`;
       never without dtype and arch (so never on the CPU runtime, where mma is emulated).
+    * fprop v4 (v3 on channels-last tensors) instead of v3 when the arrays are channels-last
+      (``layout='nhwc'``): it runs them as they are, where every other version needs a
+      conversion to NCHW and back. On NCHW arrays v4 would need the conversions itself, so the
+      heuristic never picks it there (autotune may, if it measures it faster).
     * wgrad: v2 (split-K GEMM) when the reduction N*P*Q is long (>= 256: v1 would run it
       serially in one thread per dw element, with only K*C/groups*R*S threads - a few thousand
       for a depthwise layer) or the filter GEMM is at least 16 x 16.
@@ -458,7 +466,8 @@ def heuristic_version(op: str, g, dtype=None, arch: int | None = None) -> str:
     if (op in ("fprop", "dgrad", "wgrad") and pick == "v2"
             and runs_well_here(op, "v3", dtype, arch)
             and tensor_core_suits(op, g) and supports(op, "v3", g)):
-        return "v3"  # float16 / bfloat16 on sm_80+ (dtype and arch given): tensor cores
+        # float16 / bfloat16 on sm_80+ (dtype and arch given): tensor cores
+        return "v4" if op == "fprop" and layout == "nhwc" and supports(op, "v4", g) else "v3"
     return pick if supports(op, pick, g) else "v1"
 
 
@@ -510,12 +519,13 @@ def use_versions(**versions):
 
 
 def select_version(op: str, g, dtype=None, rt=None, version: str | None = None,
-                   launch=None) -> str:
+                   launch=None, layout: str = "nchw") -> str:
     """The version of ``op`` to run on ``g``: argument, use_versions, env override, autotune,
     heuristic.
 
     ``launch(version)`` runs one candidate (autotune times it); without it, or without a GPU
-    runtime, autotune falls back to the heuristic.
+    runtime, autotune falls back to the heuristic. ``layout``: 'nchw', or 'nhwc' for
+    channels-last arrays (fprop; see heuristic_version).
     """
     how = "version="
     if version is None:
@@ -532,8 +542,8 @@ def select_version(op: str, g, dtype=None, rt=None, version: str | None = None,
         return version
     if (launch is not None and rt is not None and getattr(rt, "name", None) == "cuda"
             and os.environ.get(ENV_AUTOTUNE, "") not in ("", "0")):
-        return autotune(op, g, dtype, rt, launch)
-    return heuristic_version(op, g, dtype, device_arch(rt))
+        return autotune(op, g, dtype, rt, launch, layout)
+    return heuristic_version(op, g, dtype, device_arch(rt), layout)
 
 
 # ----------------------------------------------------------------------------------------
@@ -579,13 +589,16 @@ def _time_launch(rt, launch) -> float:
     return best
 
 
-def autotune_key(device: str, op: str, dtype, g) -> str:
+def autotune_key(device: str, op: str, dtype, g, layout: str = "nchw") -> str:
     """The cache key of one choice. float32 with TF32 allowed has candidates of its own, so
-    its choices are kept apart ('float32+tf32')."""
+    its choices are kept apart ('float32+tf32'), and so are channels-last arrays' ('fprop/nhwc':
+    the versions that convert them pay for it)."""
     fields = ",".join(f"{k}={v}" for k, v in sorted(vars(g).items()))
     name = np.dtype(dtype).name
     if name == "float32" and tf32_allowed():
         name += "+tf32"
+    if layout != "nchw":
+        op = f"{op}/{layout}"
     return f"{device}|{op}|{name}|{fields}"
 
 
@@ -617,9 +630,9 @@ def clear_autotune_memory() -> None:
         _tune_memory.clear()
 
 
-def autotune(op: str, g, dtype, rt, launch) -> str:
+def autotune(op: str, g, dtype, rt, launch, layout: str = "nchw") -> str:
     """The fastest supported version of ``op`` for ``g`` on this device (cached)."""
-    key = autotune_key(_device_key(rt), op, dtype, g)
+    key = autotune_key(_device_key(rt), op, dtype, g, layout)
     with _tune_lock:
         if key in _tune_memory:
             return _tune_memory[key]
@@ -652,6 +665,13 @@ def _gemm_grid(tiles: "GemmTiles | MmaTiles", M: int, Ncols: int, z: int) -> tup
 
 
 def _fprop_launch(rt, g, version, x, w, b, y) -> None:
+    if version == "v4":  # channels-last kernel: NCHW in and out, converted here (and counted)
+        xp = rt.xp
+        y_nhwc = xp.empty((g.N, g.P, g.Q, g.K), y.dtype)
+        _fprop_nhwc_launch(rt, g, xp.ascontiguousarray(x.transpose(0, 2, 3, 1)),
+                           xp.ascontiguousarray(w.transpose(0, 2, 3, 1)), b, y_nhwc)
+        y[...] = y_nhwc.transpose(0, 3, 1, 2)
+        return
     has_bias = b is not None
     if not has_bias:
         b = rt.xp.zeros(1, y.dtype)  # a valid pointer the kernel never reads (has_bias = 0)
@@ -669,11 +689,44 @@ def _fprop_launch(rt, g, version, x, w, b, y) -> None:
         _launch_grid(rt, "fprop", version, y.dtype, grid, block, args)
 
 
+def _fprop_nhwc_launch(rt, g, x, w, b, y) -> None:
+    """v4 on channels-last arrays: x (N,H,W,C), w (K,R,S,C/groups), y (N,P,Q,K), C-contiguous;
+    v3's grid (v4 has v3's tiles)."""
+    if b is None:
+        b, has_bias = rt.xp.zeros(1, y.dtype), 0  # a valid pointer the kernel never reads
+    else:
+        has_bias = 1
+    M, Ncols, _ = _gemm_shape("fprop", g)
+    grid, block = _gemm_grid(FPROP_V3, M, Ncols, g.groups)
+    _launch_grid(rt, "fprop", "v4", y.dtype, grid, block,
+                 [x, w, b, np.int32(has_bias), y] + _conv_sizes(g))
+
+
 def conv2d_fprop(rt, g, x, w, b, y, version: str | None = None) -> None:
     """y (N,K,P,Q) = conv2d(x (N,C,H,W), w (K,C/groups,R,S)) + b (K,) or no bias (b None)."""
     v = select_version("fprop", g, y.dtype, rt, version,
                        lambda v: _fprop_launch(rt, g, v, x, w, b, y))
     _fprop_launch(rt, g, v, x, w, b, y)
+
+
+def _fprop_nhwc_any(rt, g, version, x, w, b, y) -> None:
+    if version == "v4":
+        _fprop_nhwc_launch(rt, g, x, w, b, y)
+        return
+    xp = rt.xp  # an NCHW version: convert to NCHW and back
+    y_nchw = xp.empty(g.y_shape, y.dtype)
+    _fprop_launch(rt, g, version, xp.ascontiguousarray(x.transpose(0, 3, 1, 2)),
+                  xp.ascontiguousarray(w.transpose(0, 3, 1, 2)), b, y_nchw)
+    y[...] = y_nchw.transpose(0, 2, 3, 1)
+
+
+def conv2d_fprop_nhwc(rt, g, x, w, b, y, version: str | None = None) -> None:
+    """conv2d_fprop on channels-last arrays: y (N,P,Q,K) = conv2d(x (N,H,W,C),
+    w (K,R,S,C/groups)) + b, all C-contiguous. v4 runs them as they are; any other version
+    converts them to NCHW and back (selection: layout 'nhwc')."""
+    v = select_version("fprop", g, y.dtype, rt, version,
+                       lambda v: _fprop_nhwc_any(rt, g, v, x, w, b, y), layout="nhwc")
+    _fprop_nhwc_any(rt, g, v, x, w, b, y)
 
 
 def _dgrad_launch(rt, g, version, dy, w, dx) -> None:

@@ -36,7 +36,8 @@ def test_layer_lists():
     pool = layers.POOL_LAYERS[0]
     assert (pool.C, pool.H, pool.W, pool.kernel, pool.stride, pool.padding) == (64, 112, 112, 3, 2, 1)
     all_cases = bench.cases(layers, quick=False, batches=None, ops=bench.CONV_OPS + bench.POOL_OPS)
-    assert len(all_cases) == (23 + 9 + 9) * 2 * 3 + 2 * 2
+    # 4 conv ops (fprop, dgrad, wgrad, fprop on channels-last arrays), 2 pool ops
+    assert len(all_cases) == (23 + 9 + 9) * 2 * 4 + 2 * 2
     # every layer's geometry is valid and its output size the network's
     g = next(g for l, n, op, g in all_cases if l.name.startswith("conv1"))
     assert (g.P, g.Q) == (112, 112)
@@ -85,7 +86,10 @@ def test_tensor_core_results_are_fractions_of_the_tensor_peak():
                            "flops": flops}, peak)
     v2 = bench.add_ratios({"op": "fprop", "gpuconv_ms": 1.0, "gpuconv_version": "v2",
                            "flops": flops}, peak)
+    v4 = bench.add_ratios({"op": "fprop_nhwc", "gpuconv_ms": 1.0, "gpuconv_version": "v4",
+                           "flops": flops}, peak)
     assert v3["fraction_of_peak"] == pytest.approx(flops / 1e-3 / 989e12)
+    assert v4["fraction_of_peak"] == v3["fraction_of_peak"]  # NHWC v4: tensor cores too
     assert v2["fraction_of_peak"] == pytest.approx(flops / 1e-3 / peak["flops"])
 
 

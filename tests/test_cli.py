@@ -57,12 +57,15 @@ def test_check_runs_every_kernel_version_on_a_kernel_runtime():
     versions = {(row[0], row[1], row[4]) for row in rows}  # (op, dtype, kernel)
     assert failed == 0
     assert {("conv2d", "float32", "v1"), ("conv2d", "float32", "v2"),
-            ("conv2d", "float16", "v3"), ("conv2d_weight", "float16", "v3")} <= versions
-    # Tensor cores: 16-bit types, and float32 on TF32 checked against the TF32 error bound
-    # (tolerance column "+tf32"); never float64.
-    assert {("conv2d", "float32", "v3"), ("conv2d_weight", "float32", "v3")} <= versions
-    assert not any(dtype == "float64" and kernel == "v3" for _, dtype, kernel in versions)
-    tf32_rows = [row for row in rows if (row[1], row[4]) == ("float32", "v3")]
+            ("conv2d", "float16", "v3"), ("conv2d", "float16", "v4"),
+            ("conv2d_weight", "float16", "v3")} <= versions
+    # Tensor cores (v3, fprop v4): 16-bit types, and float32 on TF32 checked against the TF32
+    # error bound (tolerance column "+tf32"); never float64.
+    assert {("conv2d", "float32", "v3"), ("conv2d", "float32", "v4"),
+            ("conv2d_weight", "float32", "v3")} <= versions
+    assert not any(dtype == "float64" and kernel in ("v3", "v4")
+                   for _, dtype, kernel in versions)
+    tf32_rows = [row for row in rows if row[1] == "float32" and row[4] in ("v3", "v4")]
     assert tf32_rows and all(row[-2].endswith("+tf32") for row in tf32_rows)
     assert not any(row[-2].endswith("+tf32") for row in rows if row not in tf32_rows)
 

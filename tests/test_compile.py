@@ -369,33 +369,32 @@ def test_sass_maxpool_v2_has_no_emulated_64_bit_division(tmp_path):
 # ----------------------------------------------------------------------------------------
 # the tensor-core kernels (fprop / dgrad / wgrad v3): tiles, registers, the instructions in their SASS
 
-# source -> (instance, tile mirror, whether its B tile is copied with cp.async)
-V3_KERNELS = {"conv2d_fprop.cu": ("conv2d_fprop_v3_mma<__half>", kernels.FPROP_V3, True),
-              "conv2d_dgrad.cu": ("conv2d_dgrad_v3_mma<__half>", kernels.DGRAD_V3, False),
-              "conv2d_wgrad.cu": ("conv2d_wgrad_v3_mma<__half>", kernels.WGRAD_V3, True)}
+# template -> (source, tile mirror, how many of its two operand tiles cp.async copies)
+V3_KERNELS = {"conv2d_fprop_v3_mma": ("conv2d_fprop.cu", kernels.FPROP_V3, 1),
+              "conv2d_fprop_v4_nhwc_mma": ("conv2d_fprop.cu", kernels.FPROP_V3, 2),
+              "conv2d_dgrad_v3_mma": ("conv2d_dgrad.cu", kernels.DGRAD_V3, 0),
+              "conv2d_wgrad_v3_mma": ("conv2d_wgrad.cu", kernels.WGRAD_V3, 1)}
 
 
-@pytest.mark.parametrize("source_name", sorted(V3_KERNELS))
-def test_v3_tile_sizes_match_the_python_mirror(source_name):
-    kernel, t, _ = V3_KERNELS[source_name]
+@pytest.mark.parametrize("template", sorted(V3_KERNELS))
+def test_v3_tile_sizes_match_the_python_mirror(template):
+    source_name, t, _ = V3_KERNELS[template]
     defaults = _macro_defaults(source_name)
     for field in ("BM", "BN", "BK", "WM", "WN"):
         assert defaults[f"{t.prefix}_{field}"] == getattr(t, field), field
     assert defaults[f"{t.prefix}_MIN_BLOCKS"] == t.min_blocks
     text = source_path(source_name).read_text()
-    template = kernel.split("<")[0]
     assert re.search(rf"__global__ void __launch_bounds__\({t.prefix}_THREADS, "
                      rf"{t.prefix}_LAUNCH_MIN_BLOCKS\)\s*{template}\(", text)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("source_name", sorted(V3_KERNELS))
-def test_v3_fits_its_launch_bounds(source_name, arch):
+@pytest.mark.parametrize("template", sorted(V3_KERNELS))
+def test_v3_fits_its_launch_bounds(template, arch):
     """sm_80+ (real mma): 2 resident blocks of 256 threads, so at most 128 registers; sm_75
     runs the shuffle emulation under a 1-block bound (more registers, no spills either)."""
-    kernel, t, _ = V3_KERNELS[source_name]
+    source_name, t, _ = V3_KERNELS[template]
     rows, _ = nvrtc_compile(source_name, arch)
-    template = kernel.split("<")[0]
     mine = [r for r in rows if r.kernel.split("<")[0] == template]
     assert sorted(r.kernel for r in mine) == sorted(kernels.name_expressions(source_name)[i]
                                                     for i, e in enumerate(
@@ -418,15 +417,15 @@ def sass_counts(sass: str, pattern: str) -> dict[str, int]:
 
 @_needs_cuobjdump
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
-@pytest.mark.parametrize("source_name", sorted(V3_KERNELS))
+@pytest.mark.parametrize("template", sorted(V3_KERNELS))
 @pytest.mark.parametrize("ctype", ["__half", "__nv_bfloat16"])
-def test_sass_v3_runs_on_tensor_cores(source_name, arch, ctype, tmp_path):
+def test_sass_v3_runs_on_tensor_cores(template, arch, ctype, tmp_path):
     """HMMA.16816.F32 (mma.m16n8k16 with fp32 accumulation; .BF16 for bfloat16 operands):
     (BK/16) x (WM/16) x (WN/8) per tile in the unrolled loop; LDSM.16.M88.4 (ldmatrix.x4) for
     the fragments; LDGSTS (cp.async) for the tiles copied straight to shared memory; no local
     memory and no shuffles (no emulation)."""
-    kernel, t, uses_cp_async = V3_KERNELS[source_name]
-    kernel = kernel.replace("<__half>", f"<{ctype}>")
+    source_name, t, copied_tiles = V3_KERNELS[template]
+    kernel = f"{template}<{ctype}>"
     cubin, names = nvrtc_cubin(source_name, arch)
     sass = sass_by_kernel(cubin, names, tmp_path)[kernel]
     counts = sass_counts(sass, r"\b((?:HMMA|LDSM|LDGSTS|LDL|STL|SHFL)(?:\.[A-Z0-9]+)*)\b")
@@ -434,26 +433,42 @@ def test_sass_v3_runs_on_tensor_cores(source_name, arch, ctype, tmp_path):
     hmma = "HMMA.16816.F32.BF16" if ctype == "__nv_bfloat16" else "HMMA.16816.F32"
     assert counts.get(hmma, 0) >= (t.BK // 16) * (t.WM // 16) * (t.WN // 8)
     assert counts.get("LDSM.16.M88.4", 0) >= (t.BK // 16) * (t.WM // 16 + t.WN // 16)
-    assert any(k.startswith("LDGSTS") for k in counts) == uses_cp_async, counts
+    assert any(k.startswith("LDGSTS") for k in counts) == (copied_tiles > 0), counts
     assert not any(k.startswith(("LDL", "STL", "SHFL")) for k in counts), counts
 
 
 @_needs_cuobjdump
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
-@pytest.mark.parametrize("source_name", sorted(V3_KERNELS))
-def test_sass_v3_float_runs_on_tf32_tensor_cores(source_name, arch, tmp_path):
+@pytest.mark.parametrize("template", sorted(V3_KERNELS))
+def test_sass_v3_float_runs_on_tf32_tensor_cores(template, arch, tmp_path):
     """The float instances: HMMA.1688.F32.TF32 (mma.m16n8k8 .tf32), (BK/8) x (WM/16) x (WN/8)
     per tile; LDGSTS where a tile is copied by cp.async; no local memory, no shuffles."""
-    kernel, t, uses_cp_async = V3_KERNELS[source_name]
-    kernel = kernel.replace("<__half>", "<float>")
+    source_name, t, copied_tiles = V3_KERNELS[template]
+    kernel = f"{template}<float>"
     cubin, names = nvrtc_cubin(source_name, arch)
     sass = sass_by_kernel(cubin, names, tmp_path)[kernel]
     counts = sass_counts(sass, r"\b((?:HMMA|LDGSTS|LDL|STL|SHFL)(?:\.[A-Z0-9]+)*)\b")
     print(kernel, arch, counts)
     assert counts.get("HMMA.1688.F32.TF32", 0) >= (kernels.TF32_BK // 8) * (t.WM // 16) * (
         t.WN // 8)
-    assert any(k.startswith("LDGSTS") for k in counts) == uses_cp_async, counts
+    assert any(k.startswith("LDGSTS") for k in counts) == (copied_tiles > 0), counts
     assert not any(k.startswith(("LDL", "STL", "SHFL")) for k in counts), counts
+
+
+
+@_needs_cuobjdump
+@pytest.mark.parametrize("ctype", ["__half", "float"])
+def test_sass_fprop_v4_copies_both_tiles(ctype, tmp_path):
+    """NHWC fprop (v4) copies its x tile with cp.async too: per tile, 2 x-pieces and 1 filter
+    piece per thread, where v3 copies the filter piece only, so at least 3 times v3's LDGSTS."""
+    cubin, names = nvrtc_cubin("conv2d_fprop.cu", "sm_90")
+    sass = sass_by_kernel(cubin, names, tmp_path)
+    ldgsts = {v: sum(sass_counts(sass[f"{template}<{ctype}>"],
+                                 r"\b(LDGSTS(?:\.[A-Z0-9]+)*)\b").values())
+              for v, template in (("v3", "conv2d_fprop_v3_mma"),
+                                  ("v4", "conv2d_fprop_v4_nhwc_mma"))}
+    print(ctype, ldgsts)
+    assert ldgsts["v3"] > 0 and ldgsts["v4"] >= 3 * ldgsts["v3"], ldgsts
 
 
 def test_tf32_tile_sizes_match_the_python_mirror():
@@ -463,10 +478,11 @@ def test_tf32_tile_sizes_match_the_python_mirror():
 
 
 @_needs_cuobjdump
-@pytest.mark.parametrize("source_name", sorted(V3_KERNELS))
-def test_sass_v3_on_sm75_is_the_shuffle_emulation(source_name, tmp_path):
+@pytest.mark.parametrize("template", sorted(V3_KERNELS))
+def test_sass_v3_on_sm75_is_the_shuffle_emulation(template, tmp_path):
     """sm_75 has no mma.m16n8k16 (nor cp.async): v3 compiles to mma.cuh's shuffle emulation."""
-    kernel = V3_KERNELS[source_name][0]
+    source_name = V3_KERNELS[template][0]
+    kernel = f"{template}<__half>"
     cubin, names = nvrtc_cubin(source_name, "sm_75")
     sass = sass_by_kernel(cubin, names, tmp_path)[kernel]
     assert "HMMA" not in sass and "LDSM" not in sass and "LDGSTS" not in sass

@@ -130,7 +130,8 @@ CONV_IDS = [p.name for p in ALL_CONV_PROBLEMS]
 POOL_IDS = [p.name for p in POOL_PROBLEMS]
 VERSIONS = ["v1", "v2"]  # every op has both (kernels.VERSIONS; checked below)
 # Versions some ops have beyond these, each with its own dtypes and test below.
-EXTRA_VERSIONS = {"fprop": ["v3"], "dgrad": ["v3"], "wgrad": ["v3"]}  # tensor cores: *_tensor_core
+# Tensor cores (*_tensor_core, *_tf32); fprop v4 is v3 on NHWC arrays (also tests/test_nhwc.py).
+EXTRA_VERSIONS = {"fprop": ["v3", "v4"], "dgrad": ["v3"], "wgrad": ["v3"]}
 
 
 def test_every_op_has_the_versions_tested_here():
@@ -152,28 +153,30 @@ def test_conv2d_fprop(rt, version, problem, dtype):
 
 @pytest.mark.parametrize("dtype", SIXTEEN_BIT, ids=lambda d: d.name)
 @pytest.mark.parametrize("problem", ALL_CONV_PROBLEMS, ids=CONV_IDS)
-def test_conv2d_fprop_tensor_core(rt, problem, dtype):
-    """fprop v3 (mma.sync m16n8k16; on the CPU runtime its shuffle emulation with the same
-    per-lane fragment layouts: tests/test_tensor_core.py) over the whole matrix, float16 and
-    bfloat16."""
+@pytest.mark.parametrize("version", ["v3", "v4"])
+def test_conv2d_fprop_tensor_core(rt, version, problem, dtype):
+    """fprop v3 and v4 (v3 on NHWC copies; mma.sync m16n8k16; on the CPU runtime its shuffle
+    emulation with the same per-lane fragment layouts: tests/test_tensor_core.py) over the
+    whole matrix, float16 and bfloat16."""
     g, x, w, b, _ = conv_case(problem, dtype, "fprop")
     y = poisoned(rt, g.y_shape, dtype)
     kernels.conv2d_fprop(rt, g, on(rt, x), on(rt, w), None if b is None else on(rt, b), y,
-                         version="v3")
+                         version=version)
     assert_close(host(y), reference.conv2d(x, w, b, g), dtype,
-                 what=f"fprop v3 {problem.name}")
+                 what=f"fprop {version} {problem.name}")
 
 
-def run_tf32(rt, op, problem, tag, offset=0):
-    """(result, reference, TF32 error bound) of conv2d ``op`` v3 on float32 (TF32) inputs of
-    ``problem``; ``offset`` misaligns w and dy (the operands copied by cp.async)."""
+def run_tf32(rt, op, problem, tag, offset=0, version="v3"):
+    """(result, reference, TF32 error bound) of conv2d ``op`` v3 (or fprop v4) on float32
+    (TF32) inputs of ``problem``; ``offset`` misaligns w and dy (the operands copied by
+    cp.async)."""
     g, x, w, b, dy = conv_case(problem, np.float32, tag)
     if offset:
         w, dy = misaligned(w, offset), misaligned(dy, offset)
     if op == "fprop":
         out = poisoned(rt, g.y_shape, np.float32)
         kernels.conv2d_fprop(rt, g, on(rt, x), on(rt, w), None if b is None else on(rt, b),
-                             out, version="v3")
+                             out, version=version)
         return host(out), reference.conv2d(x, w, b, g), checking.tf32_bound(op, g, x, w)
     if op == "dgrad":
         out = poisoned(rt, g.x_shape, np.float32)
@@ -193,13 +196,15 @@ def misaligned(a: np.ndarray, offset: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("problem", ALL_CONV_PROBLEMS, ids=CONV_IDS)
-@pytest.mark.parametrize("op", ["fprop", "dgrad", "wgrad"])
-def test_conv2d_tf32(rt, op, problem):
-    """v3 for float32: TF32 tensor cores (mma.sync m16n8k8; the shuffle emulation on the CPU
-    runtime), within the TF32 error bound (gpuconv.checking.tf32_bound) of the reference."""
-    out, expected, bound = run_tf32(rt, op, problem, op)
+@pytest.mark.parametrize("op,version", [("fprop", "v3"), ("fprop", "v4"), ("dgrad", "v3"),
+                                        ("wgrad", "v3")])
+def test_conv2d_tf32(rt, op, version, problem):
+    """v3 (and fprop v4) for float32: TF32 tensor cores (mma.sync m16n8k8; the shuffle
+    emulation on the CPU runtime), within the TF32 error bound (gpuconv.checking.tf32_bound)
+    of the reference."""
+    out, expected, bound = run_tf32(rt, op, problem, op, version=version)
     result = compare(out, expected, np.float32, bound=bound)
-    assert result, f"{op} v3 tf32 {problem.name}: {result.report}"
+    assert result, f"{op} {version} tf32 {problem.name}: {result.report}"
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)

@@ -47,9 +47,11 @@ print(hashlib.sha256(b"".join(a.tobytes() for a in t._all_outputs())).hexdigest(
 
 def test_outputs_are_identical_across_cpu_worker_counts_and_fiber_orders():
     """The CPU runtime with 1 and with 3 worker threads (blocks run in other orders), and with
-    the threads of a block resumed in reverse order between barriers."""
+    the threads of a block resumed in reverse order, or greedily (one warp runs ahead), between
+    barriers."""
     digests = set()
-    for workers, order in (("1", "forward"), ("3", "forward"), ("2", "reverse")):
+    for workers, order in (("1", "forward"), ("3", "forward"), ("2", "reverse"),
+                           ("2", "greedy")):
         env = dict(os.environ, GPUCONV_CPU_WORKERS=workers, GPUCONV_CPU_FIBER_ORDER=order)
         run = subprocess.run([sys.executable, "-c", _DIGEST.format(tests=os.path.dirname(__file__))],
                              capture_output=True, text=True, env=env)

@@ -603,8 +603,11 @@ def test_autotune_times_v3_only_where_it_has_tensor_cores(monkeypatch, tmp_path)
             monkeypatch.setattr(kernels, "_device_key", lambda rt, arch=arch: f"Fake GPU sm_{arch}")
             rt = Recorder("cuda")
             timed.clear()
-            kernels.conv2d_fprop(rt, RESNET_3X3, A(dtype), A(dtype), None, A(dtype))
+            # Real arrays: v4 (NHWC) is a candidate too, and its NCHW launcher converts them.
+            x, w = np.zeros(RESNET_3X3.x_shape, dtype), np.zeros(RESNET_3X3.w_shape, dtype)
+            kernels.conv2d_fprop(rt, RESNET_3X3, x, w, None, np.empty(RESNET_3X3.y_shape, dtype))
             assert ("conv2d_fprop_v3_mma" in timed) == (expect is not None), (arch, dtype, timed)
+            assert ("conv2d_fprop_v4_nhwc_mma" in timed) == (expect is not None), (arch, timed)
             if expect:
                 assert rt.launches[-1] == expect
     finally:

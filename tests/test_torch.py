@@ -285,6 +285,33 @@ def test_bfloat16_tensors_forward_and_backward(backend):
     assert torch.equal(our_idx, torch_idx)
 
 
+@pytest.mark.skipif(not (shutil.which("g++") or shutil.which("c++")),
+                    reason="the emulator backend builds the CUDA kernels with g++")
+@pytest.mark.parametrize("backend", ["numpy", "emulator"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_channels_last_tensors_stay_channels_last(backend, dtype):
+    """torch.channels_last input and weight (as a model after .to(memory_format=
+    torch.channels_last) has them): the output is channels_last, as PyTorch's is, with
+    PyTorch's values, and the gradients flow."""
+    g = torch.Generator().manual_seed(13)
+    x0, w0, b0 = (torch.randn(s, generator=g).to(dtype)  # the truth: on the same rounded values
+                  for s in ((2, 16, 9, 8), (24, 16, 3, 3), (24,)))
+    cl = torch.channels_last
+    results = []
+    for conv, kind in ((gt.conv2d, dtype), (F.conv2d, torch.float64)):
+        x, w = (t.to(kind).contiguous(memory_format=cl).requires_grad_() for t in (x0, w0))
+        b = b0.detach().to(kind).clone().requires_grad_()
+        with gpuconv.use_backend(backend):
+            y = conv(x, w, b, padding=1)
+            dy = torch.linspace(-1, 1, y.numel()).to(dtype)  # rounded alike for the truth
+            y.backward(dy.to(kind).reshape(y.shape))
+        results.append((y, x.grad, w.grad, b.grad))
+    y = results[0][0]
+    assert y.dtype == dtype and y.is_contiguous(memory_format=cl) and not y.is_contiguous()
+    for ours, truth, name in zip(*results, ("y", "dx", "dw", "db")):
+        torch.testing.assert_close(ours.double(), truth, rtol=2e-2, atol=2e-2, msg=name)
+
+
 def test_needs_input_grad_respected():
     x = torch.randn(1, 2, 5, 5)
     w = torch.randn(3, 2, 3, 3, requires_grad=True)

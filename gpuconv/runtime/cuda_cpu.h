@@ -3,7 +3,9 @@
 // Design
 //  * Blocks: a launch hands the grid to a pool of OS worker threads (the calling thread plus
 //    GPUCONV_CPU_WORKERS-1 helpers); each worker runs one block at a time. Between barriers the
-//    threads run in thread order, or from the last down with GPUCONV_CPU_FIBER_ORDER=reverse.
+//    threads run in thread order, or from the last down with GPUCONV_CPU_FIBER_ORDER=reverse, or
+//    with =greedy the first thread that can run always runs next: its warp runs ahead up to the
+//    next __syncthreads before the later warps start (what a missing barrier must not survive).
 //  * Threads: every CUDA thread of a block is a cooperative fiber on its worker, with its own stack
 //    (64 KiB, 256 KiB under ASan, GPUCONV_CPU_STACK_KB overrides) below a PROT_NONE guard area. Stacks are
 //    cached per worker across launches. Switching uses a small x86-64 routine (callee-saved registers,
@@ -425,6 +427,7 @@ struct Launch {
   unsigned long long nblocks;
   size_t smem;
   bool reverse_fibers;  // GPUCONV_CPU_FIBER_ORDER=reverse: resume fibers from the last thread down
+  bool greedy_fibers;   // GPUCONV_CPU_FIBER_ORDER=greedy: always resume the first runnable fiber
   unsigned long long next;  // atomic block counter
   int failed;               // atomic: first error recorded
 };
@@ -794,6 +797,7 @@ static inline void run_block(Launch* L, unsigned long long b) {
         resume(&w.fibers[i]);
         ran = true;
         if (w.abort_block || __atomic_load_n(&L->failed, __ATOMIC_RELAXED)) goto out;
+        if (L->greedy_fibers) break;  // rescan from thread 0: the lowest runnable thread goes on
       }
     }
     if (w.live == 0 || !resolve_block(w)) break;
@@ -1018,6 +1022,7 @@ static int launch(void (*f)(A...), const unsigned g[3], const unsigned b[3], siz
   L.failed = 0;
   const char* order = getenv("GPUCONV_CPU_FIBER_ORDER");
   L.reverse_fibers = order && strcmp(order, "reverse") == 0;
+  L.greedy_fibers = order && strcmp(order, "greedy") == 0;
   const char* e = getenv("GPUCONV_CPU_WORKERS");
   long nw = e ? strtol(e, nullptr, 10) : 0;
   if (nw <= 0) nw = sysconf(_SC_NPROCESSORS_ONLN);

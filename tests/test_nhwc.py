@@ -1,0 +1,251 @@
+"""Channels-last (NHWC) conv2d: fprop v4 (cuda/conv2d_fprop.cu, conv2d_fprop_v4_nhwc_mma) and
+the path that hands it channels-last arrays as they are.
+
+* kernels.conv2d_fprop_nhwc runs every fprop version on NHWC arrays (v4 as they are, the
+  others through NCHW copies) against the reference, on geometries that take v4's 16-byte
+  cp.async pieces and ones that take its element-by-element loads (channels per group not a
+  multiple of the piece, a misaligned x);
+* fault injection: two lanes swapped or a barrier dropped break v4 on the CPU runtime, so its
+  fragment and pipeline index math is really under test;
+* gpuconv.conv2d keeps a channels-last input channels-last (like PyTorch) on every backend,
+  with the NCHW path's values;
+* selection: the heuristic takes v4 for channels-last arrays where it would take v3.
+
+The whole problem matrix for v4 (through NCHW arrays) is in tests/test_kernels.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gpuconv
+from gpuconv import checking, kernels, reference
+from gpuconv.checking import assert_close, compare
+from gpuconv.dtypes import SIXTEEN_BIT, bfloat16
+from gpuconv.functional import is_channels_last
+from gpuconv.geometry import conv2d_geometry
+from gpuconv.problems import CONV_PROBLEMS, ConvProblem
+from gpuconv.runtime import get_runtime
+
+from test_kernels import conv_case, host, misaligned, on, poisoned
+from test_tensor_core import SWAP, _emulator_built_with
+
+NHWC = (0, 2, 3, 1)  # (N,C,H,W) -> (N,H,W,C); the same for w: (K,C/g,R,S) -> (K,R,S,C/g)
+NCHW = (0, 3, 1, 2)
+
+PROBLEMS = [
+    ConvProblem("nhwc_pieces", "C = 32: 16-byte pieces of 8 channels (4 floats); 2 row "
+                "passes, 3 k tiles, padding", N=2, C=32, H=9, W=10, K=40, R=3, S=3, padding=1),
+    ConvProblem("nhwc_grouped_pieces", "2 groups of 8 channels: each piece inside one group; "
+                "stride 2, dilation 2", N=2, C=16, H=13, W=11, K=24, R=3, S=3, stride=2,
+                padding=2, dilation=2, groups=2),
+    ConvProblem("nhwc_rgb_stem", "C = 3: pieces cross taps, the element-by-element loads",
+                N=1, C=3, H=23, W=21, K=16, R=7, S=7, stride=2, padding=3),
+    ConvProblem("nhwc_4_per_group", "4 channels per group: whole pieces for float (TF32), "
+                "element loads for 16-bit; 1x1", N=3, C=8, H=7, W=9, K=70, R=1, S=1, groups=2),
+]
+IDS = [p.name for p in PROBLEMS]
+RESNET = next(p for p in CONV_PROBLEMS if p.name == "resnet_3x3_layer")
+
+
+def run_nhwc(rt, problem, dtype, version="v4", tag="nhwc", x_offset=0, w_offset=0):
+    """(y, reference) of kernels.conv2d_fprop_nhwc, both (N,P,Q,K); offsets misalign x / w."""
+    g, x, w, b, _ = conv_case(problem, dtype, tag)
+    x_nhwc = np.ascontiguousarray(x.transpose(NHWC))
+    w_krsc = np.ascontiguousarray(w.transpose(NHWC))
+    if x_offset:
+        x_nhwc = misaligned(x_nhwc, x_offset)
+    if w_offset:
+        w_krsc = misaligned(w_krsc, w_offset)
+    y = poisoned(rt, (g.N, g.P, g.Q, g.K), dtype)
+    with kernels.allow_tf32(np.dtype(dtype) == np.float32 and version in ("v3", "v4")):
+        kernels.conv2d_fprop_nhwc(rt, g, on(rt, x_nhwc), on(rt, w_krsc),
+                                  None if b is None else on(rt, b), y, version=version)
+    expected = reference.conv2d(x, w, b, g).transpose(NHWC)
+    bound = (checking.tf32_bound("fprop", g, x, w).transpose(NHWC)
+             if np.dtype(dtype) == np.float32 and version in ("v3", "v4") else None)
+    return host(y), expected, bound
+
+
+# ----------------------------------------------------------------------------------------
+# v4 and every other version on NHWC arrays
+
+
+@pytest.mark.parametrize("problem", PROBLEMS + [RESNET], ids=IDS + [RESNET.name])
+@pytest.mark.parametrize("dtype", [*SIXTEEN_BIT, np.dtype(np.float32)], ids=lambda d: d.name)
+def test_v4_against_the_reference(dtype, problem):
+    y, expected, bound = run_nhwc(get_runtime("emulator"), problem, dtype)
+    assert compare(y, expected, dtype, bound=bound), f"v4 {problem.name} {dtype.name}"
+
+
+@pytest.mark.parametrize("version", ["v1", "v2", "v3"])
+@pytest.mark.parametrize("dtype", [np.dtype(np.float16), np.dtype(np.float64)],
+                         ids=lambda d: d.name)
+def test_other_versions_on_nhwc_arrays_convert(version, dtype):
+    if kernels.dtype_unsupported_reason("fprop", version, dtype):
+        with pytest.raises(ValueError, match="fprop v3"):
+            run_nhwc(get_runtime("emulator"), PROBLEMS[1], dtype, version)
+        return
+    y, expected, bound = run_nhwc(get_runtime("emulator"), PROBLEMS[1], dtype, version)
+    assert compare(y, expected, dtype, bound=bound)
+
+
+@pytest.mark.parametrize("dtype", [np.dtype(np.float16), np.dtype(np.float32)],
+                         ids=lambda d: d.name)
+@pytest.mark.parametrize("operand", ["x", "w"])
+def test_v4_with_a_misaligned_operand_takes_the_element_loads(operand, dtype):
+    """x (or w) 2 bytes past a 16-byte boundary: cp.async's vectors would be misaligned, so
+    the loader must take its guarded element loads even though C/groups is a multiple of 8."""
+    offsets = {"x_offset": 1} if operand == "x" else {"w_offset": 1}
+    y, expected, bound = run_nhwc(get_runtime("emulator"), PROBLEMS[0], dtype, **offsets)
+    assert compare(y, expected, dtype, bound=bound)
+
+
+def test_v4_is_bitwise_deterministic():
+    rt = get_runtime("emulator")
+    y1, _, _ = run_nhwc(rt, PROBLEMS[0], np.dtype(np.float16), tag="det")
+    y2, _, _ = run_nhwc(rt, PROBLEMS[0], np.dtype(np.float16), tag="det")
+    assert y1.tobytes() == y2.tobytes()
+
+
+def test_v4_through_nchw_arrays_matches_v4_on_nhwc_arrays():
+    """kernels.conv2d_fprop(version='v4') converts NCHW arrays to NHWC and back: the same
+    kernel, so the same bits."""
+    rt = get_runtime("emulator")
+    g, x, w, b, _ = conv_case(RESNET, np.float16, "nhwc")
+    y_nchw = poisoned(rt, g.y_shape, np.float16)
+    kernels.conv2d_fprop(rt, g, x, w, b, y_nchw, version="v4")
+    y_nhwc, _, _ = run_nhwc(rt, RESNET, np.dtype(np.float16))
+    assert y_nchw.transpose(NHWC).tobytes() == y_nhwc.tobytes()
+
+
+# ----------------------------------------------------------------------------------------
+# fault injection: the emulated fragments and the pipeline are under test
+
+
+@pytest.mark.parametrize("dtype", [np.dtype(np.float16), np.dtype(np.float32)],
+                         ids=lambda d: d.name)
+def test_swapping_two_lanes_breaks_v4(dtype):
+    y, expected, bound = run_nhwc(_emulator_built_with(*SWAP), RESNET, dtype)
+    assert not compare(y, expected, dtype, bound=bound), "v4 with lanes 1, 5 swapped matched"
+
+
+@pytest.mark.parametrize("barrier", [5, 6])
+def test_dropping_a_barrier_breaks_v4(barrier, monkeypatch):
+    """As for v3 (tests/test_tensor_core.py): without barrier 5 (first tile) or 6 (per tile)
+    the result is wrong in at least one fiber order; with both, right in every order. v4's
+    tiles are both copied before the math, so in the round-robin orders its warps stay in
+    step without barrier 6; the greedy order runs warp 0 through its tiles first."""
+    rt = _emulator_built_with(f"-DGPUCONV_TEST_DROP_SYNC={barrier}")
+    broken = []
+    for order in ("forward", "reverse", "greedy"):
+        monkeypatch.setenv("GPUCONV_CPU_FIBER_ORDER", order)
+        y, expected, _ = run_nhwc(get_runtime("emulator"), RESNET, np.dtype(np.float16))
+        assert_close(y, expected, np.float16, what=f"v4 with every barrier, {order} order")
+        y, expected, _ = run_nhwc(rt, RESNET, np.dtype(np.float16))
+        broken.append(not compare(y, expected, np.float16))
+    assert any(broken), f"v4 without barrier {barrier} still matched in both fiber orders"
+
+
+# ----------------------------------------------------------------------------------------
+# gpuconv.conv2d on channels-last arrays
+
+
+def channels_last(a):
+    """``a``'s values in a channels-last buffer (what torch.channels_last gives)."""
+    return np.ascontiguousarray(a.transpose(NHWC)).transpose(NCHW)
+
+
+def test_is_channels_last():
+    x = np.zeros((2, 3, 4, 5), np.float32)
+    assert not is_channels_last(x)
+    assert is_channels_last(channels_last(x))
+    assert not is_channels_last(channels_last(np.zeros((2, 1, 4, 5))))  # C = 1: both layouts
+    assert not is_channels_last(x.transpose(0, 1, 3, 2))                # some other order
+    assert not is_channels_last(np.zeros((3, 4, 5)))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "emulator"])
+@pytest.mark.parametrize("dtype", [np.float16, bfloat16, np.float32, np.float64],
+                         ids=lambda d: np.dtype(d).name)
+def test_conv2d_keeps_channels_last(backend, dtype):
+    """A channels-last input gives a channels-last output (as in PyTorch) with the values of
+    the NCHW path: bit for bit on the CPU runtime (the same kernels, through copies); on the
+    NumPy reference within tolerance (its float64 sums may run in another order)."""
+    g, x, w, b, _ = conv_case(PROBLEMS[1], dtype, "layout")
+    kwargs = PROBLEMS[1].kwargs
+    with gpuconv.use_backend(backend):
+        y = gpuconv.conv2d(channels_last(x), w, b, **kwargs)
+        y_nchw = gpuconv.conv2d(x, w, b, **kwargs)
+        y_unbatched = gpuconv.conv2d(channels_last(x)[:1][0], w, b, **kwargs)
+    assert is_channels_last(y) and y.shape == g.y_shape
+    assert y_unbatched.shape == g.y_shape[1:]
+    y, y_nchw, y_unbatched = (np.ascontiguousarray(a) for a in (y, y_nchw, y_unbatched))
+    if backend == "numpy":
+        assert_close(y, y_nchw, dtype, what="numpy conv2d, channels-last vs NCHW")
+        assert_close(y_unbatched, y_nchw[0], dtype, what="numpy conv2d, unbatched")
+    else:
+        assert y.tobytes() == y_nchw.tobytes()
+        assert y_unbatched.tobytes() == y_nchw[0].tobytes()
+
+
+def test_conv2d_on_channels_last_runs_v4_without_conversions(monkeypatch):
+    """With fprop v4 forced on the CPU runtime, a channels-last input reaches the kernel as
+    it is: no NCHW launch, and the values of the reference (flip and no bias too)."""
+    calls = []
+    monkeypatch.setattr(kernels, "_fprop_launch", lambda *a: calls.append(a))
+    g, x, w, _, _ = conv_case(RESNET, np.float16, "v4 path")
+    with gpuconv.use_backend("emulator"), kernels.use_versions(fprop="v4"):
+        y = gpuconv.conv2d(channels_last(x), w, padding=1)
+        y_flip = gpuconv.conv2d(channels_last(x), w, padding=1, flip=True)
+    assert calls == []  # _fprop_launch (the NCHW launcher) never ran
+    assert is_channels_last(y) and is_channels_last(y_flip)
+    assert_close(y, reference.conv2d(x, w, None, g), np.float16, what="conv2d on NHWC, v4")
+    assert_close(y_flip, reference.conv2d(x, np.ascontiguousarray(w[..., ::-1, ::-1]), None, g),
+                 np.float16, what="flipped conv2d on NHWC, v4")
+
+
+def test_conv2d_on_an_empty_channels_last_batch():
+    x = channels_last(np.zeros((0, 8, 5, 5), np.float16))
+    w = np.ones((4, 8, 3, 3), np.float16)
+    with gpuconv.use_backend("emulator"):
+        y = gpuconv.conv2d(x, w)
+    assert y.shape == (0, 4, 3, 3)
+
+
+# ----------------------------------------------------------------------------------------
+# selection
+
+
+RESNET_3X3 = conv2d_geometry((32, 64, 56, 56), (64, 64, 3, 3), padding=1)
+
+
+def test_heuristic_takes_v4_for_channels_last_where_it_takes_v3(monkeypatch):
+    monkeypatch.delenv(kernels.ENV_TF32, raising=False)
+    h = kernels.heuristic_version
+    for dtype in SIXTEEN_BIT:
+        assert h("fprop", RESNET_3X3, dtype, 90) == "v3"
+        assert h("fprop", RESNET_3X3, dtype, 90, layout="nhwc") == "v4"
+        assert h("fprop", RESNET_3X3, dtype, 75, layout="nhwc") == "v2"   # no tensor-core mma
+        assert h("fprop", RESNET_3X3, dtype, None, layout="nhwc") == "v2"  # CPU runtime
+    assert h("fprop", RESNET_3X3, np.float32, 90, layout="nhwc") == "v2"  # TF32 is opt-in
+    with kernels.allow_tf32():
+        assert h("fprop", RESNET_3X3, np.float32, 90, layout="nhwc") == "v4"
+    assert h("fprop", RESNET_3X3, np.float64, 90, layout="nhwc") == "v2"
+    assert h("dgrad", RESNET_3X3, np.float16, 90, layout="nhwc") == "v3"  # fprop only so far
+
+
+def test_v4_exists_for_16_bit_types_and_float32_only():
+    names = kernels.name_expressions("conv2d_fprop.cu")
+    for ctype in ("__half", "__nv_bfloat16", "float"):
+        assert f"conv2d_fprop_v4_nhwc_mma<{ctype}>" in names
+    assert "conv2d_fprop_v4_nhwc_mma<double>" not in names
+    with pytest.raises(ValueError, match="float16"):
+        kernels.select_version("fprop", RESNET_3X3, np.float64, version="v4")
+
+
+def test_autotune_keeps_channels_last_choices_apart():
+    plain = kernels.autotune_key("GPU", "fprop", np.float16, RESNET_3X3)
+    nhwc = kernels.autotune_key("GPU", "fprop", np.float16, RESNET_3X3, layout="nhwc")
+    assert nhwc == plain.replace("|fprop|", "|fprop/nhwc|")
