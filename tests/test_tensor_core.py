@@ -582,7 +582,7 @@ def test_cpu_runtime_keeps_v2_unless_asked():
 
 
 def test_autotune_times_v3_only_where_it_has_tensor_cores(monkeypatch, tmp_path):
-    from test_selection import A, Recorder
+    from test_selection import Recorder
 
     monkeypatch.setenv("GPUCONV_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv(kernels.ENV_AUTOTUNE, "1")
