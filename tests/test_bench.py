@@ -4,6 +4,11 @@ and the JSON -> README table / chart code on a synthetic results file."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
 
 import pytest
 
@@ -146,3 +151,21 @@ def test_chart(tmp_path):
     path, _ = synthetic(tmp_path)
     png = bench.write_chart(path)
     assert png == path.with_suffix(".png") and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_gpu_session_script_runs_its_stages_into_one_archive(tmp_path):
+    """benchmarks/gpu_session.sh (the GPU side in device-sized stages): every stage runs, a
+    failed or unknown one makes the exit status 1, and the logs come back as one archive."""
+    if cuda_available():
+        pytest.skip("a CUDA device is visible: the stage would benchmark for real")
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, OUT=str(tmp_path), PYTHON=sys.executable)
+    run = subprocess.run(["bash", "benchmarks/gpu_session.sh", "quick-float32", "no-such-stage"],
+                         cwd=root, env=env, capture_output=True, text=True)
+    assert run.returncode == 1 and "unknown stage no-such-stage" in run.stderr
+    with tarfile.open(tmp_path / "gpu-session.tgz") as tar:
+        log = tar.extractfile("./quick-float32.log").read().decode()
+    assert "== quick-float32: exit 0" in log  # without a GPU the bench says so and exits 0
+    run = subprocess.run(["bash", "benchmarks/gpu_session.sh", "quick-float32"], cwd=root,
+                         env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
