@@ -60,7 +60,8 @@ print(cupy.cuda.runtime.getDeviceProperties(0)[\"name\"], torch.cuda.get_device_
         for dtype in float16 float32; do
           run "sanitize-$tool-$dtype" compute-sanitizer --tool "$tool" --error-exitcode 1 \
             "$py" -m gpuconv check --runtime cuda --dtype "$dtype" --op conv2d \
-            --op conv2d_channels_last --op conv2d_input --op conv2d_weight --op conv2d_bias \
+            --op conv2d_channels_last --op conv2d_input --op conv2d_input_channels_last \
+            --op conv2d_weight --op conv2d_bias \
             --op max_pool2d --op max_pool2d_input
         done
       done ;;

@@ -40,7 +40,11 @@
 //                              conv2d_fprop_v3_mma (128 x 64 x 32, 8 warps of 32 x 32); w
 //                              by guarded 16-bit loads (not contiguous along (k, r, s)).
 //                              sm_80+ runs the PTX, the CPU runtime and sm_75 the shuffle
-//                              emulation. __half only; same limits as v2.
+//                              emulation. __half, __nv_bfloat16 and float (TF32, an
+//                              opt-in); same limits as v2.
+//   conv2d_dgrad_v4_nhwc_mma<T> v3's GEMM on channels-last tensors (dy NHWC, dx NHWC, the
+//                              filters transposed to (C, R, S, K/groups)): both tiles copied
+//                              by cp.async in 16-byte pieces (MmaNhwcLoader, MmaRowsLoader).
 
 #include "common.cuh"
 #include "mma.cuh"
@@ -488,6 +492,94 @@ conv2d_dgrad_v3_mma(const T* __restrict__ dy, const T* __restrict__ w, T* __rest
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// v4: v3's tensor-core GEMM on channels-last (NHWC) tensors.
+//
+// Layouts (C-contiguous): dy (N, P, Q, K), dx (N, H, W, C), and the filters as
+// w_t (C, R, S, K/groups): channel c's (r, s, k) taps of its group, k innermost — kernels.py
+// transposes w (a small copy, counted in the time) so that B, like A, is copied by cp.async.
+// GEMM row m = dx pixel (n, h, w), column = channel c of the group, reduction kk = (r, s, k)
+// with k innermost: 8 consecutive kk (16 bytes of halves; 4 floats) are 8 consecutive
+// filters' dy at the one output pixel whose window puts tap (r, s) on (h, w) — one 16-byte
+// vector of dy, or none (no window: a zero-filled copy). mma.cuh's MmaNhwcLoader copies them
+// (element by element when K/groups is not a multiple of the piece or dy is misaligned);
+// MmaRowsLoader copies the w_t rows. Epilogue straight from the fragments: a pixel's C
+// channels are contiguous in dx. Deterministic; same limits as v3; T as v3.
+
+// Operand A of v4: GEMM row m = dx pixel (n, h, w); tap (r, s) reads dy at the output pixel
+// (p, q) with p*stride_h = h + pad_h - r*dilation_h (q likewise), when it exists.
+struct DgradV4Window {
+    struct Row {
+        long long image;  // offset of dy[n, 0, 0, g*Kg]; -1: the row is past the last pixel
+        int h_padded, w_padded;  // h + pad_h, w + pad_w
+    };
+    long long M, HW;
+    int K, W, P, Q, pad_h, pad_w, stride_h, stride_w, dilation_h, dilation_w, group_filter;
+
+    __device__ __forceinline__ Row row(long long m) const {
+        Row row;
+        const long long n = m < M ? m / HW : 0;
+        const int hw = m < M ? (int)(m - n * HW) : 0;
+        row.image = m < M ? n * P * Q * K + group_filter : -1;
+        row.h_padded = hw / W + pad_h;
+        row.w_padded = hw % W + pad_w;
+        return row;
+    }
+    // Offset of dy's pixel whose window puts tap (r, s) on the row's pixel (filter 0 of the
+    // group), or -1: above / left of every window, between strides, or past the output.
+    __device__ __forceinline__ long long tap(const Row& row, int r, int s) const {
+        const int p_times_stride = row.h_padded - r * dilation_h;
+        const int q_times_stride = row.w_padded - s * dilation_w;
+        if (row.image < 0 || p_times_stride < 0 || q_times_stride < 0) return -1;
+        const int p = p_times_stride / stride_h, q = q_times_stride / stride_w;
+        if (p * stride_h != p_times_stride || q * stride_w != q_times_stride || p >= P || q >= Q)
+            return -1;
+        return row.image + ((long long)p * Q + q) * K;
+    }
+};
+
+// Grid: x = GEMM row tiles (ceil(N*H*W / BM)), y = channel tiles (ceil(C/groups / BN)),
+// z = groups. Block: DGRAD_V3_THREADS threads (1-D).
+template <typename T>
+__global__ void __launch_bounds__(DGRAD_V3_THREADS, DGRAD_V3_LAUNCH_MIN_BLOCKS)
+conv2d_dgrad_v4_nhwc_mma(const T* __restrict__ dy, const T* __restrict__ w_t,
+                         T* __restrict__ dx, int N, int C, int H, int W, int K, int R, int S,
+                         int P, int Q, int pad_h, int pad_w, int stride_h, int stride_w,
+                         int dilation_h, int dilation_w, int groups) {
+    constexpr bool TF32 = sizeof(T) == 4;
+    static_assert(sizeof(T) == 2 || TF32, "conv2d_dgrad_v4_nhwc_mma: 16-bit types or float");
+    typedef typename MmaTile<T>::type E;
+    constexpr int BM = DGRAD_V3_BM, BN = DGRAD_V3_BN, BK = TF32 ? DGRAD_TF32_BK : DGRAD_V3_BK;
+    constexpr int WM = DGRAD_V3_WM, WN = DGRAD_V3_WN, THREADS = DGRAD_V3_THREADS;
+    __shared__ __align__(16) E a_smem[2][BM][BK + MmaTile<T>::skew];
+    __shared__ __align__(16) E b_smem[2][BN][BK + MmaTile<T>::skew];
+
+    const int Cg = C / groups, Kg = K / groups, g = blockIdx.z;
+    const long long M = (long long)N * H * W;
+    const int Kgemm = R * S * Kg;
+    const long long m_block = (long long)blockIdx.x * BM;
+    const int c_block = blockIdx.y * BN;  // first channel of this tile, within the group
+
+    const DgradV4Window window{M, (long long)H * W, K, W, P, Q, pad_h, pad_w, stride_h,
+                               stride_w, dilation_h, dilation_w, g * Kg};
+    MmaNhwcLoader<T, BM, BK, THREADS, DgradV4Window> a;
+    a.init(dy, window, m_block, Kg, R, S, threadIdx.x);
+    MmaRowsLoader<T, BN, BK, THREADS> bl;  // rows of w_t: channels g*Cg + c_block, ...
+    bl.init(w_t, g * Cg + c_block, Cg - c_block, Kgemm, threadIdx.x);
+
+    float acc[WM / 16][WN / 8][4];
+    mma_tile_product<T, BM, BN, BK, WM, WN>(a, bl, (int)div_up(Kgemm, BK), acc, a_smem,
+                                            b_smem);
+    // dx[pixel m][channel], rounded once. Guards: pixels past M and channels past the group's
+    // end are not written.
+    mma_each_element<BM, WM, WN>(acc, [&](int row, int col, float v) {
+        const long long m = m_block + row;
+        const int c = c_block + col;
+        if (m >= M || c >= Cg) return;
+        dx[m * C + g * Cg + c] = from_acc<T>(v);
+    });
+}
+
 // Standalone `nvcc -cubin -arch=sm_90 -Xptxas -v cuda/conv2d_dgrad.cu`: taking each
 // instance's address makes nvcc compile it, so ptxas reports every kernel. NVRTC and the CPU
 // runtime get their instances from name expressions (gpuconv/kernels.py) instead.
@@ -503,7 +595,10 @@ void* conv2d_dgrad_instance(int i) {
                                (void*)conv2d_dgrad_v2_implicit_gemm<double>,
                                (void*)conv2d_dgrad_v3_mma<__half>,
                                (void*)conv2d_dgrad_v3_mma<__nv_bfloat16>,
-                               (void*)conv2d_dgrad_v3_mma<float>};
+                               (void*)conv2d_dgrad_v3_mma<float>,
+                               (void*)conv2d_dgrad_v4_nhwc_mma<__half>,
+                               (void*)conv2d_dgrad_v4_nhwc_mma<__nv_bfloat16>,
+                               (void*)conv2d_dgrad_v4_nhwc_mma<float>};
     return instances[i];
 }
 #endif

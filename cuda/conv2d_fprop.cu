@@ -400,50 +400,8 @@ struct FpropV3XLoader {
     }
 };
 
-// Operand B of v3: thread t copies one 16-byte piece (8 halves or 4 floats: PER_THREAD
-// consecutive reduction steps) of filter n_local = t / (BK/PER_THREAD). With C/groups*R*S a
-// multiple of PER_THREAD and w 16-byte aligned every such piece is an aligned 16-byte vector,
-// copied by cp.async (zero-filled past the group's last filter or the reduction's end, which
-// then holds whole pieces); otherwise PER_THREAD guarded loads (float: rounded to tf32).
-template <typename T, int BN, int BK, int THREADS>
-struct FpropV3WLoader {
-    enum { PER_THREAD = 16 / sizeof(T), PITCH = BK + MmaTile<T>::skew };
-    static_assert(BN * BK == THREADS * PER_THREAD, "B tile split");
-    const T* w;                   // w itself (a valid address for zero-byte copies)
-    const T* w_row;               // this thread's filter row (w itself if past the group)
-    bool col_valid, vector_ok;
-    int n_local, kk_local, kk_first, Kgemm;
-
-    __device__ __forceinline__ void init(const T* w_, int k_first, int Kg_left, int Kgemm_,
-                                         int tid) {
-        w = w_;
-        Kgemm = Kgemm_;
-        n_local = tid / (BK / PER_THREAD);
-        kk_local = (tid % (BK / PER_THREAD)) * PER_THREAD;
-        kk_first = kk_local;
-        col_valid = n_local < Kg_left;
-        w_row = col_valid ? w + (long long)(k_first + n_local) * Kgemm : w;
-        vector_ok = Kgemm % PER_THREAD == 0 &&
-                    (reinterpret_cast<unsigned long long>(w) & 15ull) == 0;
-    }
-    // Fetch the next tile into `tile` (a free stage): asynchronously where possible.
-    __device__ __forceinline__ void load(typename MmaTile<T>::type* tile) {
-        auto* dst = tile + n_local * PITCH + kk_local;
-        if (vector_ok) {
-            const bool inside = col_valid && kk_first < Kgemm;  // whole piece or none
-            cp_async_16(dst, inside ? w_row + kk_first : w, inside ? 16 : 0);
-        } else {
-            unsigned words[4];
-#pragma unroll
-            for (int i = 0; i < PER_THREAD; ++i) {
-                const bool inside = col_valid && kk_first + i < Kgemm;
-                mma_put(words, i, inside ? w_row[kk_first + i] : T(), inside);
-            }
-            *reinterpret_cast<uint4*>(dst) = make_uint4(words[0], words[1], words[2], words[3]);
-        }
-        kk_first += BK;
-    }
-};
+// Operand B of v3: the filter rows, (c, r, s)-contiguous: mma.cuh's MmaRowsLoader (cp.async
+// 16-byte pieces where C/groups*R*S % (16 / sizeof(T)) == 0 and w is aligned).
 
 // Grid: x = GEMM row tiles (ceil(N*P*Q / BM)), y = filter tiles (ceil(K/groups / BN)),
 // z = groups. Block: FPROP_V3_THREADS threads (1-D).
@@ -473,7 +431,7 @@ conv2d_fprop_v3_mma(const T* __restrict__ x, const T* __restrict__ w, const T* _
     FpropV3XLoader<T, BM, BK, THREADS> a;
     a.init(x, m_block + tid % BM, M, C, Cg, g, H, W, R, S, P, Q, pad_h, pad_w, stride_h,
            stride_w, dilation_h, dilation_w, tid);
-    FpropV3WLoader<T, BN, BK, THREADS> bl;
+    MmaRowsLoader<T, BN, BK, THREADS> bl;
     bl.init(w, g * Kg + k_block, Kg - k_block, Kgemm, tid);
 
     float acc[WM / 16][WN / 8][4];
@@ -544,81 +502,32 @@ conv2d_fprop_v3_mma(const T* __restrict__ x, const T* __restrict__ w, const T* _
 // Deterministic (fixed reduction order); same limits as v3. T: __half, __nv_bfloat16, float
 // (TF32, the opt-in of v3).
 
-// Operand A of v4: 16-byte pieces of GEMM rows (output pixels), each 16 / sizeof(T)
-// consecutive channels of one tap (r, s) of one input pixel.
-template <typename T, int BM, int BK, int THREADS>
-struct FpropV4XLoader {
-    enum { COPIES = 1,  // loads straight into a shared stage (mma_double_buffered)
-           PIECE = 16 / sizeof(T), PIECES_PER_ROW = BK / PIECE,
-           ROWS_PER_PASS = THREADS / PIECES_PER_ROW, PASSES = BM / ROWS_PER_PASS,
-           PITCH = BK + MmaTile<T>::skew };
-    static_assert(BK % PIECE == 0 && THREADS % PIECES_PER_ROW == 0 &&
-                  BM % ROWS_PER_PASS == 0, "A tile split into 16-byte pieces");
-    const T* x;
-    long long image[PASSES];       // per row: offset of x[n, 0, 0, g*Cg]; -1 past the last pixel
-    int h_first[PASSES], w_first[PASSES];
-    int row0, kk_local, kk_first;  // kk_first: reduction index of this thread's piece
-    int r, s, c;                   // digits (r, s, c) of kk_first
-    int C, Cg, H, W, S, dilation_h, dilation_w, Kgemm;
-    bool vector_ok;
-    MixedRadix3 step;              // BK as (r, s, c) digits
+// Operand A of v4: mma.cuh's MmaNhwcLoader, through this window: GEMM row m = output pixel
+// (n, p, q); tap (r, s) reads input pixel (p*stride_h - pad_h + r*dilation_h, q*... s ...) of
+// image n, the group's channels, or nothing in the zero padding.
+struct FpropV4Window {
+    struct Row {
+        long long image;  // offset of x[n, 0, 0, g*Cg]; -1: the row is past the last pixel
+        int h0, w0;       // the window's top-left input pixel (may be in the padding)
+    };
+    long long M, PQ;
+    int C, H, W, Q, pad_h, pad_w, stride_h, stride_w, dilation_h, dilation_w, group_channel;
 
-    __device__ __forceinline__ void init(const T* x_, long long m_block, long long M, int C_,
-                                         int Cg_, int g, int H_, int W_, int R, int S_, int P,
-                                         int Q, int pad_h, int pad_w, int stride_h,
-                                         int stride_w, int dil_h, int dil_w, int tid) {
-        x = x_; C = C_; Cg = Cg_; H = H_; W = W_; S = S_; dilation_h = dil_h; dilation_w = dil_w;
-        Kgemm = R * S * Cg;
-        row0 = tid / PIECES_PER_ROW;
-        kk_local = (tid % PIECES_PER_ROW) * PIECE;
-        kk_first = kk_local;
-        const long long PQ = (long long)P * Q;
-#pragma unroll
-        for (int i = 0; i < PASSES; ++i) {
-            const long long m = m_block + row0 + i * ROWS_PER_PASS;
-            const long long n = m < M ? m / PQ : 0;  // rows past M: a valid pixel, never read
-            const int pq = m < M ? (int)(m - n * PQ) : 0;
-            image[i] = m < M ? n * H * W * C + (long long)g * Cg : -1;
-            h_first[i] = (pq / Q) * stride_h - pad_h;
-            w_first[i] = (pq % Q) * stride_w - pad_w;
-        }
-        c = kk_first % Cg;
-        s = (kk_first / Cg) % S;
-        r = kk_first / (Cg * S);
-        step = mixed_radix_step(BK, S, Cg);
-        vector_ok = Cg % PIECE == 0 && (reinterpret_cast<unsigned long long>(x) & 15ull) == 0;
+    __device__ __forceinline__ Row row(long long m) const {
+        Row row;
+        const long long n = m < M ? m / PQ : 0;
+        const int pq = m < M ? (int)(m - n * PQ) : 0;
+        row.image = m < M ? n * H * W * C + group_channel : -1;
+        row.h0 = (pq / Q) * stride_h - pad_h;
+        row.w0 = (pq % Q) * stride_w - pad_w;
+        return row;
     }
-    // Fetch the next tile into `tile` (a free stage): asynchronously where possible.
-    __device__ __forceinline__ void load(typename MmaTile<T>::type* tile) {
-#pragma unroll
-        for (int i = 0; i < PASSES; ++i) {
-            auto* dst = tile + (row0 + i * ROWS_PER_PASS) * PITCH + kk_local;
-            if (vector_ok) {
-                // The piece is 8 (or 4) channels of tap (r, s): wholly inside or wholly out.
-                const int h = h_first[i] + r * dilation_h, wi = w_first[i] + s * dilation_w;
-                const bool inside = image[i] >= 0 && kk_first < Kgemm && h >= 0 && h < H &&
-                                    wi >= 0 && wi < W;
-                const T* src = inside ? x + image[i] + ((long long)h * W + wi) * C + c : x;
-                cp_async_16(dst, src, inside ? 16 : 0);
-            } else {
-                // Element by element: the piece may cross taps (C/groups not a multiple of it).
-                unsigned words[4];
-                int cc = c, ss = s, rr = r;
-#pragma unroll
-                for (int e = 0; e < PIECE; ++e) {
-                    const int h = h_first[i] + rr * dilation_h, wi = w_first[i] + ss * dilation_w;
-                    const bool inside = image[i] >= 0 && kk_first + e < Kgemm && h >= 0 &&
-                                        h < H && wi >= 0 && wi < W;
-                    mma_put(words, e,
-                            inside ? x[image[i] + ((long long)h * W + wi) * C + cc] : T(), inside);
-                    if (++cc == Cg) { cc = 0; if (++ss == S) { ss = 0; ++rr; } }  // kk + 1
-                }
-                *reinterpret_cast<uint4*>(dst) =
-                    make_uint4(words[0], words[1], words[2], words[3]);
-            }
-        }
-        kk_first += BK;
-        advance_by_step(step, S, Cg, r, s, c);
+    // Offset of the input pixel that tap (r, s) of the row reads (channel 0 of the group), or
+    // -1 when it is in the padding (or the row is past M).
+    __device__ __forceinline__ long long tap(const Row& row, int r, int s) const {
+        const int h = row.h0 + r * dilation_h, wi = row.w0 + s * dilation_w;
+        if (row.image < 0 || h < 0 || h >= H || wi < 0 || wi >= W) return -1;
+        return row.image + ((long long)h * W + wi) * C;
     }
 };
 
@@ -645,10 +554,11 @@ conv2d_fprop_v4_nhwc_mma(const T* __restrict__ x, const T* __restrict__ w,
     const long long m_block = (long long)blockIdx.x * BM;
     const int k_block = blockIdx.y * BN;  // first filter of this tile, within the group
 
-    FpropV4XLoader<T, BM, BK, THREADS> a;
-    a.init(x, m_block, M, C, Cg, g, H, W, R, S, P, Q, pad_h, pad_w, stride_h, stride_w,
-           dilation_h, dilation_w, threadIdx.x);
-    FpropV3WLoader<T, BN, BK, THREADS> bl;
+    const FpropV4Window window{M, (long long)P * Q, C, H, W, Q, pad_h, pad_w, stride_h,
+                               stride_w, dilation_h, dilation_w, g * Cg};
+    MmaNhwcLoader<T, BM, BK, THREADS, FpropV4Window> a;
+    a.init(x, window, m_block, Cg, R, S, threadIdx.x);
+    MmaRowsLoader<T, BN, BK, THREADS> bl;
     bl.init(w, g * Kg + k_block, Kg - k_block, Kgemm, threadIdx.x);
 
     float acc[WM / 16][WN / 8][4];

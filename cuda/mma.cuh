@@ -26,6 +26,8 @@
 //   mma_gemm_mainloop            the v3 kernels' double-buffered shared-memory tile loop
 //   mma_stage_tile               their epilogue's staging of the rounded tile (+ bias)
 //   mma_each_element             each accumulator with its tile row and column (direct epilogues)
+//   MmaRowsLoader                a B operand of reduction-contiguous rows (cp.async pieces)
+//   MmaNhwcLoader                an A operand of channels-last pixels (cp.async pieces)
 //
 // TF32 (float32 operands on tensor cores; at the end of the file, with their own layouts):
 //   to_tf32(x)                   fp32 -> tf32 bits, round to nearest, ties away from zero
@@ -656,5 +658,131 @@ __device__ __forceinline__ void mma_tile_product(ALoader& a, BLoader& b, int til
     else
         mma_gemm_mainloop<T, BM, BN, BK, WM, WN>(a, b, tiles, acc, a_smem, b_smem);
 }
+
+// ---------------------------------------------------------------------------------------
+// Loaders that copy straight into shared memory (cp.async): filter rows, NHWC pixels.
+
+// MmaRowsLoader<T, BN, BK, THREADS>: a B operand stored as rows of a row-major matrix, each
+// row one GEMM column and contiguous along the reduction (fprop's filters w[k, (c, r, s)]; the
+// NHWC kernels' filters): init(w, first_row, rows_left, Kgemm, tid) for the block's rows
+// first_row .. + BN (rows past rows_left load zeros). Thread t copies one 16-byte piece (8
+// halves or 4 floats: PER_THREAD consecutive reduction steps) of row n_local = t / (BK /
+// PER_THREAD). With Kgemm a multiple of PER_THREAD and w 16-byte aligned every such piece is
+// an aligned 16-byte vector, copied by cp.async (zero-filled past the last row or the
+// reduction's end, which then holds whole pieces); otherwise PER_THREAD guarded loads
+// (float: rounded to tf32).
+template <typename T, int BN, int BK, int THREADS>
+struct MmaRowsLoader {
+    enum { PER_THREAD = 16 / sizeof(T), PITCH = BK + MmaTile<T>::skew };
+    static_assert(BN * BK == THREADS * PER_THREAD, "B tile split");
+    const T* w;                   // w itself (a valid address for zero-byte copies)
+    const T* w_row;               // this thread's row (w itself past rows_left)
+    bool col_valid, vector_ok;
+    int n_local, kk_local, kk_first, Kgemm;
+
+    __device__ __forceinline__ void init(const T* w_, int first_row, int rows_left, int Kgemm_,
+                                         int tid) {
+        w = w_;
+        Kgemm = Kgemm_;
+        n_local = tid / (BK / PER_THREAD);
+        kk_local = (tid % (BK / PER_THREAD)) * PER_THREAD;
+        kk_first = kk_local;
+        col_valid = n_local < rows_left;
+        w_row = col_valid ? w + (long long)(first_row + n_local) * Kgemm : w;
+        vector_ok = Kgemm % PER_THREAD == 0 &&
+                    (reinterpret_cast<unsigned long long>(w) & 15ull) == 0;
+    }
+    // Fetch the next tile into `tile` (a free stage): asynchronously where possible.
+    __device__ __forceinline__ void load(typename MmaTile<T>::type* tile) {
+        auto* dst = tile + n_local * PITCH + kk_local;
+        if (vector_ok) {
+            const bool inside = col_valid && kk_first < Kgemm;  // whole piece or none
+            cp_async_16(dst, inside ? w_row + kk_first : w, inside ? 16 : 0);
+        } else {
+            unsigned words[4];
+#pragma unroll
+            for (int i = 0; i < PER_THREAD; ++i) {
+                const bool inside = col_valid && kk_first + i < Kgemm;
+                mma_put(words, i, inside ? w_row[kk_first + i] : T(), inside);
+            }
+            *reinterpret_cast<uint4*>(dst) = make_uint4(words[0], words[1], words[2], words[3]);
+        }
+        kk_first += BK;
+    }
+};
+
+// MmaNhwcLoader<T, BM, BK, THREADS, Window>: an A operand gathered from a channels-last
+// tensor (the NHWC kernels). GEMM row m is a pixel of the result; its reduction runs over
+// kk = (r, s, c) with c innermost: channel c of the tensor pixel that tap (r, s) of row m reads
+// (Window::tap; none in the padding, or where no window puts the tap: zeros). PIECE = 16 /
+// sizeof(T) consecutive kk are then PIECE consecutive channels of one tensor pixel: a
+// 16-byte vector, copied by cp.async (COPIES: mma_double_buffered gives it a free stage to
+// load into) when the channels per group Cg are a multiple of PIECE and the tensor is 16-byte
+// aligned (then a piece is wholly inside one tap, and wholly in or out); otherwise element by
+// element (a piece may cross taps; float: rounded to tf32), still without registers between
+// load and store.
+//   Window: struct Row (a row's pixel); Row row(long long m) (m may be past the last row:
+//   its taps are none); long long tap(const Row&, int r, int s) (offset of channel 0 of the
+//   group at the pixel tap (r, s) reads, or -1). Pieces: thread t copies piece t % (BK /
+//   PIECE) of rows t / (BK / PIECE) + i * ROWS_PER_PASS (a row's BK elements: contiguous
+//   pieces fetched by neighbouring threads).
+template <typename T, int BM, int BK, int THREADS, class Window>
+struct MmaNhwcLoader {
+    enum { COPIES = 1, PIECE = 16 / sizeof(T), PIECES_PER_ROW = BK / PIECE,
+           ROWS_PER_PASS = THREADS / PIECES_PER_ROW, PASSES = BM / ROWS_PER_PASS,
+           PITCH = BK + MmaTile<T>::skew };
+    static_assert(BK % PIECE == 0 && THREADS % PIECES_PER_ROW == 0 &&
+                  BM % ROWS_PER_PASS == 0, "A tile split into 16-byte pieces");
+    const T* src;
+    Window window;
+    typename Window::Row rows[PASSES];
+    int row0, kk_local, kk_first;  // kk_first: reduction index of this thread's piece
+    int r, s, c;                   // digits (r, s, c) of kk_first
+    int Cg, S, Kgemm;
+    bool vector_ok;
+    MixedRadix3 step;              // BK as (r, s, c) digits
+
+    __device__ __forceinline__ void init(const T* src_, const Window& window_, long long m_block,
+                                         int Cg_, int R, int S_, int tid) {
+        src = src_; window = window_; Cg = Cg_; S = S_;
+        Kgemm = R * S * Cg;
+        row0 = tid / PIECES_PER_ROW;
+        kk_local = (tid % PIECES_PER_ROW) * PIECE;
+        kk_first = kk_local;
+#pragma unroll
+        for (int i = 0; i < PASSES; ++i) rows[i] = window.row(m_block + row0 + i * ROWS_PER_PASS);
+        c = kk_first % Cg;
+        s = (kk_first / Cg) % S;
+        r = kk_first / (Cg * S);
+        step = mixed_radix_step(BK, S, Cg);
+        vector_ok = Cg % PIECE == 0 && (reinterpret_cast<unsigned long long>(src) & 15ull) == 0;
+    }
+    // Fetch the next tile into `tile` (a free stage): asynchronously where possible.
+    __device__ __forceinline__ void load(typename MmaTile<T>::type* tile) {
+#pragma unroll
+        for (int i = 0; i < PASSES; ++i) {
+            auto* dst = tile + (row0 + i * ROWS_PER_PASS) * PITCH + kk_local;
+            if (vector_ok) {
+                // The piece is PIECE channels of tap (r, s): wholly inside or wholly out.
+                const long long pixel = kk_first < Kgemm ? window.tap(rows[i], r, s) : -1;
+                cp_async_16(dst, pixel >= 0 ? src + pixel + c : src, pixel >= 0 ? 16 : 0);
+            } else {
+                unsigned words[4];
+                int cc = c, ss = s, rr = r;
+#pragma unroll
+                for (int e = 0; e < PIECE; ++e) {
+                    const long long pixel =
+                        kk_first + e < Kgemm ? window.tap(rows[i], rr, ss) : -1;
+                    mma_put(words, e, pixel >= 0 ? src[pixel + cc] : T(), pixel >= 0);
+                    if (++cc == Cg) { cc = 0; if (++ss == S) { ss = 0; ++rr; } }  // kk + 1
+                }
+                *reinterpret_cast<uint4*>(dst) =
+                    make_uint4(words[0], words[1], words[2], words[3]);
+            }
+        }
+        kk_first += BK;
+        advance_by_step(step, S, Cg, r, s, c);
+    }
+};
 
 #endif  // GPUCONV_MMA_CUH

@@ -38,9 +38,11 @@ from . import kernels
 from .dtypes import FLOAT_DTYPES, bfloat16
 from .geometry import conv2d_geometry, pool2d_geometry
 
-# fprop_nhwc: fprop on channels-last arrays on both sides (gpuconv's conv2d_fprop_nhwc; cuDNN
-# on torch.channels_last tensors): NHWC kernels run them as they are, others pay conversions.
-CONV_OPS = ("fprop", "dgrad", "wgrad", "fprop_nhwc")
+# fprop_nhwc / dgrad_nhwc: on channels-last arrays on both sides (gpuconv's conv2d_*_nhwc;
+# cuDNN on torch.channels_last tensors): NHWC kernels run them as they are, others pay
+# conversions.
+CONV_OPS = ("fprop", "dgrad", "wgrad", "fprop_nhwc", "dgrad_nhwc")
+NHWC_OPS = {"fprop_nhwc": "fprop", "dgrad_nhwc": "dgrad"}
 POOL_OPS = ("pool_fwd", "pool_bwd")
 DTYPES = {d.name: d for d in FLOAT_DTYPES}  # float16, bfloat16, float32, float64
 
@@ -254,15 +256,21 @@ def run_case(layer, n, op, g, dtype, rt, args, torch) -> dict:
     record = {"network": layer.network, "layer": layer.name, "batch": n, "op": op,
               "geometry": {k: v for k, v in vars(g).items()}}
     ours = {}
-    kop, layout = ("fprop", "nhwc") if op == "fprop_nhwc" else (op, "nchw")
-    if op == "fprop_nhwc":  # x, w channels-last: (N,C,H,W) / (K,C/G,R,S) views of NHWC buffers
-        x = rand((g.N, g.H, g.W, g.C)).transpose(0, 3, 1, 2)
-        w = rand((g.K, g.R, g.S, g.C_per_group)).transpose(0, 3, 1, 2)
-        b, dy = rand((g.K,)), None
-        out = cupy.empty((g.N, g.P, g.Q, g.K), dtype)
-        nhwc = (0, 2, 3, 1)
-        call = lambda v: kernels.conv2d_fprop_nhwc(  # noqa: E731
-            rt, g, x.transpose(nhwc), w.transpose(nhwc), b, out, version=v)
+    kop, layout = (NHWC_OPS[op], "nhwc") if op in NHWC_OPS else (op, "nchw")
+    if op in NHWC_OPS:  # channels-last: (N,C,H,W) / (K,C/G,R,S) views of NHWC / KRSC buffers
+        nhwc, nchw = (0, 2, 3, 1), (0, 3, 1, 2)
+        x = rand((g.N, g.H, g.W, g.C)).transpose(nchw)
+        w = rand((g.K, g.R, g.S, g.C_per_group)).transpose(nchw)
+        dy = rand((g.N, g.P, g.Q, g.K)).transpose(nchw)
+        b = rand((g.K,))
+        if op == "fprop_nhwc":
+            out = cupy.empty((g.N, g.P, g.Q, g.K), dtype)
+            call = lambda v: kernels.conv2d_fprop_nhwc(  # noqa: E731
+                rt, g, x.transpose(nhwc), w.transpose(nhwc), b, out, version=v)
+        else:
+            out = cupy.empty((g.N, g.H, g.W, g.C), dtype)
+            call = lambda v: kernels.conv2d_dgrad_nhwc(  # noqa: E731
+                rt, g, dy.transpose(nhwc), w.transpose(nhwc), out, version=v)
         record["flops"] = conv_flops(g)
     elif op in CONV_OPS:
         x, w, dy = rand(g.x_shape), rand(g.w_shape), rand(g.y_shape)
@@ -293,18 +301,13 @@ def run_case(layer, n, op, g, dtype, rt, args, torch) -> dict:
     if torch is not None:
         F = torch.nn.functional
         tx = _as_tensor(torch, x)
-        if op == "fprop_nhwc":  # the channels_last tensors (strides kept): cuDNN's NHWC path
-            tw, tb = _as_tensor(torch, w), _as_tensor(torch, b)
-            kw = dict(stride=(g.stride_h, g.stride_w), padding=(g.pad_top, g.pad_left),
-                      dilation=(g.dilation_h, g.dilation_w), groups=g.groups)
-            fn = lambda: F.conv2d(tx, tw, tb, **kw)  # noqa: E731
-        elif op in CONV_OPS:
+        if op in CONV_OPS:  # NHWC ops: the channels_last tensors (strides kept), cuDNN's NHWC
             tw, tdy, tb = _as_tensor(torch, w), _as_tensor(torch, dy), _as_tensor(torch, b)
             kw = dict(stride=(g.stride_h, g.stride_w), padding=(g.pad_top, g.pad_left),
                       dilation=(g.dilation_h, g.dilation_w), groups=g.groups)
             fn = {"fprop": lambda: F.conv2d(tx, tw, tb, **kw),
                   "dgrad": lambda: torch.nn.grad.conv2d_input(tx.shape, tw, tdy, **kw),
-                  "wgrad": lambda: torch.nn.grad.conv2d_weight(tx, tw.shape, tdy, **kw)}[op]
+                  "wgrad": lambda: torch.nn.grad.conv2d_weight(tx, tw.shape, tdy, **kw)}[kop]
         else:
             tdy, tidx = _as_tensor(torch, dy), torch.from_dlpack(idx)
             pk = dict(kernel_size=(g.R, g.S), stride=(g.stride_h, g.stride_w),
@@ -366,7 +369,7 @@ def add_ratios(record: dict, peak: dict) -> dict:
         record["tflops"] = record["flops"] / (ms * 1e-3) / 1e12
         # A tensor-core kernel is measured against the tensor cores' peak, others against
         # the CUDA cores' (FP32 / FP64 lanes).
-        op = "fprop" if record["op"] == "fprop_nhwc" else record["op"]
+        op = NHWC_OPS.get(record["op"], record["op"])
         tensor = (op, record.get("gpuconv_version")) in kernels.TENSOR_CORE_VERSIONS
         top = peak.get("tensor_flops") if tensor else peak.get("flops")
         if top:
@@ -455,9 +458,9 @@ def parse_args(argv):
     p.add_argument("--quick", action="store_true", help="a few layers at batch 32")
     p.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
     p.add_argument("--out", help="results .json file or folder (default benchmarks/results/)")
-    p.add_argument("--ops", default="fprop,dgrad,wgrad,fprop_nhwc,pool_fwd,pool_bwd",
-                   help="comma-separated subset of fprop,dgrad,wgrad,fprop_nhwc (channels-last "
-                        "arrays),pool_fwd,pool_bwd")
+    p.add_argument("--ops", default="fprop,dgrad,wgrad,fprop_nhwc,dgrad_nhwc,pool_fwd,pool_bwd",
+                   help="comma-separated subset of fprop,dgrad,wgrad,fprop_nhwc,dgrad_nhwc "
+                        "(channels-last arrays),pool_fwd,pool_bwd")
     p.add_argument("--batches", help="comma-separated batch sizes (default 1,32)")
     p.add_argument("--runs", type=int, default=50, help="timed runs per case (median)")
     p.add_argument("--warmup", type=int, default=5)

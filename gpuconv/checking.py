@@ -181,23 +181,44 @@ def _check_conv2d(problem, dtype, dev, host):
     return compare(host(got), reference.conv2d(x, w, b, g), dtype, bound=bound)
 
 
+_NHWC, _NCHW = (0, 2, 3, 1), (0, 3, 1, 2)
+
+
+def _channels_last_result(got, host, expected, dtype, bound) -> Comparison:
+    """compare() of a result that must be channels-last (as PyTorch's is for channels-last
+    operands): its values (its (N,H,W,C) buffer brought to the host), and its layout where it
+    was computed (an array that is C-contiguous too, one channel or one pixel, passes)."""
+    from .validation import is_channels_last
+    result = compare(host(got.transpose(_NHWC)), expected.transpose(_NHWC), dtype,
+                     bound=None if bound is None else bound.transpose(_NHWC))
+    if result and not (is_channels_last(got) or got.flags.c_contiguous and
+                       (got.shape[1] == 1 or got.shape[2] * got.shape[3] == 1)):
+        return dataclasses.replace(result, ok=False, report="the result is not channels-last")
+    return result
+
+
 def _check_conv2d_channels_last(problem, dtype, dev, host):
     """conv2d on channels-last x and w (buffers (N,H,W,C) and (K,R,S,C/groups) seen as NCHW, as
     torch.channels_last gives them): the result must be channels-last too, with conv2d's
     values."""
     from . import functional, reference
     x, w, b, _, g = _conv_case(problem, dtype)
-    nhwc, nchw = (0, 2, 3, 1), (0, 3, 1, 2)
-    x_cl = dev(np.ascontiguousarray(x.transpose(nhwc))).transpose(nchw)
-    w_cl = dev(np.ascontiguousarray(w.transpose(nhwc))).transpose(nchw)
+    x_cl = dev(np.ascontiguousarray(x.transpose(_NHWC))).transpose(_NCHW)
+    w_cl = dev(np.ascontiguousarray(w.transpose(_NHWC))).transpose(_NCHW)
     got = functional.conv2d(x_cl, w_cl, None if b is None else dev(b), **problem.kwargs)
-    bound = tf32_bound("fprop", g, x, w).transpose(nhwc) if _on_tf32.get() else None
-    result = compare(host(got.transpose(nhwc)), reference.conv2d(x, w, b, g).transpose(nhwc),
-                     dtype, bound=bound)
-    if result and not (functional.is_channels_last(got) or got.flags.c_contiguous and
-                       (g.K == 1 or g.P * g.Q == 1)):
-        return dataclasses.replace(result, ok=False, report="the result is not channels-last")
-    return result
+    bound = tf32_bound("fprop", g, x, w) if _on_tf32.get() else None
+    return _channels_last_result(got, host, reference.conv2d(x, w, b, g), dtype, bound)
+
+
+def _check_conv2d_input_channels_last(problem, dtype, dev, host):
+    """grad.conv2d_input on channels-last dy and w: dx channels-last, with dgrad's values."""
+    from . import grad, reference
+    x, w, _, dy, g = _conv_case(problem, dtype)
+    dy_cl = dev(np.ascontiguousarray(dy.transpose(_NHWC))).transpose(_NCHW)
+    w_cl = dev(np.ascontiguousarray(w.transpose(_NHWC))).transpose(_NCHW)
+    got = grad.conv2d_input(x.shape, w_cl, dy_cl, **problem.kwargs)
+    bound = tf32_bound("dgrad", g, dy, w) if _on_tf32.get() else None
+    return _channels_last_result(got, host, reference.conv2d_input(dy, w, g), dtype, bound)
 
 
 def _check_conv2d_input(problem, dtype, dev, host):
@@ -665,6 +686,7 @@ def _separable_problems():
 CHECKS = {
     "conv2d": (_conv_problems, _check_conv2d),
     "conv2d_channels_last": (_conv_problems, _check_conv2d_channels_last),
+    "conv2d_input_channels_last": (_conv_problems, _check_conv2d_input_channels_last),
     "conv2d_input": (_conv_problems, _check_conv2d_input),
     "conv2d_weight": (_conv_problems, _check_conv2d_weight),
     "conv2d_bias": (_conv_problems, _check_conv2d_bias),
@@ -702,7 +724,8 @@ OPS = tuple(CHECKS)
 
 # The ops whose kernels come in several versions (gpuconv.kernels.VERSIONS): the check runs
 # each of them once per version the geometry and dtype allow.
-KERNEL_OPS = {"conv2d": "fprop", "conv2d_channels_last": "fprop", "conv2d_input": "dgrad", "conv2d_weight": "wgrad",
+KERNEL_OPS = {"conv2d": "fprop", "conv2d_channels_last": "fprop", "conv2d_input": "dgrad",
+              "conv2d_input_channels_last": "dgrad", "conv2d_weight": "wgrad",
               "conv2d_bias": "bgrad", "max_pool2d": "pool_fwd", "max_pool2d_input": "pool_bwd"}
 
 

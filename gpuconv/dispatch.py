@@ -21,6 +21,9 @@ _OPS = {
     "conv2d_fprop_nhwc": (lambda x, w, b, g: np.ascontiguousarray(reference.conv2d(
         _nchw(x), _nchw(w), b, g).transpose(0, 2, 3, 1)), "conv2d_fprop_nhwc"),
     "conv2d_dgrad": (reference.conv2d_input, "conv2d_dgrad"),
+    # channels-last: dy (N,P,Q,K), w (K,R,S,C/groups) -> dx (N,H,W,C)
+    "conv2d_dgrad_nhwc": (lambda dy, w, g: np.ascontiguousarray(reference.conv2d_input(
+        _nchw(dy), _nchw(w), g).transpose(0, 2, 3, 1)), "conv2d_dgrad_nhwc"),
     "conv2d_wgrad": (reference.conv2d_weight, "conv2d_wgrad"),
     "conv2d_bgrad": (lambda dy, g: reference.conv2d_bias(dy), "conv2d_bgrad"),
     "maxpool2d_fwd": (reference.max_pool2d, "maxpool2d_fwd"),

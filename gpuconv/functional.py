@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from . import dispatch
 from .geometry import conv2d_geometry, pool2d_geometry
-from .validation import INDEX_DTYPE, check_arrays, check_shape
+from .validation import INDEX_DTYPE, check_arrays, check_shape, is_channels_last
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, flip=False):
@@ -31,9 +31,9 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
 
     Returns:
         (N, K, P, Q) array (or (K, P, Q) for unbatched input), dtype and library of input.
-        A channels-last input (:func:`is_channels_last`, e.g. ``x_nhwc.transpose(0, 3, 1, 2)``)
-        gives a channels-last output, computed without a layout conversion by the NHWC
-        kernel (v4) where it runs.
+        A channels-last input or weight (:func:`is_channels_last`, e.g.
+        ``x_nhwc.transpose(0, 3, 1, 2)``) gives a channels-last output, as in PyTorch,
+        computed without a layout conversion by the NHWC kernel (v4) where it runs.
 
     Example:
         >>> import numpy as np, gpuconv
@@ -52,9 +52,9 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     if bias is not None:
         check_shape(bias, (g.K,), "bias", f"weight of shape {tuple(weight.shape)} (K={g.K})")
     w = _flipped(weight) if _flip_flag(flip) else weight  # true convolution: rotated kernel
-    if is_channels_last(x):
-        # Channels-last in, channels-last out (as PyTorch does): the NHWC kernel reads x as
-        # it is, and y is an (N,P,Q,K) array seen as (N,K,P,Q).
+    if is_channels_last(x) or is_channels_last(weight):
+        # Channels-last in, channels-last out (PyTorch's rule: input or weight channels-last):
+        # the NHWC kernel reads x as it is, and y is an (N,P,Q,K) array seen as (N,K,P,Q).
         nhwc = (0, 2, 3, 1)
         (y,) = dispatch.run("conv2d_fprop_nhwc", g, [x.transpose(nhwc), w.transpose(nhwc), bias],
                             [((g.N, g.P, g.Q, g.K), dtype)], lib)
@@ -62,14 +62,6 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     else:
         (y,) = dispatch.run("conv2d_fprop", g, [x, w, bias], [(g.y_shape, dtype)], lib)
     return y[0] if unbatched else y
-
-
-def is_channels_last(x) -> bool:
-    """Whether a 4-D array is laid out channels-last: an (N,H,W,C) C-contiguous buffer seen as
-    (N,C,H,W), like a ``torch.channels_last`` tensor (``x.transpose(0, 2, 3, 1)`` of it is
-    C-contiguous). An array that is C-contiguous as well (C = 1, or H = W = 1) counts as NCHW."""
-    return (x.ndim == 4 and not x.flags.c_contiguous
-            and x.transpose(0, 2, 3, 1).flags.c_contiguous)
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from . import dispatch
 from .geometry import conv2d_geometry, pool2d_geometry
-from .validation import check_arrays, check_indices, check_shape
+from .validation import check_arrays, check_indices, check_shape, is_channels_last
 
 
 def _batched_size(size, name: str, grad_output=None, batched_rank: int = 4):
@@ -82,7 +82,15 @@ def conv2d_input(input_size, weight, grad_output, stride=1, padding=0, dilation=
     check_shape(dy, g.y_shape, "grad_output", f"input_size {tuple(input_size)} with this weight "
                 "and geometry")
     w = _flipped(weight) if _flip_flag(flip) else weight  # true convolution: rotated kernel
-    (dx,) = dispatch.run("conv2d_dgrad", g, [dy, w], [(g.x_shape, dtype)], lib)
+    if is_channels_last(dy) or is_channels_last(weight):
+        # Channels-last dy or weight gives a channels-last dx (as in PyTorch): the NHWC kernel
+        # reads dy as it is, and dx is an (N,H,W,C) array seen as (N,C,H,W).
+        nhwc = (0, 2, 3, 1)
+        (dx,) = dispatch.run("conv2d_dgrad_nhwc", g, [dy.transpose(nhwc), w.transpose(nhwc)],
+                             [((g.N, g.H, g.W, g.C), dtype)], lib)
+        dx = dx.transpose(0, 3, 1, 2)
+    else:
+        (dx,) = dispatch.run("conv2d_dgrad", g, [dy, w], [(g.x_shape, dtype)], lib)
     return dx[0] if unbatched else dx
 
 

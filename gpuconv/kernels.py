@@ -9,8 +9,9 @@ always-correct baseline (one thread per output element, a 1-D grid-stride loop),
 tiled one (implicit GEMM for the convolutions, 2-D launches with 32-bit in-plane indices for
 max-pool); fprop, dgrad and wgrad also have ``v3``, the implicit GEMM on tensor cores
 (float16 and bfloat16; float32 on TF32 as an opt-in: ``allow_tf32``; mma.sync on sm_80+, a
-shuffle emulation elsewhere), and fprop ``v4``, v3 on channels-last (NHWC) tensors: run as
-they are by :func:`conv2d_fprop_nhwc`, converted to NHWC and back by :func:`conv2d_fprop`.
+shuffle emulation elsewhere), and fprop and dgrad ``v4``, v3 on channels-last (NHWC) tensors:
+run as they are by :func:`conv2d_fprop_nhwc` / :func:`conv2d_dgrad_nhwc`, converted to NHWC
+and back by :func:`conv2d_fprop` / :func:`conv2d_dgrad`.
 Which one runs is decided per call, first match wins:
 
 1. the ``version=`` argument of the launcher (``'v1'``, ``'v2'``);
@@ -69,6 +70,7 @@ TEMPLATES = {
     ("dgrad", "v1"): ("conv2d_dgrad.cu", "conv2d_dgrad_v1_direct"),
     ("dgrad", "v2"): ("conv2d_dgrad.cu", "conv2d_dgrad_v2_implicit_gemm"),
     ("dgrad", "v3"): ("conv2d_dgrad.cu", "conv2d_dgrad_v3_mma"),  # tensor cores, 16-bit only
+    ("dgrad", "v4"): ("conv2d_dgrad.cu", "conv2d_dgrad_v4_nhwc_mma"),  # v3 on NHWC tensors
     ("wgrad", "v1"): ("conv2d_wgrad.cu", "conv2d_wgrad_v1_direct"),
     ("wgrad", "v2"): ("conv2d_wgrad.cu", "conv2d_wgrad_v2_implicit_gemm"),
     ("wgrad", "v3"): ("conv2d_wgrad.cu", "conv2d_wgrad_v3_mma"),  # tensor cores, 16-bit only
@@ -92,7 +94,7 @@ KERNELS["conv2d_wgrad.cu"] += ("conv2d_wgrad_v2_sum_splits",)  # split-K's secon
 # Templates instantiated for some dtypes only (every other template: every dtype in
 # CUDA_TYPES). The tensor-core kernels multiply 16-bit operands (fp32 accumulation).
 TEMPLATE_DTYPES = {f"conv2d_{op}_v3_mma": SIXTEEN_BIT for op in ("fprop", "dgrad", "wgrad")}
-TEMPLATE_DTYPES["conv2d_fprop_v4_nhwc_mma"] = SIXTEEN_BIT
+TEMPLATE_DTYPES.update({f"conv2d_{op}_v4_nhwc_mma": SIXTEEN_BIT for op in ("fprop", "dgrad")})
 # ... and float32 on TF32 tensor cores (an opt-in: see allow_tf32).
 for _template in TEMPLATE_DTYPES:
     TEMPLATE_DTYPES[_template] += (np.dtype(np.float32),)
@@ -100,7 +102,10 @@ TF32_BK = 16  # FPROP_TF32_BK, DGRAD_TF32_BK, WGRAD_TF32_BK: v3's float32 reduct
 # Versions that run on tensor cores: the heuristic and autotune consider them only on devices
 # of compute capability >= TENSOR_CORE_MIN_ARCH (on others, and on the CPU runtime, the
 # kernel runs a slow shuffle emulation of the mma: right, but only for explicit requests).
-TENSOR_CORE_VERSIONS = {("fprop", "v3"), ("fprop", "v4"), ("dgrad", "v3"), ("wgrad", "v3")}
+TENSOR_CORE_VERSIONS = {("fprop", "v3"), ("fprop", "v4"), ("dgrad", "v3"), ("dgrad", "v4"),
+                        ("wgrad", "v3")}
+# The versions that take channels-last (NHWC) arrays (the others NCHW ones).
+NHWC_VERSIONS = {("fprop", "v4"), ("dgrad", "v4")}
 TENSOR_CORE_MIN_ARCH = 80
 # Ops with one kernel version so far (v1): nothing to select, so they stay out of OPS /
 # TEMPLATES. (op, version) -> (source, template); each op family's section near the end of
@@ -319,6 +324,7 @@ def unsupported_reason(op: str, version: str, g) -> str | None:
     if op in ("fprop", "dgrad", "wgrad"):
         tiles = {("fprop", "v2"): FPROP_V2, ("dgrad", "v2"): DGRAD_V2, ("wgrad", "v2"): WGRAD_V2,
                  ("fprop", "v3"): FPROP_V3, ("fprop", "v4"): FPROP_V3, ("dgrad", "v3"): DGRAD_V3,
+                 ("dgrad", "v4"): DGRAD_V3,
                  ("wgrad", "v3"): WGRAD_V3}[(op, version)]
         M, Ncols, Kred = _gemm_shape(op, g)
         if op == "wgrad":
@@ -441,10 +447,10 @@ def heuristic_version(op: str, g, dtype=None, arch: int | None = None,
       float32 on TF32, inside :func:`allow_tf32` only), ``arch``
       (the device's compute capability, e.g. 90) is at least 80 and :func:`tensor_core_suits`;
       never without dtype and arch (so never on the CPU runtime, where mma is emulated).
-    * fprop v4 (v3 on channels-last tensors) instead of v3 when the arrays are channels-last
-      (``layout='nhwc'``): it runs them as they are, where every other version needs a
-      conversion to NCHW and back. On NCHW arrays v4 would need the conversions itself, so the
-      heuristic never picks it there (autotune may, if it measures it faster).
+    * fprop / dgrad v4 (v3 on channels-last tensors) instead of v3 when the arrays are
+      channels-last (``layout='nhwc'``): it runs them as they are, where every other version
+      needs a conversion to NCHW and back. On NCHW arrays v4 would need the conversions
+      itself, so the heuristic never picks it there (autotune may, if it measures it faster).
     * wgrad: v2 (split-K GEMM) when the reduction N*P*Q is long (>= 256: v1 would run it
       serially in one thread per dw element, with only K*C/groups*R*S threads - a few thousand
       for a depthwise layer) or the filter GEMM is at least 16 x 16.
@@ -467,7 +473,8 @@ def heuristic_version(op: str, g, dtype=None, arch: int | None = None,
             and runs_well_here(op, "v3", dtype, arch)
             and tensor_core_suits(op, g) and supports(op, "v3", g)):
         # float16 / bfloat16 on sm_80+ (dtype and arch given): tensor cores
-        return "v4" if op == "fprop" and layout == "nhwc" and supports(op, "v4", g) else "v3"
+        nhwc = layout == "nhwc" and (op, "v4") in NHWC_VERSIONS and supports(op, "v4", g)
+        return "v4" if nhwc else "v3"
     return pick if supports(op, pick, g) else "v1"
 
 
@@ -730,6 +737,13 @@ def conv2d_fprop_nhwc(rt, g, x, w, b, y, version: str | None = None) -> None:
 
 
 def _dgrad_launch(rt, g, version, dy, w, dx) -> None:
+    if version == "v4":  # channels-last kernel: NCHW in and out, converted here (and counted)
+        xp = rt.xp
+        dx_nhwc = xp.empty((g.N, g.H, g.W, g.C), dx.dtype)
+        _dgrad_nhwc_launch(rt, g, xp.ascontiguousarray(dy.transpose(0, 2, 3, 1)),
+                           _dgrad_v4_filters(xp, g, w), dx_nhwc)
+        dx[...] = dx_nhwc.transpose(0, 3, 1, 2)
+        return
     args = [dy, w, dx] + _conv_sizes(g)
     if version == "v1":
         _launch(rt, "conv2d_dgrad.cu", "conv2d_dgrad_v1_direct", dx.dtype,
@@ -744,11 +758,50 @@ def _dgrad_launch(rt, g, version, dy, w, dx) -> None:
         _launch_grid(rt, "dgrad", version, dx.dtype, grid, block, args)
 
 
+def _dgrad_v4_filters(xp, g, w, layout: str = "nchw"):
+    """dgrad v4's filters w_t (C, R, S, K/groups) from w (K, C/groups, R, S), or from w in
+    (K, R, S, C/groups) order (``layout='nhwc'``): per group, channel-major with the group's
+    filters innermost."""
+    G, Kg, Cg = g.groups, g.K_per_group, g.C_per_group
+    if layout == "nhwc":
+        w = w.transpose(0, 3, 1, 2)  # (K, Cg, R, S)
+    w5 = w.reshape(G, Kg, Cg, g.R, g.S)
+    return xp.ascontiguousarray(w5.transpose(0, 2, 3, 4, 1)).reshape(g.C, g.R, g.S, Kg)
+
+
+def _dgrad_nhwc_launch(rt, g, dy, w_t, dx) -> None:
+    """dgrad v4 on channels-last arrays: dy (N,P,Q,K), w_t (C,R,S,K/groups), dx (N,H,W,C);
+    v3's grid (v4 has v3's tiles)."""
+    M, Ncols, _ = _gemm_shape("dgrad", g)
+    grid, block = _gemm_grid(DGRAD_V3, M, Ncols, g.groups)
+    _launch_grid(rt, "dgrad", "v4", dx.dtype, grid, block, [dy, w_t, dx] + _conv_sizes(g))
+
+
 def conv2d_dgrad(rt, g, dy, w, dx, version: str | None = None) -> None:
     """dx (N,C,H,W) = gradient of conv2d with respect to x, from dy (N,K,P,Q) and w."""
     v = select_version("dgrad", g, dx.dtype, rt, version,
                        lambda v: _dgrad_launch(rt, g, v, dy, w, dx))
     _dgrad_launch(rt, g, v, dy, w, dx)
+
+
+def _dgrad_nhwc_any(rt, g, version, dy, w, dx) -> None:
+    if version == "v4":
+        _dgrad_nhwc_launch(rt, g, dy, _dgrad_v4_filters(rt.xp, g, w, "nhwc"), dx)
+        return
+    xp = rt.xp  # an NCHW version: convert to NCHW and back
+    dx_nchw = xp.empty(g.x_shape, dx.dtype)
+    _dgrad_launch(rt, g, version, xp.ascontiguousarray(dy.transpose(0, 3, 1, 2)),
+                  xp.ascontiguousarray(w.transpose(0, 3, 1, 2)), dx_nchw)
+    dx[...] = dx_nchw.transpose(0, 2, 3, 1)
+
+
+def conv2d_dgrad_nhwc(rt, g, dy, w, dx, version: str | None = None) -> None:
+    """conv2d_dgrad on channels-last arrays: dx (N,H,W,C) from dy (N,P,Q,K) and
+    w (K,R,S,C/groups), all C-contiguous. v4 runs them as they are (its filters transposed,
+    a small copy); any other version converts them to NCHW and back (layout 'nhwc')."""
+    v = select_version("dgrad", g, dx.dtype, rt, version,
+                       lambda v: _dgrad_nhwc_any(rt, g, v, dy, w, dx), layout="nhwc")
+    _dgrad_nhwc_any(rt, g, v, dy, w, dx)
 
 
 def _wgrad_launch(rt, g, version, x, dy, dw) -> None:

@@ -88,3 +88,11 @@ def check_indices(indices, expected_shape, plane_size: int) -> None:
         if low < 0 or high >= plane_size:
             raise ValueError(f"indices must lie in [0, {plane_size}) (H*W of the input), "
                              f"got values in [{low}, {high}]")
+
+
+def is_channels_last(x) -> bool:
+    """Whether a 4-D array is laid out channels-last: an (N,H,W,C) C-contiguous buffer seen as
+    (N,C,H,W), like a ``torch.channels_last`` tensor (``x.transpose(0, 2, 3, 1)`` of it is
+    C-contiguous). An array that is C-contiguous as well (C = 1, or H = W = 1) counts as NCHW."""
+    return (x.ndim == 4 and not x.flags.c_contiguous
+            and x.transpose(0, 2, 3, 1).flags.c_contiguous)

@@ -373,6 +373,7 @@ def test_sass_maxpool_v2_has_no_emulated_64_bit_division(tmp_path):
 V3_KERNELS = {"conv2d_fprop_v3_mma": ("conv2d_fprop.cu", kernels.FPROP_V3, 1),
               "conv2d_fprop_v4_nhwc_mma": ("conv2d_fprop.cu", kernels.FPROP_V3, 2),
               "conv2d_dgrad_v3_mma": ("conv2d_dgrad.cu", kernels.DGRAD_V3, 0),
+              "conv2d_dgrad_v4_nhwc_mma": ("conv2d_dgrad.cu", kernels.DGRAD_V3, 2),
               "conv2d_wgrad_v3_mma": ("conv2d_wgrad.cu", kernels.WGRAD_V3, 1)}
 
 
@@ -458,17 +459,20 @@ def test_sass_v3_float_runs_on_tf32_tensor_cores(template, arch, tmp_path):
 
 @_needs_cuobjdump
 @pytest.mark.parametrize("ctype", ["__half", "float"])
-def test_sass_fprop_v4_copies_both_tiles(ctype, tmp_path):
-    """NHWC fprop (v4) copies its x tile with cp.async too: per tile, 2 x-pieces and 1 filter
-    piece per thread, where v3 copies the filter piece only, so at least 3 times v3's LDGSTS."""
-    cubin, names = nvrtc_cubin("conv2d_fprop.cu", "sm_90")
-    sass = sass_by_kernel(cubin, names, tmp_path)
-    ldgsts = {v: sum(sass_counts(sass[f"{template}<{ctype}>"],
-                                 r"\b(LDGSTS(?:\.[A-Z0-9]+)*)\b").values())
-              for v, template in (("v3", "conv2d_fprop_v3_mma"),
-                                  ("v4", "conv2d_fprop_v4_nhwc_mma"))}
+@pytest.mark.parametrize("op", ["fprop", "dgrad"])
+def test_sass_v4_copies_both_tiles(op, ctype, tmp_path):
+    """The NHWC kernels (v4) copy their activation tile with cp.async too: per tile, 2 pieces
+    of it and 1 filter piece per thread, where fprop v3 copies the filter piece only (dgrad v3
+    nothing), so at least 3 times fprop v3's LDGSTS."""
+    ldgsts = {}
+    for source, template in (("conv2d_fprop.cu", "conv2d_fprop_v3_mma"),
+                             (f"conv2d_{op}.cu", f"conv2d_{op}_v4_nhwc_mma")):
+        cubin, names = nvrtc_cubin(source, "sm_90")
+        sass = sass_by_kernel(cubin, names, tmp_path)[f"{template}<{ctype}>"]
+        ldgsts[template] = sum(sass_counts(sass, r"\b(LDGSTS(?:\.[A-Z0-9]+)*)\b").values())
     print(ctype, ldgsts)
-    assert ldgsts["v3"] > 0 and ldgsts["v4"] >= 3 * ldgsts["v3"], ldgsts
+    v3, v4 = ldgsts["conv2d_fprop_v3_mma"], ldgsts[f"conv2d_{op}_v4_nhwc_mma"]
+    assert v3 > 0 and v4 >= 3 * v3, ldgsts
 
 
 def test_tf32_tile_sizes_match_the_python_mirror():

@@ -130,8 +130,8 @@ CONV_IDS = [p.name for p in ALL_CONV_PROBLEMS]
 POOL_IDS = [p.name for p in POOL_PROBLEMS]
 VERSIONS = ["v1", "v2"]  # every op has both (kernels.VERSIONS; checked below)
 # Versions some ops have beyond these, each with its own dtypes and test below.
-# Tensor cores (*_tensor_core, *_tf32); fprop v4 is v3 on NHWC arrays (also tests/test_nhwc.py).
-EXTRA_VERSIONS = {"fprop": ["v3", "v4"], "dgrad": ["v3"], "wgrad": ["v3"]}
+# Tensor cores (*_tensor_core, *_tf32); v4 is v3 on NHWC arrays (also tests/test_nhwc.py).
+EXTRA_VERSIONS = {"fprop": ["v3", "v4"], "dgrad": ["v3", "v4"], "wgrad": ["v3"]}
 
 
 def test_every_op_has_the_versions_tested_here():
@@ -167,7 +167,7 @@ def test_conv2d_fprop_tensor_core(rt, version, problem, dtype):
 
 
 def run_tf32(rt, op, problem, tag, offset=0, version="v3"):
-    """(result, reference, TF32 error bound) of conv2d ``op`` v3 (or fprop v4) on float32
+    """(result, reference, TF32 error bound) of conv2d ``op`` v3 (or v4) on float32
     (TF32) inputs of ``problem``; ``offset`` misaligns w and dy (the operands copied by
     cp.async)."""
     g, x, w, b, dy = conv_case(problem, np.float32, tag)
@@ -180,7 +180,7 @@ def run_tf32(rt, op, problem, tag, offset=0, version="v3"):
         return host(out), reference.conv2d(x, w, b, g), checking.tf32_bound(op, g, x, w)
     if op == "dgrad":
         out = poisoned(rt, g.x_shape, np.float32)
-        kernels.conv2d_dgrad(rt, g, on(rt, dy), on(rt, w), out, version="v3")
+        kernels.conv2d_dgrad(rt, g, on(rt, dy), on(rt, w), out, version=version)
         return host(out), reference.conv2d_input(dy, w, g), checking.tf32_bound(op, g, dy, w)
     out = poisoned(rt, g.w_shape, np.float32)
     kernels.conv2d_wgrad(rt, g, on(rt, x), on(rt, dy), out, version="v3")
@@ -197,9 +197,9 @@ def misaligned(a: np.ndarray, offset: int) -> np.ndarray:
 
 @pytest.mark.parametrize("problem", ALL_CONV_PROBLEMS, ids=CONV_IDS)
 @pytest.mark.parametrize("op,version", [("fprop", "v3"), ("fprop", "v4"), ("dgrad", "v3"),
-                                        ("wgrad", "v3")])
+                                        ("dgrad", "v4"), ("wgrad", "v3")])
 def test_conv2d_tf32(rt, op, version, problem):
-    """v3 (and fprop v4) for float32: TF32 tensor cores (mma.sync m16n8k8; the shuffle
+    """v3 (and v4) for float32: TF32 tensor cores (mma.sync m16n8k8; the shuffle
     emulation on the CPU runtime), within the TF32 error bound (gpuconv.checking.tf32_bound)
     of the reference."""
     out, expected, bound = run_tf32(rt, op, problem, op, version=version)
@@ -220,13 +220,15 @@ def test_conv2d_dgrad(rt, version, problem, dtype):
 
 @pytest.mark.parametrize("dtype", SIXTEEN_BIT, ids=lambda d: d.name)
 @pytest.mark.parametrize("problem", ALL_CONV_PROBLEMS, ids=CONV_IDS)
-def test_conv2d_dgrad_tensor_core(rt, problem, dtype):
-    """dgrad v3 (tensor cores; shuffle emulation on the CPU runtime), float16 and bfloat16."""
+@pytest.mark.parametrize("version", ["v3", "v4"])
+def test_conv2d_dgrad_tensor_core(rt, version, problem, dtype):
+    """dgrad v3 and v4 (v3 on NHWC copies; tensor cores, the shuffle emulation on the CPU
+    runtime), float16 and bfloat16."""
     g, _, w, _, dy = conv_case(problem, dtype, "dgrad")
     dx = poisoned(rt, g.x_shape, dtype)
-    kernels.conv2d_dgrad(rt, g, on(rt, dy), on(rt, w), dx, version="v3")
+    kernels.conv2d_dgrad(rt, g, on(rt, dy), on(rt, w), dx, version=version)
     assert_close(host(dx), reference.conv2d_input(dy, w, g), dtype,
-                 what=f"dgrad v3 {problem.name}")
+                 what=f"dgrad {version} {problem.name}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)

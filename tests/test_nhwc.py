@@ -1,14 +1,15 @@
-"""Channels-last (NHWC) conv2d: fprop v4 (cuda/conv2d_fprop.cu, conv2d_fprop_v4_nhwc_mma) and
-the path that hands it channels-last arrays as they are.
+"""Channels-last (NHWC) conv2d: fprop and dgrad v4 (conv2d_fprop_v4_nhwc_mma,
+conv2d_dgrad_v4_nhwc_mma; their A operand is mma.cuh's MmaNhwcLoader) and the path that hands
+them channels-last arrays as they are.
 
-* kernels.conv2d_fprop_nhwc runs every fprop version on NHWC arrays (v4 as they are, the
-  others through NCHW copies) against the reference, on geometries that take v4's 16-byte
-  cp.async pieces and ones that take its element-by-element loads (channels per group not a
-  multiple of the piece, a misaligned x);
+* kernels.conv2d_fprop_nhwc / conv2d_dgrad_nhwc run every version on NHWC arrays (v4 as they
+  are, the others through NCHW copies) against the reference, on geometries that take v4's
+  16-byte cp.async pieces and ones that take its element-by-element loads (channels per group
+  not a multiple of the piece, a misaligned operand);
 * fault injection: two lanes swapped or a barrier dropped break v4 on the CPU runtime, so its
   fragment and pipeline index math is really under test;
-* gpuconv.conv2d keeps a channels-last input channels-last (like PyTorch) on every backend,
-  with the NCHW path's values;
+* gpuconv.conv2d and gpuconv.grad.conv2d_input keep channels-last arrays channels-last (like
+  PyTorch) on every backend, with the NCHW path's values;
 * selection: the heuristic takes v4 for channels-last arrays where it would take v3.
 
 The whole problem matrix for v4 (through NCHW arrays) is in tests/test_kernels.py.
@@ -44,80 +45,105 @@ PROBLEMS = [
                 N=1, C=3, H=23, W=21, K=16, R=7, S=7, stride=2, padding=3),
     ConvProblem("nhwc_4_per_group", "4 channels per group: whole pieces for float (TF32), "
                 "element loads for 16-bit; 1x1", N=3, C=8, H=7, W=9, K=70, R=1, S=1, groups=2),
+    ConvProblem("nhwc_strided_gather", "dgrad's gather with stride 3 (most taps have no "
+                "window: zero-filled pieces), 80 filters, a 2x5 kernel", N=2, C=72, H=14, W=13,
+                K=80, R=2, S=5, stride=3, padding=(1, 2)),
 ]
 IDS = [p.name for p in PROBLEMS]
 RESNET = next(p for p in CONV_PROBLEMS if p.name == "resnet_3x3_layer")
 
 
-def run_nhwc(rt, problem, dtype, version="v4", tag="nhwc", x_offset=0, w_offset=0):
-    """(y, reference) of kernels.conv2d_fprop_nhwc, both (N,P,Q,K); offsets misalign x / w."""
-    g, x, w, b, _ = conv_case(problem, dtype, tag)
-    x_nhwc = np.ascontiguousarray(x.transpose(NHWC))
+def run_nhwc(rt, problem, dtype, version="v4", tag="nhwc", x_offset=0, w_offset=0, op="fprop"):
+    """(result, reference, TF32 bound or None) of kernels.conv2d_fprop_nhwc (y (N,P,Q,K)) or
+    conv2d_dgrad_nhwc (dx (N,H,W,C)); x_offset misaligns the activation operand (x or dy),
+    w_offset the filters."""
+    g, x, w, b, dy = conv_case(problem, dtype, tag)
+    a = x if op == "fprop" else dy
+    a_nhwc = np.ascontiguousarray(a.transpose(NHWC))
     w_krsc = np.ascontiguousarray(w.transpose(NHWC))
     if x_offset:
-        x_nhwc = misaligned(x_nhwc, x_offset)
+        a_nhwc = misaligned(a_nhwc, x_offset)
     if w_offset:
         w_krsc = misaligned(w_krsc, w_offset)
-    y = poisoned(rt, (g.N, g.P, g.Q, g.K), dtype)
-    with kernels.allow_tf32(np.dtype(dtype) == np.float32 and version in ("v3", "v4")):
-        kernels.conv2d_fprop_nhwc(rt, g, on(rt, x_nhwc), on(rt, w_krsc),
-                                  None if b is None else on(rt, b), y, version=version)
-    expected = reference.conv2d(x, w, b, g).transpose(NHWC)
-    bound = (checking.tf32_bound("fprop", g, x, w).transpose(NHWC)
-             if np.dtype(dtype) == np.float32 and version in ("v3", "v4") else None)
-    return host(y), expected, bound
+    tf32 = np.dtype(dtype) == np.float32 and version in ("v3", "v4")
+    with kernels.allow_tf32(tf32):
+        if op == "fprop":
+            out = poisoned(rt, (g.N, g.P, g.Q, g.K), dtype)
+            kernels.conv2d_fprop_nhwc(rt, g, on(rt, a_nhwc), on(rt, w_krsc),
+                                      None if b is None else on(rt, b), out, version=version)
+            expected = reference.conv2d(x, w, b, g)
+        else:
+            out = poisoned(rt, (g.N, g.H, g.W, g.C), dtype)
+            kernels.conv2d_dgrad_nhwc(rt, g, on(rt, a_nhwc), on(rt, w_krsc), out,
+                                      version=version)
+            expected = reference.conv2d_input(dy, w, g)
+    bound = checking.tf32_bound(op, g, a, w).transpose(NHWC) if tf32 else None
+    return host(out), expected.transpose(NHWC), bound
 
 
 # ----------------------------------------------------------------------------------------
 # v4 and every other version on NHWC arrays
 
 
+OPS = ["fprop", "dgrad"]
+
+
 @pytest.mark.parametrize("problem", PROBLEMS + [RESNET], ids=IDS + [RESNET.name])
 @pytest.mark.parametrize("dtype", [*SIXTEEN_BIT, np.dtype(np.float32)], ids=lambda d: d.name)
-def test_v4_against_the_reference(dtype, problem):
-    y, expected, bound = run_nhwc(get_runtime("emulator"), problem, dtype)
-    assert compare(y, expected, dtype, bound=bound), f"v4 {problem.name} {dtype.name}"
+@pytest.mark.parametrize("op", OPS)
+def test_v4_against_the_reference(op, dtype, problem):
+    out, expected, bound = run_nhwc(get_runtime("emulator"), problem, dtype, op=op)
+    assert compare(out, expected, dtype, bound=bound), f"{op} v4 {problem.name} {dtype.name}"
 
 
 @pytest.mark.parametrize("version", ["v1", "v2", "v3"])
 @pytest.mark.parametrize("dtype", [np.dtype(np.float16), np.dtype(np.float64)],
                          ids=lambda d: d.name)
-def test_other_versions_on_nhwc_arrays_convert(version, dtype):
-    if kernels.dtype_unsupported_reason("fprop", version, dtype):
-        with pytest.raises(ValueError, match="fprop v3"):
-            run_nhwc(get_runtime("emulator"), PROBLEMS[1], dtype, version)
+@pytest.mark.parametrize("op", OPS)
+def test_other_versions_on_nhwc_arrays_convert(op, version, dtype):
+    if kernels.dtype_unsupported_reason(op, version, dtype):
+        with pytest.raises(ValueError, match=f"{op} v3"):
+            run_nhwc(get_runtime("emulator"), PROBLEMS[1], dtype, version, op=op)
         return
-    y, expected, bound = run_nhwc(get_runtime("emulator"), PROBLEMS[1], dtype, version)
-    assert compare(y, expected, dtype, bound=bound)
+    out, expected, bound = run_nhwc(get_runtime("emulator"), PROBLEMS[1], dtype, version, op=op)
+    assert compare(out, expected, dtype, bound=bound)
 
 
 @pytest.mark.parametrize("dtype", [np.dtype(np.float16), np.dtype(np.float32)],
                          ids=lambda d: d.name)
 @pytest.mark.parametrize("operand", ["x", "w"])
-def test_v4_with_a_misaligned_operand_takes_the_element_loads(operand, dtype):
-    """x (or w) 2 bytes past a 16-byte boundary: cp.async's vectors would be misaligned, so
-    the loader must take its guarded element loads even though C/groups is a multiple of 8."""
+@pytest.mark.parametrize("op", OPS)
+def test_v4_with_a_misaligned_operand_takes_the_element_loads(op, operand, dtype):
+    """x or dy (or w) 2 bytes past a 16-byte boundary: cp.async's vectors would be
+    misaligned, so the loaders must take their guarded element loads even though the channels
+    per group are a multiple of 8."""
     offsets = {"x_offset": 1} if operand == "x" else {"w_offset": 1}
-    y, expected, bound = run_nhwc(get_runtime("emulator"), PROBLEMS[0], dtype, **offsets)
-    assert compare(y, expected, dtype, bound=bound)
+    out, expected, bound = run_nhwc(get_runtime("emulator"), PROBLEMS[0], dtype, op=op,
+                                    **offsets)
+    assert compare(out, expected, dtype, bound=bound)
 
 
-def test_v4_is_bitwise_deterministic():
+@pytest.mark.parametrize("op", OPS)
+def test_v4_is_bitwise_deterministic(op):
     rt = get_runtime("emulator")
-    y1, _, _ = run_nhwc(rt, PROBLEMS[0], np.dtype(np.float16), tag="det")
-    y2, _, _ = run_nhwc(rt, PROBLEMS[0], np.dtype(np.float16), tag="det")
-    assert y1.tobytes() == y2.tobytes()
+    out1, _, _ = run_nhwc(rt, PROBLEMS[0], np.dtype(np.float16), tag="det", op=op)
+    out2, _, _ = run_nhwc(rt, PROBLEMS[0], np.dtype(np.float16), tag="det", op=op)
+    assert out1.tobytes() == out2.tobytes()
 
 
 def test_v4_through_nchw_arrays_matches_v4_on_nhwc_arrays():
-    """kernels.conv2d_fprop(version='v4') converts NCHW arrays to NHWC and back: the same
-    kernel, so the same bits."""
+    """kernels.conv2d_fprop / conv2d_dgrad(version='v4') convert NCHW arrays to NHWC and back:
+    the same kernel, so the same bits."""
     rt = get_runtime("emulator")
-    g, x, w, b, _ = conv_case(RESNET, np.float16, "nhwc")
+    g, x, w, b, dy = conv_case(RESNET, np.float16, "nhwc")
     y_nchw = poisoned(rt, g.y_shape, np.float16)
     kernels.conv2d_fprop(rt, g, x, w, b, y_nchw, version="v4")
     y_nhwc, _, _ = run_nhwc(rt, RESNET, np.dtype(np.float16))
     assert y_nchw.transpose(NHWC).tobytes() == y_nhwc.tobytes()
+    dx_nchw = poisoned(rt, g.x_shape, np.float16)
+    kernels.conv2d_dgrad(rt, g, dy, w, dx_nchw, version="v4")
+    dx_nhwc, _, _ = run_nhwc(rt, RESNET, np.dtype(np.float16), op="dgrad")
+    assert dx_nchw.transpose(NHWC).tobytes() == dx_nhwc.tobytes()
 
 
 # ----------------------------------------------------------------------------------------
@@ -126,13 +152,15 @@ def test_v4_through_nchw_arrays_matches_v4_on_nhwc_arrays():
 
 @pytest.mark.parametrize("dtype", [np.dtype(np.float16), np.dtype(np.float32)],
                          ids=lambda d: d.name)
-def test_swapping_two_lanes_breaks_v4(dtype):
-    y, expected, bound = run_nhwc(_emulator_built_with(*SWAP), RESNET, dtype)
-    assert not compare(y, expected, dtype, bound=bound), "v4 with lanes 1, 5 swapped matched"
+@pytest.mark.parametrize("op", OPS)
+def test_swapping_two_lanes_breaks_v4(op, dtype):
+    out, expected, bound = run_nhwc(_emulator_built_with(*SWAP), RESNET, dtype, op=op)
+    assert not compare(out, expected, dtype, bound=bound), f"{op} v4, lanes 1, 5 swapped: matched"
 
 
 @pytest.mark.parametrize("barrier", [5, 6])
-def test_dropping_a_barrier_breaks_v4(barrier, monkeypatch):
+@pytest.mark.parametrize("op", OPS)
+def test_dropping_a_barrier_breaks_v4(op, barrier, monkeypatch):
     """As for v3 (tests/test_tensor_core.py): without barrier 5 (first tile) or 6 (per tile)
     the result is wrong in at least one fiber order; with both, right in every order. v4's
     tiles are both copied before the math, so in the round-robin orders its warps stay in
@@ -141,11 +169,11 @@ def test_dropping_a_barrier_breaks_v4(barrier, monkeypatch):
     broken = []
     for order in ("forward", "reverse", "greedy"):
         monkeypatch.setenv("GPUCONV_CPU_FIBER_ORDER", order)
-        y, expected, _ = run_nhwc(get_runtime("emulator"), RESNET, np.dtype(np.float16))
-        assert_close(y, expected, np.float16, what=f"v4 with every barrier, {order} order")
-        y, expected, _ = run_nhwc(rt, RESNET, np.dtype(np.float16))
-        broken.append(not compare(y, expected, np.float16))
-    assert any(broken), f"v4 without barrier {barrier} still matched in both fiber orders"
+        out, expected, _ = run_nhwc(get_runtime("emulator"), RESNET, np.dtype(np.float16), op=op)
+        assert_close(out, expected, np.float16, what=f"{op} v4, every barrier, {order} order")
+        out, expected, _ = run_nhwc(rt, RESNET, np.dtype(np.float16), op=op)
+        broken.append(not compare(out, expected, np.float16))
+    assert any(broken), f"{op} v4 without barrier {barrier} still matched in every fiber order"
 
 
 # ----------------------------------------------------------------------------------------
@@ -170,24 +198,45 @@ def test_is_channels_last():
 @pytest.mark.parametrize("dtype", [np.float16, bfloat16, np.float32, np.float64],
                          ids=lambda d: np.dtype(d).name)
 def test_conv2d_keeps_channels_last(backend, dtype):
-    """A channels-last input gives a channels-last output (as in PyTorch) with the values of
-    the NCHW path: bit for bit on the CPU runtime (the same kernels, through copies); on the
+    """A channels-last input (conv2d's x, conv2d_input's dy) gives a channels-last output (as
+    in PyTorch) with the values of the NCHW path: bit for bit on the CPU runtime (the same kernels, through copies); on the
     NumPy reference within tolerance (its float64 sums may run in another order)."""
-    g, x, w, b, _ = conv_case(PROBLEMS[1], dtype, "layout")
+    g, x, w, b, dy = conv_case(PROBLEMS[1], dtype, "layout")
     kwargs = PROBLEMS[1].kwargs
+    dx_of = lambda dy: gpuconv.grad.conv2d_input(  # noqa: E731
+        g.x_shape[1:] if dy.ndim == 3 else g.x_shape, w, dy, **kwargs)
     with gpuconv.use_backend(backend):
-        y = gpuconv.conv2d(channels_last(x), w, b, **kwargs)
-        y_nchw = gpuconv.conv2d(x, w, b, **kwargs)
-        y_unbatched = gpuconv.conv2d(channels_last(x)[:1][0], w, b, **kwargs)
-    assert is_channels_last(y) and y.shape == g.y_shape
-    assert y_unbatched.shape == g.y_shape[1:]
-    y, y_nchw, y_unbatched = (np.ascontiguousarray(a) for a in (y, y_nchw, y_unbatched))
-    if backend == "numpy":
-        assert_close(y, y_nchw, dtype, what="numpy conv2d, channels-last vs NCHW")
-        assert_close(y_unbatched, y_nchw[0], dtype, what="numpy conv2d, unbatched")
-    else:
-        assert y.tobytes() == y_nchw.tobytes()
-        assert y_unbatched.tobytes() == y_nchw[0].tobytes()
+        got = {"y": (gpuconv.conv2d(channels_last(x), w, b, **kwargs),
+                     gpuconv.conv2d(x, w, b, **kwargs),
+                     gpuconv.conv2d(channels_last(x)[0], w, b, **kwargs)),
+               "dx": (dx_of(channels_last(dy)), dx_of(dy), dx_of(channels_last(dy)[0]))}
+    for name, (cl, nchw, unbatched) in got.items():
+        assert is_channels_last(cl) and cl.shape == nchw.shape, name
+        assert unbatched.shape == nchw.shape[1:], name
+        cl, nchw, unbatched = (np.ascontiguousarray(a) for a in (cl, nchw, unbatched))
+        if backend == "numpy":
+            assert_close(cl, nchw, dtype, what=f"numpy {name}, channels-last vs NCHW")
+            assert_close(unbatched, nchw[0], dtype, what=f"numpy {name}, unbatched")
+        else:
+            assert cl.tobytes() == nchw.tobytes(), name
+            assert unbatched.tobytes() == nchw[0].tobytes(), name
+
+
+def test_a_channels_last_weight_alone_makes_the_result_channels_last():
+    """PyTorch's rule: the result is channels-last when the input (dy for conv2d_input) or
+    the weight is; an array that is both layouts at once (one channel, one pixel) is NCHW."""
+    g, x, w, b, dy = conv_case(RESNET, np.float32, "weight layout")
+    with gpuconv.use_backend("emulator"):
+        y = gpuconv.conv2d(x, channels_last(w), b, padding=1)
+        dx = gpuconv.grad.conv2d_input(g.x_shape, channels_last(w), dy, padding=1)
+        y_plain = gpuconv.conv2d(x, w, b, padding=1)
+        dx_plain = gpuconv.grad.conv2d_input(g.x_shape, w, dy, padding=1)
+        one_by_one = gpuconv.conv2d(x, channels_last(w[:, :, :1, :1]), b)  # w: both layouts
+    assert is_channels_last(y) and is_channels_last(dx)
+    assert not is_channels_last(y_plain) and not is_channels_last(dx_plain)
+    assert not is_channels_last(one_by_one)
+    assert np.ascontiguousarray(y).tobytes() == y_plain.tobytes()
+    assert np.ascontiguousarray(dx).tobytes() == dx_plain.tobytes()
 
 
 def test_conv2d_on_channels_last_runs_v4_without_conversions(monkeypatch):
@@ -233,16 +282,19 @@ def test_heuristic_takes_v4_for_channels_last_where_it_takes_v3(monkeypatch):
     with kernels.allow_tf32():
         assert h("fprop", RESNET_3X3, np.float32, 90, layout="nhwc") == "v4"
     assert h("fprop", RESNET_3X3, np.float64, 90, layout="nhwc") == "v2"
-    assert h("dgrad", RESNET_3X3, np.float16, 90, layout="nhwc") == "v3"  # fprop only so far
+    assert h("dgrad", RESNET_3X3, np.float16, 90, layout="nhwc") == "v4"
+    assert h("dgrad", RESNET_3X3, np.float16, 90) == "v3"
+    assert h("wgrad", RESNET_3X3, np.float16, 90, layout="nhwc") == "v3"  # no NHWC wgrad yet
 
 
-def test_v4_exists_for_16_bit_types_and_float32_only():
-    names = kernels.name_expressions("conv2d_fprop.cu")
+@pytest.mark.parametrize("op", OPS)
+def test_v4_exists_for_16_bit_types_and_float32_only(op):
+    names = kernels.name_expressions(f"conv2d_{op}.cu")
     for ctype in ("__half", "__nv_bfloat16", "float"):
-        assert f"conv2d_fprop_v4_nhwc_mma<{ctype}>" in names
-    assert "conv2d_fprop_v4_nhwc_mma<double>" not in names
+        assert f"conv2d_{op}_v4_nhwc_mma<{ctype}>" in names
+    assert f"conv2d_{op}_v4_nhwc_mma<double>" not in names
     with pytest.raises(ValueError, match="float16"):
-        kernels.select_version("fprop", RESNET_3X3, np.float64, version="v4")
+        kernels.select_version(op, RESNET_3X3, np.float64, version="v4")
 
 
 def test_autotune_keeps_channels_last_choices_apart():
