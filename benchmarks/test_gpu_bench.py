@@ -39,24 +39,32 @@ def _sync():
     cupy.cuda.Device().synchronize()
 
 
-@pytest.mark.parametrize("version", ["v1", "v2"])
+# CUDA-core versions in float32; tensor-core versions in float16 (v4: NCHW arrays, so its
+# layout conversions are timed too).
+CONV_VERSIONS = [("v1", np.float32), ("v2", np.float32), ("v3", np.float16), ("v4", np.float16)]
+
+
+@pytest.mark.parametrize("version,dtype", CONV_VERSIONS,
+                         ids=[f"{v}-{np.dtype(d).name}" for v, d in CONV_VERSIONS])
 @pytest.mark.parametrize("op", ["fprop", "dgrad", "wgrad"])
 @pytest.mark.parametrize("layer,n", CASES, ids=[f"{l.network}-{l.name}-N{n}" for l, n in CASES])
-def test_conv(benchmark, rt, layer, n, op, version):
+def test_conv(benchmark, rt, layer, n, op, version, dtype):
     import cupy
 
     g = conv2d_geometry((n, layer.C, layer.H, layer.W),
                         (layer.K, layer.C // layer.groups, layer.R, layer.S),
                         stride=layer.stride, padding=layer.padding, groups=layer.groups)
+    if version not in kernels.VERSIONS[op]:
+        pytest.skip(f"{op} has no {version}")
     if not kernels.supports(op, version, g):
         pytest.skip(kernels.unsupported_reason(op, version, g))
     if version == "v1" and op == "wgrad" and g.N * g.P * g.Q > 4096:
         pytest.skip("wgrad v1 runs the N*P*Q reduction serially: seconds per call here")
     rng = cupy.random.default_rng(0)
-    x = rng.standard_normal(g.x_shape, dtype=np.float32)
-    w = rng.standard_normal(g.w_shape, dtype=np.float32)
-    dy = rng.standard_normal(g.y_shape, dtype=np.float32)
-    out = cupy.empty({"fprop": g.y_shape, "dgrad": g.x_shape, "wgrad": g.w_shape}[op], np.float32)
+    x = rng.standard_normal(g.x_shape, dtype=np.float32).astype(dtype)
+    w = rng.standard_normal(g.w_shape, dtype=np.float32).astype(dtype)
+    dy = rng.standard_normal(g.y_shape, dtype=np.float32).astype(dtype)
+    out = cupy.empty({"fprop": g.y_shape, "dgrad": g.x_shape, "wgrad": g.w_shape}[op], dtype)
     launch = {"fprop": lambda: kernels.conv2d_fprop(rt, g, x, w, None, out, version=version),
               "dgrad": lambda: kernels.conv2d_dgrad(rt, g, dy, w, out, version=version),
               "wgrad": lambda: kernels.conv2d_wgrad(rt, g, x, dy, out, version=version)}[op]
