@@ -67,6 +67,18 @@ def test_check_runs_every_kernel_version_on_a_kernel_runtime():
     assert not any(row[-2].endswith("+tf32") for row in rows if row not in tf32_rows)
 
 
+def test_check_runs_max_pool_v3_on_every_dtype():
+    """gpuconv check has rows for the vectorized max-pool (v3, forward and backward)."""
+    out = io.StringIO()
+    failed = cli.check("emulator", ops=("max_pool2d", "max_pool2d_input"), out=out)  # all dtypes
+    rows = [line.split("]", 1)[1].split() for line in out.getvalue().splitlines()
+            if line.startswith("[")]
+    assert failed == 0
+    assert {(row[0], row[1]) for row in rows if row[4] == "v3"} == {
+        (op, dtype) for op in ("max_pool2d", "max_pool2d_input")
+        for dtype in ("float16", "bfloat16", "float32", "float64")}
+
+
 def test_use_versions_forces_and_restores():
     from gpuconv import kernels
     from gpuconv.geometry import conv2d_geometry
