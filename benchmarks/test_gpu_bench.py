@@ -79,7 +79,7 @@ def test_conv(benchmark, rt, layer, n, op, version, dtype):
     benchmark.extra_info["tflops_at_median"] = g.flops / benchmark.stats.stats.median / 1e12
 
 
-@pytest.mark.parametrize("version", ["v1", "v2"])
+@pytest.mark.parametrize("version", ["v1", "v2", "v3"])
 @pytest.mark.parametrize("op", ["pool_fwd", "pool_bwd"])
 def test_resnet_stem_maxpool(benchmark, rt, op, version):
     import cupy

@@ -12,6 +12,7 @@
 //   * block_sync(id): __syncthreads() with a test hook (GPUCONV_TEST_DROP_SYNC) that compiles
 //     one numbered barrier away, to prove each barrier of the tiled kernels matters
 //   * load4: four consecutive shared-memory values in 128-bit loads (LDS.128)
+//   * load_readonly: a global load through the read-only data path (__ldg), for every T
 //   * mixed_radix_step / advance_by_step: walk a flattened (a, b, c) index in fixed strides
 //     without a division per step
 //   * gemm_mainloop: the double-buffered shared-memory tile loop shared by the v2 implicit-GEMM
@@ -181,6 +182,24 @@ __device__ __forceinline__ void load4(const double* p, double (&v)[4]) {
     const double2 t1 = *reinterpret_cast<const double2*>(p + 2);
     v[0] = t0.x; v[1] = t0.y; v[2] = t1.x; v[3] = t1.y;
 }
+
+// ---------------------------------------------------------------------------------------
+// load_readonly(p): *p through the read-only (non-coherent) data path, LDG.E.CONSTANT: for
+// data a kernel only reads. __ldg has overloads for the built-in types only, so the 16-bit
+// types load their raw bits. The CPU runtime's __ldg (cuda_cpu.h) is a plain load for any T.
+template <typename T> __device__ __forceinline__ T load_readonly(const T* p) { return __ldg(p); }
+#if (defined(__CUDACC_RTC__) || defined(__CUDACC__)) && !defined(GPUCONV_CPU_RUNTIME)
+template <> __device__ __forceinline__ __half load_readonly(const __half* p) {
+    __half h;
+    h.bits = __ldg(reinterpret_cast<const unsigned short*>(p));
+    return h;
+}
+template <> __device__ __forceinline__ __nv_bfloat16 load_readonly(const __nv_bfloat16* p) {
+    __nv_bfloat16 b;
+    b.__x = __ldg(reinterpret_cast<const unsigned short*>(p));
+    return b;
+}
+#endif
 
 // ---------------------------------------------------------------------------------------
 // Walking a flattened index i = (a*B + b)*C + c in steps of a fixed `step` without dividing at

@@ -746,8 +746,13 @@ def kernel_versions(op: str, problem, dtype) -> tuple:
     if op not in KERNEL_OPS:
         return ()
     kop, g = KERNEL_OPS[op], _kernel_geometry(op, problem)
+    # Each kernel in its own layout: the NCHW versions in the NCHW checks, the NHWC versions
+    # (v4) in the *_channels_last ones (elsewhere they would run the same kernels through
+    # layout copies). Where none fits, gpuconv's own choice (version None) runs.
+    nhwc = op.endswith("_channels_last")
     return tuple(v for v in kernels.VERSIONS[kop] if kernels.supports(kop, v, g)
-                 and kernels.dtype_unsupported_reason(kop, v, dtype) is None)
+                 and kernels.dtype_unsupported_reason(kop, v, dtype) is None
+                 and ((kop, v) in kernels.NHWC_VERSIONS) == nhwc)
 
 
 def check_case(op: str, problem, dtype, to_device=lambda a: a, to_host=np.asarray,

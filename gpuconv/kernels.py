@@ -11,10 +11,11 @@ max-pool); fprop, dgrad and wgrad also have ``v3``, the implicit GEMM on tensor 
 (float16 and bfloat16; float32 on TF32 as an opt-in: ``allow_tf32``; mma.sync on sm_80+, a
 shuffle emulation elsewhere), and fprop and dgrad ``v4``, v3 on channels-last (NHWC) tensors:
 run as they are by :func:`conv2d_fprop_nhwc` / :func:`conv2d_dgrad_nhwc`, converted to NHWC
-and back by :func:`conv2d_fprop` / :func:`conv2d_dgrad`.
+and back by :func:`conv2d_fprop` / :func:`conv2d_dgrad`; max-pool's ``v3`` is v2 vectorized
+(``POOL_V3_VEC`` consecutive outputs per thread, vector stores).
 Which one runs is decided per call, first match wins:
 
-1. the ``version=`` argument of the launcher (``'v1'``, ``'v2'``);
+1. the ``version=`` argument of the launcher (``'v1'``, ``'v2'``, ...);
 2. ``$GPUCONV_KERNEL_VERSION``: ``'v1'`` (every op) or ``'fprop=v1,wgrad=v2'`` (per op; op
    names in ``OPS``);
 3. autotuning, with ``$GPUCONV_AUTOTUNE=1`` on the GPU only: every version that supports the
@@ -31,7 +32,7 @@ Launch shape (v1 kernels): one thread per output element, ``THREADS_PER_BLOCK`` 
 block, a 1-D grid of ``ceil(count / THREADS_PER_BLOCK)`` blocks capped at ``MAX_GRID_X``. The
 kernels loop grid-stride over 64-bit flat indices, so a capped grid still covers every
 element: a tensor with more than 2^31 elements (or more than 2^31-1 blocks' worth) is looped
-over, never truncated. The v2 launch shapes are described at their launchers.
+over, never truncated. The v2 and v3 launch shapes are described at their launchers.
 
 Arguments: arrays are C-contiguous arrays of ``rt.xp``, all of one dtype (float16, bfloat16,
 float32 or float64: gpuconv.dtypes; max-pool indices int64), outputs overwritten entirely. Sizes go to the kernels as
@@ -78,8 +79,10 @@ TEMPLATES = {
     ("bgrad", "v2"): ("conv2d_wgrad.cu", "conv2d_bgrad_v2_tree"),
     ("pool_fwd", "v1"): ("maxpool2d.cu", "maxpool2d_fwd_v1_direct"),
     ("pool_fwd", "v2"): ("maxpool2d.cu", "maxpool2d_fwd_v2_plane"),
+    ("pool_fwd", "v3"): ("maxpool2d.cu", "maxpool2d_fwd_v3_vec"),  # v2 with vector stores
     ("pool_bwd", "v1"): ("maxpool2d.cu", "maxpool2d_bwd_v1_gather"),
     ("pool_bwd", "v2"): ("maxpool2d.cu", "maxpool2d_bwd_v2_plane"),
+    ("pool_bwd", "v3"): ("maxpool2d.cu", "maxpool2d_bwd_v3_vec"),  # v2 with vector stores
 }
 VERSIONS = {op: tuple(v for (o, v) in TEMPLATES if o == op) for op in OPS}
 
@@ -183,7 +186,9 @@ DGRAD_V3 = MmaTiles("DGRAD_V3", BM=128, BN=64, BK=32, WM=32, WN=32, min_blocks=2
 WGRAD_V3 = MmaTiles("WGRAD_V3", BM=128, BN=64, BK=32, WM=32, WN=32, min_blocks=2)
 BGRAD_V2_THREADS = 256        # BGRAD_V2_THREADS in conv2d_wgrad.cu
 POOL_V2_BLOCK = (32, 8)       # POOL_V2_BLOCK_X/Y in maxpool2d.cu
-POOL_V2_MAX_GRID_Z = MAX_GRID_YZ  # max-pool v2's grid z over planes (tests lower it)
+POOL_V3_BLOCK = (32, 8)       # POOL_V3_BLOCK_X/Y in maxpool2d.cu
+POOL_V3_VEC = 4               # POOL_V3_VEC in maxpool2d.cu: consecutive outputs per v3 thread
+POOL_V2_MAX_GRID_Z = MAX_GRID_YZ  # max-pool v2's and v3's grid z over planes (tests lower it)
 # wgrad v2 splits its N*P*Q reduction until about this many blocks run (2 waves of an H100's
 # 132 SMs). A constant, not the device's SM count: the split, hence the summation order, hence
 # every bit of dw, is then the same on every device.
@@ -342,11 +347,12 @@ def unsupported_reason(op: str, version: str, g) -> str | None:
         return None
     if op == "bgrad":
         return None  # a block-stride loop over K and over each plane: no limit beyond v1's
-    # max-pool v2: in-plane indices are 32-bit, one plane row of blocks per grid y
+    # max-pool v2 / v3: in-plane indices are 32-bit, one plane row of blocks per grid y
     if g.H * g.W > INT32_MAX or g.P * g.Q > INT32_MAX:
         return "a plane larger than 2^31 elements needs v1's 64-bit in-plane indices"
     rows = g.P if op == "pool_fwd" else g.H
-    if _cdiv(rows, POOL_V2_BLOCK[1]) > MAX_GRID_YZ:
+    block_rows = (POOL_V2_BLOCK if version == "v2" else POOL_V3_BLOCK)[1]
+    if _cdiv(rows, block_rows) > MAX_GRID_YZ:
         return f"{rows} rows need more than {MAX_GRID_YZ} row blocks"
     return None
 
@@ -456,6 +462,9 @@ def heuristic_version(op: str, g, dtype=None, arch: int | None = None,
       for a depthwise layer) or the filter GEMM is at least 16 x 16.
     * bgrad: v2 (block tree per filter) when N*P*Q >= 256.
     * max-pool: v2 (2-D launch, 32-bit in-plane index math) whenever it supports the geometry.
+      Never v3 (v2 vectorized): it has not been timed on a GPU yet, and becomes the default only
+      once a benchmark shows it faster; autotune (``$GPUCONV_AUTOTUNE=1``) times it with the
+      others, and ``version='v3'`` runs it.
     """
     if op in ("fprop", "dgrad"):
         M, Ncols, Kred = _gemm_shape(op, g)
@@ -856,9 +865,11 @@ def conv2d_bgrad(rt, g, dy, db, version: str | None = None) -> None:
 # max-pool
 
 
-def _pool_grid(cols: int, rows: int, planes: int) -> tuple[tuple, tuple]:
-    bx, by = POOL_V2_BLOCK
-    return (_cdiv(cols, bx), _cdiv(rows, by), min(planes, POOL_V2_MAX_GRID_Z)), (bx, by)
+def _pool_grid(version: str, cols: int, rows: int, planes: int) -> tuple[tuple, tuple]:
+    """v2: one element per thread; v3: POOL_V3_VEC consecutive columns per thread."""
+    (bx, by), per_thread = (POOL_V2_BLOCK, 1) if version == "v2" else (POOL_V3_BLOCK, POOL_V3_VEC)
+    return ((_cdiv(cols, bx * per_thread), _cdiv(rows, by), min(planes, POOL_V2_MAX_GRID_Z)),
+            (bx, by))
 
 
 def _pool_fwd_launch(rt, g, version, x, y, idx) -> None:
@@ -866,8 +877,9 @@ def _pool_fwd_launch(rt, g, version, x, y, idx) -> None:
     if version == "v1":
         _launch(rt, "maxpool2d.cu", "maxpool2d_fwd_v1_direct", y.dtype, g.N * g.C * g.P * g.Q,
                 args)
-    else:  # v2: blocks of 32 x 8 outputs of one plane; grid z loops over the N*C planes
-        grid, block = _pool_grid(g.Q, g.P, g.N * g.C)
+    else:  # v2 / v3: blocks of 32 (v3: 32 x 4) x 8 outputs of one plane; grid z loops over
+        # the N*C planes
+        grid, block = _pool_grid(version, g.Q, g.P, g.N * g.C)
         _launch_grid(rt, "pool_fwd", version, y.dtype, grid, block, args)
 
 
@@ -883,8 +895,9 @@ def _pool_bwd_launch(rt, g, version, dy, idx, dx) -> None:
     if version == "v1":
         _launch(rt, "maxpool2d.cu", "maxpool2d_bwd_v1_gather", dx.dtype, g.N * g.C * g.H * g.W,
                 args)
-    else:  # v2: blocks of 32 x 8 dx elements of one plane; grid z loops over the planes
-        grid, block = _pool_grid(g.W, g.H, g.N * g.C)
+    else:  # v2 / v3: blocks of 32 (v3: 32 x 4) x 8 dx elements of one plane; grid z loops
+        # over the planes
+        grid, block = _pool_grid(version, g.W, g.H, g.N * g.C)
         _launch_grid(rt, "pool_bwd", version, dx.dtype, grid, block, args)
 
 

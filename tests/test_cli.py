@@ -49,7 +49,7 @@ def test_bench_without_gpu_says_so_and_exits_cleanly():
 
 def test_check_runs_every_kernel_version_on_a_kernel_runtime():
     out = io.StringIO()
-    failed = cli.check("emulator", ops=("conv2d", "conv2d_weight"),
+    failed = cli.check("emulator", ops=("conv2d", "conv2d_weight", "conv2d_channels_last"),
                        dtypes=(np.float16, np.float64, np.float32), out=out)
     # "[ i/n] op dtype problem runtime kernel error tolerance result"
     rows = [line.split("]", 1)[1].split() for line in out.getvalue().splitlines()
@@ -57,17 +57,33 @@ def test_check_runs_every_kernel_version_on_a_kernel_runtime():
     versions = {(row[0], row[1], row[4]) for row in rows}  # (op, dtype, kernel)
     assert failed == 0
     assert {("conv2d", "float32", "v1"), ("conv2d", "float32", "v2"),
-            ("conv2d", "float16", "v3"), ("conv2d", "float16", "v4"),
-            ("conv2d_weight", "float16", "v3")} <= versions
-    # Tensor cores (v3, fprop v4): 16-bit types, and float32 on TF32 checked against the TF32
+            ("conv2d", "float16", "v3"), ("conv2d_weight", "float16", "v3")} <= versions
+    # Each kernel in its own layout: v4 (NHWC) on channels-last arrays only, where float64
+    # (no v4) runs gpuconv's own choice ("auto").
+    assert {("conv2d_channels_last", "float16", "v4"), ("conv2d_channels_last", "float32", "v4"),
+            ("conv2d_channels_last", "float64", "auto")} <= versions
+    assert not any(op == "conv2d" and kernel == "v4" for op, _, kernel in versions)
+    assert {kernel for op, _, kernel in versions if op == "conv2d_channels_last"} == {"v4", "auto"}
+    # Tensor cores (v3, v4): 16-bit types, and float32 on TF32 checked against the TF32
     # error bound (tolerance column "+tf32"); never float64.
-    assert {("conv2d", "float32", "v3"), ("conv2d", "float32", "v4"),
-            ("conv2d_weight", "float32", "v3")} <= versions
+    assert {("conv2d", "float32", "v3"), ("conv2d_weight", "float32", "v3")} <= versions
     assert not any(dtype == "float64" and kernel in ("v3", "v4")
                    for _, dtype, kernel in versions)
     tf32_rows = [row for row in rows if row[1] == "float32" and row[4] in ("v3", "v4")]
     assert tf32_rows and all(row[-2].endswith("+tf32") for row in tf32_rows)
     assert not any(row[-2].endswith("+tf32") for row in rows if row not in tf32_rows)
+
+
+def test_check_runs_max_pool_v3_on_every_dtype():
+    """gpuconv check has rows for the vectorized max-pool (v3, forward and backward)."""
+    out = io.StringIO()
+    failed = cli.check("emulator", ops=("max_pool2d", "max_pool2d_input"), out=out)  # all dtypes
+    rows = [line.split("]", 1)[1].split() for line in out.getvalue().splitlines()
+            if line.startswith("[")]
+    assert failed == 0
+    assert {(row[0], row[1]) for row in rows if row[4] == "v3"} == {
+        (op, dtype) for op in ("max_pool2d", "max_pool2d_input")
+        for dtype in ("float16", "bfloat16", "float32", "float64")}
 
 
 def test_use_versions_forces_and_restores():

@@ -6,8 +6,8 @@ The fast (v2) kernels also: declare ``__launch_bounds__`` and use no more regist
 allows; their tile sizes agree with kernels.py's mirror; and, where ``cuobjdump`` (pip:
 ``nvidia-cuda-cuobjdump``, which needs ``nvdisasm`` from ``nvidia-cuda-nvdisasm``) is
 installed, their sm_90 SASS holds the intended instructions: the implicit-GEMM inner loops
-read shared memory only with 128-bit ``LDS.128``, and the max-pool v2 kernels call no
-emulated 64-bit integer division routine (v1 does).
+read shared memory only with 128-bit ``LDS.128``, the max-pool v2 and v3 kernels call no
+emulated 64-bit integer division routine (v1 does), and max-pool v3 stores 128 bits at a time.
 
 Each kernel's registers, shared memory and spill bytes (from ptxas' ``-v`` report) are printed
 (``pytest -s tests/test_compile.py`` or ``python tests/test_compile.py`` shows the table).
@@ -206,6 +206,10 @@ LAUNCH_BOUNDS = {
                                {"__half": 1, "__nv_bfloat16": 1, "float": 1, "double": 1}),
     "maxpool2d_bwd_v2_plane": ("maxpool2d.cu", kernels.POOL_V2_BLOCK[0] * kernels.POOL_V2_BLOCK[1],
                                {"__half": 1, "__nv_bfloat16": 1, "float": 1, "double": 1}),
+    "maxpool2d_fwd_v3_vec": ("maxpool2d.cu", kernels.POOL_V3_BLOCK[0] * kernels.POOL_V3_BLOCK[1],
+                             {"__half": 1, "__nv_bfloat16": 1, "float": 1, "double": 1}),
+    "maxpool2d_bwd_v3_vec": ("maxpool2d.cu", kernels.POOL_V3_BLOCK[0] * kernels.POOL_V3_BLOCK[1],
+                             {"__half": 1, "__nv_bfloat16": 1, "float": 1, "double": 1}),
 }
 REGISTER_FILE = 65536  # 32-bit registers per SM, sm_75 .. sm_90
 
@@ -228,6 +232,8 @@ def test_tile_sizes_match_the_python_mirror():
     assert _macro_defaults("conv2d_wgrad.cu")["BGRAD_V2_THREADS"] == kernels.BGRAD_V2_THREADS
     pool = _macro_defaults("maxpool2d.cu")
     assert (pool["POOL_V2_BLOCK_X"], pool["POOL_V2_BLOCK_Y"]) == kernels.POOL_V2_BLOCK
+    assert (pool["POOL_V3_BLOCK_X"], pool["POOL_V3_BLOCK_Y"]) == kernels.POOL_V3_BLOCK
+    assert pool["POOL_V3_VEC"] == kernels.POOL_V3_VEC
 
 
 def test_fast_kernels_declare_launch_bounds():
@@ -359,11 +365,36 @@ def test_sass_maxpool_v2_has_no_emulated_64_bit_division(tmp_path):
     cubin, names = nvrtc_cubin("maxpool2d.cu", "sm_90")
     sass = sass_by_kernel(cubin, names, tmp_path)
     for dtype in ("__half", "float", "double"):
-        for kernel in ("maxpool2d_fwd_v2_plane", "maxpool2d_bwd_v2_plane"):
+        for kernel in ("maxpool2d_fwd_v2_plane", "maxpool2d_bwd_v2_plane",
+                       "maxpool2d_fwd_v3_vec", "maxpool2d_bwd_v3_vec"):
             assert "CALL" not in sass[f"{kernel}<{dtype}>"], f"{kernel}<{dtype}> calls a routine"
         # The check can see the difference: v1 splits 64-bit flat indices by calling the
         # emulated division routine.
         assert "CALL" in sass[f"maxpool2d_fwd_v1_direct<{dtype}>"]
+
+
+def stg_128_count(sass: str) -> int:
+    """How many global stores of 128 bits (STG.E.128, or any STG form with .128) a kernel has."""
+    return sum(1 for m in re.finditer(r"\bSTG((?:\.[A-Z0-9]+)*)", sass)
+               if "128" in m.group(1).split("."))
+
+
+@_needs_cuobjdump
+def test_sass_maxpool_v3_stores_128_bits_at_a_time(tmp_path):
+    """Max-pool v3 stores a thread's POOL_V3_VEC outputs in 128-bit stores: forward <float>
+    one for y's 4 values and two for idx's 4 int64 (<double>: two and two), backward one for
+    dx (<double>: two). v2, one element per thread, has none: the check tells them apart."""
+    cubin, names = nvrtc_cubin("maxpool2d.cu", "sm_90")
+    sass = sass_by_kernel(cubin, names, tmp_path)
+    vec = kernels.POOL_V3_VEC
+    for dtype, size in (("float", 4), ("double", 8)):
+        fwd = stg_128_count(sass[f"maxpool2d_fwd_v3_vec<{dtype}>"])
+        bwd = stg_128_count(sass[f"maxpool2d_bwd_v3_vec<{dtype}>"])
+        print(dtype, "fwd", fwd, "bwd", bwd)
+        assert fwd >= (vec * size + vec * 8) // 16, (dtype, fwd)
+        assert bwd >= vec * size // 16, (dtype, bwd)
+        for kernel in ("maxpool2d_fwd_v2_plane", "maxpool2d_bwd_v2_plane"):
+            assert stg_128_count(sass[f"{kernel}<{dtype}>"]) == 0, kernel
 
 
 # ----------------------------------------------------------------------------------------

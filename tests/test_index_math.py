@@ -186,6 +186,14 @@ def test_huge_pool_launch_and_int32_sizes():
     assert fwd == "maxpool2d_fwd_v2_plane<__half>" and bwd == "maxpool2d_bwd_v2_plane<__half>"
     assert fwd_block == (32, 8)
     assert fwd_grid == (4096 // 32, 4096 // 8, 64 * 128) and bwd_grid == (8192 // 32, 8192 // 8, 8192)
+    # v3: 4 columns per thread, so a quarter of v2's block columns.
+    rt = _Recorder()
+    kernels.maxpool2d_fwd(rt, g, a, a, _Array(np.int64), version="v3")
+    kernels.maxpool2d_bwd(rt, g, a, _Array(np.int64), a, version="v3")
+    (_, fwd, fwd_grid, fwd_block, _), (_, bwd, bwd_grid, bwd_block, _) = rt.launches
+    assert fwd == "maxpool2d_fwd_v3_vec<__half>" and bwd == "maxpool2d_bwd_v3_vec<__half>"
+    assert fwd_block == bwd_block == (32, 8)
+    assert fwd_grid == (4096 // 128, 4096 // 8, 64 * 128) and bwd_grid == (8192 // 128, 8192 // 8, 8192)
 
 
 def test_huge_conv_v2_selection_and_grids():

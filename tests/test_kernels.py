@@ -13,7 +13,10 @@ kernels' barriers matter: built with ``-DGPUCONV_TEST_DROP_SYNC=<id>`` (one barr
 away), the CPU runtime's run-ahead scheduler makes them produce wrong results.
 
 Max-pool inputs are all distinct within each plane (a permutation plus jitter), so the argmax
-is unique; ties, NaN, -inf, all -inf windows and ceil_mode windows have their own tests.
+is unique; ties, NaN, -inf, all -inf windows and ceil_mode windows have their own tests. Max-pool
+v3 (POOL_V3_VEC outputs per thread, vector stores) is also held bitwise to v1 on ties, NaN and
+arbitrary indices, with its vector stores and their scalar fallbacks (row tails, misaligned
+arrays) each reached.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from gpuconv import checking, kernels, reference
 from gpuconv.checking import assert_close, compare, distinct_values
 from gpuconv.dtypes import SIXTEEN_BIT  # the tensor-core (v3) kernels' dtypes
 from gpuconv.geometry import conv2d_geometry, pool2d_geometry
-from gpuconv.problems import CONV_PROBLEMS, ConvProblem, POOL_PROBLEMS
+from gpuconv.problems import CONV_PROBLEMS, ConvProblem, POOL_PROBLEMS, PoolProblem
 from gpuconv.runtime import Runtime, cuda_available, get_runtime
 from helpers import rng_for  # noqa: E402
 
@@ -50,6 +53,24 @@ V2_EDGE_PROBLEMS = [
                 N=4, C=8, H=20, W=20, K=16, R=3, S=3, padding=1),
 ]
 ALL_CONV_PROBLEMS = CONV_PROBLEMS + V2_EDGE_PROBLEMS
+# Problems sized against max-pool v3's rows of POOL_V3_VEC (4) outputs per thread, 32 x 4
+# columns per block: whole vectors (Q, and W for the backward, multiples of 4) and scalar tails,
+# over one and two block columns, with overlapping, dilated and ceil_mode windows.
+POOL_EDGE_PROBLEMS = [
+    PoolProblem("v3_wide_tail", "Q = 131: two block columns, a 3-output scalar tail; W = 262 "
+                "(backward: a 2-element tail)", N=1, C=2, H=5, W=262, kernel_size=2),
+    PoolProblem("v3_wide_vector", "Q = 132 and W = 264: whole vectors over two block columns",
+                N=1, C=2, H=4, W=264, kernel_size=2),
+    PoolProblem("v3_k3s1_vector", "stride 1 (each input in up to 9 windows), Q = W = 16, "
+                "two block rows", N=2, C=2, H=11, W=16, kernel_size=3, stride=1, padding=1),
+    PoolProblem("v3_dilated_vector", "dilation 2, stride 1: Q = 20 (W = 22: a tail)", N=1, C=3,
+                H=9, W=22, kernel_size=3, stride=1, padding=1, dilation=2),
+    PoolProblem("v3_ceil_vector", "ceil_mode: Q = 8 whole vectors, the last window clipped",
+                N=1, C=2, H=9, W=16, kernel_size=3, stride=2, ceil_mode=True),
+    PoolProblem("v3_k3s2_vector", "the ResNet stem's k3 s2 p1 with Q = 16, W = 32", N=1, C=3,
+                H=17, W=32, kernel_size=3, stride=2, padding=1),
+]
+ALL_POOL_PROBLEMS = POOL_PROBLEMS + POOL_EDGE_PROBLEMS
 IDX_POISON = -7  # what index outputs are filled with before a launch (never a valid index)
 
 
@@ -127,16 +148,20 @@ def check_maxpool_fwd(rt, g, x, version=None):
 
 
 CONV_IDS = [p.name for p in ALL_CONV_PROBLEMS]
-POOL_IDS = [p.name for p in POOL_PROBLEMS]
+POOL_IDS = [p.name for p in ALL_POOL_PROBLEMS]
 VERSIONS = ["v1", "v2"]  # every op has both (kernels.VERSIONS; checked below)
 # Versions some ops have beyond these, each with its own dtypes and test below.
-# Tensor cores (*_tensor_core, *_tf32); v4 is v3 on NHWC arrays (also tests/test_nhwc.py).
-EXTRA_VERSIONS = {"fprop": ["v3", "v4"], "dgrad": ["v3", "v4"], "wgrad": ["v3"]}
+# Tensor cores (*_tensor_core, *_tf32); v4 is v3 on NHWC arrays (also tests/test_nhwc.py);
+# max-pool v3 is vectorized (every max-pool test).
+EXTRA_VERSIONS = {"fprop": ["v3", "v4"], "dgrad": ["v3", "v4"], "wgrad": ["v3"],
+                  "pool_fwd": ["v3"], "pool_bwd": ["v3"]}
+POOL_VERSIONS = VERSIONS + ["v3"]  # what every max-pool test runs, on every dtype
 
 
 def test_every_op_has_the_versions_tested_here():
     assert all(kernels.VERSIONS[op] == tuple(VERSIONS + EXTRA_VERSIONS.get(op, []))
                for op in kernels.OPS)
+    assert all(kernels.VERSIONS[op] == tuple(POOL_VERSIONS) for op in ("pool_fwd", "pool_bwd"))
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
@@ -187,11 +212,11 @@ def run_tf32(rt, op, problem, tag, offset=0, version="v3"):
     return host(out), reference.conv2d_weight(x, dy, g), checking.tf32_bound(op, g, x, dy)
 
 
-def misaligned(a: np.ndarray, offset: int) -> np.ndarray:
+def misaligned(a: np.ndarray, offset: int, xp=np):
     """A C-contiguous copy of ``a`` at ``offset`` elements past an aligned buffer's start (not
-    16-byte aligned for offset 1)."""
-    buf = np.zeros(a.size + offset, a.dtype)
-    buf[offset:] = a.ravel()
+    16-byte aligned for offset 1), an array of ``xp`` (NumPy, or CuPy for the GPU)."""
+    buf = xp.zeros(a.size + offset, a.dtype)
+    buf[offset:] = xp.asarray(a.ravel())
     return buf[offset:].reshape(a.shape)
 
 
@@ -287,8 +312,8 @@ def test_edge_problems_reach_the_cases_they_are_for():
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("problem", POOL_PROBLEMS, ids=POOL_IDS)
-@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("problem", ALL_POOL_PROBLEMS, ids=POOL_IDS)
+@pytest.mark.parametrize("version", POOL_VERSIONS)
 def test_maxpool2d_fwd(rt, version, problem, dtype):
     g = pool_geometry(problem)
     x = distinct(rng_for("pool_fwd", problem.name, np.dtype(dtype).name), g.x_shape, dtype)
@@ -296,8 +321,8 @@ def test_maxpool2d_fwd(rt, version, problem, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("problem", POOL_PROBLEMS, ids=POOL_IDS)
-@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("problem", ALL_POOL_PROBLEMS, ids=POOL_IDS)
+@pytest.mark.parametrize("version", POOL_VERSIONS)
 def test_maxpool2d_bwd(rt, version, problem, dtype):
     g = pool_geometry(problem)
     rng = rng_for("pool_bwd", problem.name, np.dtype(dtype).name)
@@ -307,27 +332,28 @@ def test_maxpool2d_bwd(rt, version, problem, dtype):
     dx = poisoned(rt, g.x_shape, dtype)
     kernels.maxpool2d_bwd(rt, g, on(rt, dy), on(rt, idx), dx, version=version)
     assert_close(host(dx), reference.max_pool2d_input(dy, idx, g), dtype,
-                 what=f"maxpool bwd {problem.name}")
+                 what=f"maxpool bwd {version} {problem.name}")
 
 
 # ----------------------------------------------------------------------------------------
 # max-pool: PyTorch's rules, each on its own
 
 
-@pytest.mark.parametrize("version", VERSIONS)
-def test_maxpool_ties_take_the_first_maximum(rt, version):
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("version", POOL_VERSIONS)
+def test_maxpool_ties_take_the_first_maximum(rt, version, dtype):
     # 2x2 windows over a plane of a few repeated values: every window has ties.
     g = pool2d_geometry((2, 3, 8, 9), 3, stride=2, padding=1)
-    x = rng_for("ties").integers(0, 3, size=g.x_shape).astype(np.float32)
+    x = rng_for("ties").integers(0, 3, size=g.x_shape).astype(dtype)
     check_maxpool_fwd(rt, g, x, version)
     # A hand-checked window: all four equal -> the first (row-major) index 0.
     g1 = pool2d_geometry((1, 1, 2, 2), 2)
-    y, idx = run_maxpool_fwd(rt, g1, np.full((1, 1, 2, 2), 5.0, np.float32), version)
+    y, idx = run_maxpool_fwd(rt, g1, np.full((1, 1, 2, 2), 5.0, dtype), version)
     assert idx.item() == 0 and y.item() == 5.0
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("version", POOL_VERSIONS)
 def test_maxpool_nan_gives_nan_and_the_last_nan_index(rt, version, dtype):
     g = pool2d_geometry((2, 2, 9, 10), 3, stride=2, padding=1)
     rng = rng_for("nan", np.dtype(dtype).name)
@@ -342,7 +368,7 @@ def test_maxpool_nan_gives_nan_and_the_last_nan_index(rt, version, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("version", POOL_VERSIONS)
 def test_maxpool_minus_inf_and_all_minus_inf_windows(rt, version, dtype):
     # Padding 1: corner windows hold padding plus in-bounds -inf only -> the first in-bounds
     # element's index, never a padding position.
@@ -359,23 +385,24 @@ def test_maxpool_minus_inf_and_all_minus_inf_windows(rt, version, dtype):
     assert idx[0, 0, 1, 2] == 1 * 7 + 3
 
 
-@pytest.mark.parametrize("version", VERSIONS)
-def test_maxpool_ceil_mode_windows_are_clipped(rt, version):
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("version", POOL_VERSIONS)
+def test_maxpool_ceil_mode_windows_are_clipped(rt, version, dtype):
     # H=W=6, k=3, s=2, ceil_mode: the last window starts at 4 and is clipped to rows 4..5.
     g = pool2d_geometry((1, 1, 6, 6), 3, stride=2, ceil_mode=True)
     assert (g.P, g.Q) == (3, 3)
-    x = np.arange(36, dtype=np.float32).reshape(1, 1, 6, 6)
+    x = np.arange(36).astype(dtype).reshape(1, 1, 6, 6)  # exact in every dtype
     x[0, 0, 4:, 4:] = -np.inf  # the clipped corner window holds only -inf
     y, idx = check_maxpool_fwd(rt, g, x, version)
     assert y[0, 0, 2, 2] == -np.inf and idx[0, 0, 2, 2] == 4 * 6 + 4
     assert idx[0, 0, 2, 0] == 5 * 6 + 2  # clipped bottom window: max at row 5, col 2
     # With padding and the ceil_mode correction (H=5, k=2, s=2, p=1 -> 3), ties everywhere.
     g = pool2d_geometry((1, 2, 5, 5), 2, stride=2, padding=1, ceil_mode=True)
-    check_maxpool_fwd(rt, g, np.ones(g.x_shape, np.float64), version)
+    check_maxpool_fwd(rt, g, np.ones(g.x_shape, dtype), version)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("version", POOL_VERSIONS)
 def test_maxpool_bwd_accumulates_ties_and_overlaps(rt, version, dtype):
     # Stride 1 over a constant plane: every window picks its first element, so elements
     # shared by several windows receive several gradients.
@@ -386,6 +413,123 @@ def test_maxpool_bwd_accumulates_ties_and_overlaps(rt, version, dtype):
     dx = poisoned(rt, g.x_shape, dtype)
     kernels.maxpool2d_bwd(rt, g, on(rt, dy), on(rt, idx), dx, version=version)
     assert_close(host(dx), reference.max_pool2d_input(dy, idx, g), dtype)
+
+
+# ----------------------------------------------------------------------------------------
+# max-pool v3: bitwise v1, vector stores and their scalar fallbacks
+
+V = kernels.POOL_V3_VEC
+
+
+def test_pool_edge_problems_reach_the_cases_they_are_for():
+    """Whole vectors and scalar tails in y (Q) and dx (W), and more than one block column."""
+    geoms = {p.name: pool_geometry(p) for p in POOL_EDGE_PROBLEMS}
+    columns = kernels.POOL_V3_BLOCK[0] * V  # outputs per block row
+    assert geoms["v3_wide_tail"].Q == columns + 3 and geoms["v3_wide_tail"].W % V == 2
+    assert geoms["v3_wide_vector"].Q == columns + V and geoms["v3_wide_vector"].W % V == 0
+    assert geoms["v3_k3s1_vector"].P > kernels.POOL_V3_BLOCK[1]
+    assert geoms["v3_dilated_vector"].Q % V == 0 and geoms["v3_dilated_vector"].W % V != 0
+    g = geoms["v3_ceil_vector"]
+    assert g.Q % V == 0 and (g.Q - 1) * g.stride_w + g.S > g.W  # the last window is clipped
+    assert all(geoms[n].Q % V == 0 and geoms[n].W % V == 0
+               for n in ("v3_k3s1_vector", "v3_k3s2_vector"))
+
+
+def bits(a) -> np.ndarray:
+    """The raw bytes of an array (NaN payloads and signed zeros included)."""
+    return np.ascontiguousarray(host(a)).view(np.uint8)
+
+
+def address(a) -> int:
+    return a.ctypes.data if isinstance(a, np.ndarray) else a.data.ptr
+
+
+def run_pool(rt, version, g, x, dy, idx=None):
+    """(y, idx, dx) of ``version``: forward on x, backward of dy through ``idx`` (default: the
+    forward's own indices)."""
+    y, fwd_idx = run_maxpool_fwd(rt, g, x, version)
+    idx = fwd_idx if idx is None else idx
+    dx = poisoned(rt, g.x_shape, x.dtype)
+    kernels.maxpool2d_bwd(rt, g, on(rt, dy), on(rt, idx), dx, version=version)
+    return y, fwd_idx, host(dx)
+
+
+# Overlapping windows, each with whole vectors (Q and W multiples of 4) and with row tails.
+BITWISE_GEOMETRIES = {
+    "k3s1_vector": ((2, 3, 10, 20), 3, 1, 1),
+    "k3s1_tail": ((2, 3, 10, 19), 3, 1, 1),
+    "k3s2p1_vector": ((2, 3, 11, 32), 3, 2, 1),
+    "k3s2p1_tail": ((2, 3, 11, 30), 3, 2, 1),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name", sorted(BITWISE_GEOMETRIES))
+def test_maxpool_v3_is_bitwise_v1(rt, name, dtype):
+    """Values from {0, 1, 2} (ties in every window) with some -inf and NaN: v3's y, idx and dx
+    have v1's bits; and a backward through arbitrary in-plane indices (most outside the
+    windows, which both ignore) too."""
+    shape, k, s, pad = BITWISE_GEOMETRIES[name]
+    g = pool2d_geometry(shape, k, stride=s, padding=pad)
+    rng = rng_for("v3 bitwise", name, np.dtype(dtype).name)
+    x = rng.integers(0, 3, size=g.x_shape).astype(dtype)
+    x[rng.random(g.x_shape) < 0.05] = -np.inf
+    x[rng.random(g.x_shape) < 0.05] = np.nan
+    dy = uniform(rng, g.y_shape, dtype)
+    want, got = run_pool(rt, "v1", g, x, dy), run_pool(rt, "v3", g, x, dy)
+    for what, a, b in zip(("y", "idx", "dx"), want, got):
+        assert np.array_equal(bits(a), bits(b)), f"v3 {what} differs from v1's"
+    assert (np.diff(want[1], axis=-1) == 0).any()  # windows sharing an argmax: dx sums
+    arbitrary = rng.integers(0, g.H * g.W, size=g.y_shape)
+    want = run_pool(rt, "v1", g, x, dy, arbitrary)[2]
+    assert np.array_equal(bits(want), bits(run_pool(rt, "v3", g, x, dy, arbitrary)[2]))
+
+
+# Which arrays start one element past a 16-byte boundary: v3 then stores them element by element.
+MOVED = [(), ("in",), ("out",), ("idx",), ("in", "out", "idx")]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("moved", MOVED, ids=lambda m: "+".join(m) or "aligned")
+def test_maxpool_v3_misaligned_arrays(rt, moved, dtype):
+    """Q and W multiples of 4, so aligned arrays take the vector stores: x / dy ("in"),
+    y / dx ("out") and idx each moved off alignment on its own (the others keep vector
+    stores) give the same results as all aligned: v1's bits."""
+    g = pool2d_geometry((2, 3, 9, 32), 3, stride=2, padding=1)
+    assert g.Q % V == 0 and g.W % V == 0
+    rng = rng_for("v3 misaligned", np.dtype(dtype).name)
+    x = rng.integers(0, 5, size=g.x_shape).astype(dtype)
+    dy = uniform(rng, g.y_shape, dtype)
+    want = run_pool(rt, "v1", g, x, dy)
+
+    def place(a, role):  # a host array on the runtime, moved off alignment if asked
+        out = misaligned(a, 1, rt.xp) if role in moved else on(rt, a)
+        assert (address(out) % 16 != 0) == (role in moved)
+        return out
+
+    y = place(np.full(g.y_shape, np.nan, dtype), "out")
+    idx = place(np.full(g.y_shape, IDX_POISON, np.int64), "idx")
+    kernels.maxpool2d_fwd(rt, g, place(x, "in"), y, idx, version="v3")
+    dx = place(np.full(g.x_shape, np.nan, dtype), "out")
+    kernels.maxpool2d_bwd(rt, g, place(dy, "in"), place(want[1], "idx"), dx, version="v3")
+    for what, a, b in zip(("y", "idx", "dx"), want, (y, idx, dx)):
+        assert np.array_equal(bits(a), bits(b)), f"v3 {what} differs from v1's"
+
+
+@pytest.mark.parametrize("version", ["v2", "v3"])
+def test_maxpool_planes_past_the_grid_z_cap(rt, version, monkeypatch):
+    """With the grid's z capped at 2, the kernels loop over all 9 planes (v2 and v3 share the
+    cap, POOL_V2_MAX_GRID_Z)."""
+    monkeypatch.setattr(kernels, "POOL_V2_MAX_GRID_Z", 2)
+    g = pool2d_geometry((3, 3, 9, 16), 3, stride=2, padding=1)
+    assert kernels._pool_grid(version, g.Q, g.P, g.N * g.C)[0][2] == 2
+    rng = rng_for("pool grid z", version)
+    x = distinct(rng, g.x_shape, np.float32)
+    _, idx = check_maxpool_fwd(rt, g, x, version)
+    dy = uniform(rng, g.y_shape, np.float32)
+    dx = poisoned(rt, g.x_shape, np.float32)
+    kernels.maxpool2d_bwd(rt, g, on(rt, dy), on(rt, idx), dx, version=version)
+    assert_close(host(dx), reference.max_pool2d_input(dy, idx, g), np.float32)
 
 
 # ----------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Property-based tests (hypothesis): random valid geometry and data, every op on the CPU
-runtime (and on the GPU when present) against the reference.
+runtime (and on the GPU when present) against the reference, and max-pool v3 against v1 bit
+for bit.
 
-Profiles: ``ci`` (default; 150 examples per test, 300 in all) and
+Profiles: ``ci`` (default; 150 examples per test, 450 in all) and
 ``long`` for a run by hand: ``HYPOTHESIS_PROFILE=long python -m pytest tests/test_properties.py``.
 Failing examples are kept in hypothesis's database (.hypothesis/) and replayed first; the
 minimal failing case is printed.
@@ -14,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from gpuconv import checking, grad, reference, use_backend
+from gpuconv import checking, grad, kernels, reference, use_backend
 from gpuconv.functional import conv2d, max_pool2d
 from gpuconv.geometry import conv2d_geometry, pool2d_geometry
 from gpuconv.runtime import cuda_available
@@ -120,3 +121,25 @@ def test_max_pool_matches_reference(runtime, problem, dtype, seed, special):
     np.testing.assert_array_equal(to_host(idx), want_idx, err_msg="max_pool2d indices")
     checking.assert_close(to_host(dx), reference.max_pool2d_input(dy, want_idx, g), dtype,
                           what="max_pool2d_input")
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(problem=pool_problems(), dtype=DTYPES, seed=small(0, 2**16),
+       special=st.sampled_from(["ties", "nan_inf"]))
+def test_max_pool_v3_is_bitwise_v1(runtime, problem, dtype, seed, special):
+    """The vectorized max-pool (v3) gives v1's y, indices and dx, bit for bit."""
+    g, kw = problem
+    to_dev, to_host = _on(runtime)
+    rng = np.random.default_rng(seed)
+    choices = [0.0, 1.0, -1.0] + ([np.nan, np.inf, -np.inf] if special == "nan_inf" else [])
+    x = rng.choice(choices, size=g.x_shape).astype(dtype)
+    dy = _data(g.y_shape, dtype, seed + 1)
+    runs = []
+    for version in ("v1", "v3"):
+        with use_backend(runtime), kernels.use_versions(pool_fwd=version, pool_bwd=version):
+            y, idx = max_pool2d(to_dev(x), return_indices=True, **kw)
+            dx = grad.max_pool2d_input(to_dev(dy), idx, g.x_shape, **kw)
+        runs.append([np.ascontiguousarray(to_host(a)).view(np.uint8) for a in (y, idx, dx)])
+    for what, a, b in zip(("y", "indices", "dx"), *runs):
+        assert np.array_equal(a, b), f"max-pool v3 {what} differ from v1's"

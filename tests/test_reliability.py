@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import gpuconv
-from gpuconv import checking, grad, reference
+from gpuconv import checking, grad, kernels, reference
 from gpuconv.geometry import conv2d_geometry
 from gpuconv.problems import CONV_PROBLEMS, POOL_PROBLEMS
 
@@ -19,16 +19,20 @@ POOL = next(p for p in POOL_PROBLEMS if p.name == "k3s2_overlap")
 
 
 def _all_outputs(dtype=np.float32):
-    """Every op's outputs on the emulator for one conv and one pool problem."""
+    """Every op's outputs on the emulator for one conv and one pool problem (max-pool also
+    with its vectorized v3)."""
     x, w, b, dy = checking.conv_inputs(CONV, dtype)
     xp, dyp = checking.pool_inputs(POOL, dtype)
     kw = CONV.kwargs
     with gpuconv.use_backend("emulator"):
         y = gpuconv.conv2d(x, w, b, **kw)
         yp, idx = gpuconv.max_pool2d(xp, return_indices=True, **POOL.kwargs)
+        with kernels.use_versions(pool_fwd="v3", pool_bwd="v3"):
+            yp3, idx3 = gpuconv.max_pool2d(xp, return_indices=True, **POOL.kwargs)
+            dxp3 = grad.max_pool2d_input(dyp, idx3, xp.shape, **POOL.kwargs)
         return [y, grad.conv2d_input(x.shape, w, dy, **kw), grad.conv2d_weight(x, w.shape, dy, **kw),
                 grad.conv2d_bias(dy), yp, idx,
-                grad.max_pool2d_input(dyp, idx, xp.shape, **POOL.kwargs)]
+                grad.max_pool2d_input(dyp, idx, xp.shape, **POOL.kwargs), yp3, idx3, dxp3]
 
 
 def test_outputs_are_bitwise_identical_run_to_run():

@@ -75,9 +75,13 @@ def test_heuristic(g, expected):
 def test_heuristic_pools_take_v2_unless_a_plane_is_too_large():
     assert kernels.heuristic_version("pool_fwd", STEM_POOL) == "v2"
     assert kernels.heuristic_version("pool_bwd", STEM_POOL) == "v2"
+    # v3 (vectorized) runs the stem too, but is not the default before a GPU has timed it.
+    assert kernels.supports("pool_fwd", "v3", STEM_POOL)
+    assert kernels.supports("pool_bwd", "v3", STEM_POOL)
     huge_plane = pool2d_geometry((1, 1, 2**16, 2**16), 2)  # H*W = 2^32
     assert kernels.heuristic_version("pool_fwd", huge_plane) == "v1"
-    assert "64-bit in-plane" in kernels.unsupported_reason("pool_bwd", "v2", huge_plane)
+    for version in ("v2", "v3"):
+        assert "64-bit in-plane" in kernels.unsupported_reason("pool_bwd", version, huge_plane)
 
 
 def test_heuristic_never_picks_an_unsupported_version():
@@ -177,7 +181,7 @@ class FakeTimer:
 
     def __call__(self, rt, launch):
         launch()  # the candidate really is launched (on the recorder)
-        version = "v2" if "_v2_" in rt.launches[-1] else "v1"
+        version = next((v for v in ("v3", "v2") if f"_{v}_" in rt.launches[-1]), "v1")
         self.calls.append(version)
         return self.times[version]
 
@@ -214,6 +218,18 @@ def test_autotune_times_every_candidate_once_and_caches(autotuning, monkeypatch)
     kernels.conv2d_fprop(rt, RESNET_3X3, a, a, None, a)
     assert len(autotuning.calls) == 6
     assert len(json.loads(path.read_text())["entries"]) == 3
+
+
+def test_autotune_times_max_pool_v3_too(autotuning):
+    """Every max-pool version is a candidate, v3 included (which the heuristic does not pick
+    yet): it wins where it is fastest."""
+    autotuning.times["v3"] = 0.5
+    rt = Recorder("cuda")
+    kernels.maxpool2d_fwd(rt, STEM_POOL, A(), A(), A(np.int64))
+    kernels.maxpool2d_bwd(rt, STEM_POOL, A(), A(np.int64), A())
+    assert sorted(autotuning.calls) == ["v1", "v1", "v2", "v2", "v3", "v3"]
+    # each op: the three timed candidates, then the winner
+    assert rt.launches[3] == "maxpool2d_fwd_v3_vec" and rt.launches[7] == "maxpool2d_bwd_v3_vec"
 
 
 def test_autotune_skips_unsupported_candidates(autotuning):
