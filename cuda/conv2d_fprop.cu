@@ -330,9 +330,9 @@ conv2d_fprop_v2_implicit_gemm(const T* __restrict__ x, const T* __restrict__ w,
 
 // float (TF32): the same GEMM, the same 8 warps, on tf32 tensor cores (mma.sync m16n8k8;
 // mma.cuh's mma_tf32_gemm_mainloop). BK = 16 (two k8 steps): 32-bit tiles at BK = 32 would
-// need more than 48 KB of static shared memory. x is rounded to tf32 as it is gathered
-// (to_tf32: nearest, ties away); w tiles copied by cp.async stay raw fp32, whose 13 low bits
-// the tensor core ignores (truncation). Each product is then within 2^-9 of exact:
+// need more than 48 KB of static shared memory. Every operand is rounded to tf32 (to_tf32:
+// nearest, ties away): x as it is gathered, w tiles copied by cp.async as their fragments are
+// read (mma_tf32_gemm_mainloop). Each product is then within 2^-9 of exact:
 // |error| <= 2^-9 * sum |x * w| plus fp32's summation error (gpuconv.checking.tf32_bound). The
 // epilogue writes straight from the fragments: a float tile would not fit the A stages it
 // reuses for 16-bit types. An opt-in precision trade (kernels.py: allow_tf32).

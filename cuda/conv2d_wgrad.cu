@@ -410,8 +410,8 @@ conv2d_bgrad_v2_tree(const T* __restrict__ dy, T* __restrict__ db, int N, int K,
 
 // float (TF32): the same GEMM on tf32 tensor cores (mma.sync m16n8k8, mma_tf32_gemm_mainloop),
 // BK = 16 pixels (32-bit tiles at BK = 32 would not fit 48 KB of static shared memory); x is
-// rounded to tf32 as it is gathered, dy tiles copied by cp.async stay raw fp32 (the tensor core
-// ignores their 13 low bits). Each product within 2^-9 of exact: |error| <= 2^-9 * sum |x*dy|.
+// rounded to tf32 as it is gathered, dy tiles copied by cp.async as their fragments are read
+// (mma_tf32_gemm_mainloop). Each product within 2^-9 of exact: |error| <= 2^-9 * sum |x*dy|.
 // An opt-in (kernels.allow_tf32).
 #ifndef WGRAD_TF32_BK
 #define WGRAD_TF32_BK 16  // float: pixels per shared-memory stage (two k8 mma steps)

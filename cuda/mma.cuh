@@ -351,7 +351,7 @@ __device__ __forceinline__ void mma_double_buffered(ALoader& a, BLoader& b, int 
 //   reads fall in 8 different 16-byte bank groups, so no bank conflicts); two stages.
 //   ALoader a:  a.load(regs) gathers this thread's part of the next A tile into registers
 //               (zeros outside the problem) and steps on by BK; a.store(regs, stage) writes
-//               it into a_smem[stage].
+//               it into a_smem[stage]. Or, a copying loader (COPIES), a.load(stage) like b.
 //   BLoader b:  b.load(stage) copies the next B tile straight into the free stage b_smem[..]
 //               (cp.async where it can) and steps on by BK.
 //   Warps: warp w owns rows (w % (BM/WM))*WM .. +WM and columns (w / (BM/WM))*WN .. +WN:
@@ -539,10 +539,15 @@ __device__ __forceinline__ void mma_m16n8k8_tf32(float (&d)[4], const unsigned (
 //   a_smem[stage][row][kk], b_smem[stage][col][kk]: both operands as reduction-contiguous
 //   rows of BK + MMA_TF32_SMEM_SKEW floats; two stages. The loaders' interface is
 //   mma_gemm_mainloop's with one element per 32-bit word: a.load(regs) fills ALoader::WORDS
-//   words and steps on by BK, a.store(regs, stage) writes them into a_smem[stage]; b.load(stage)
-//   copies the next B tile into the free stage b_smem[..] (cp.async where it can).
-//   Words are used as stored: the tensor core reads their top 19 bits. A loader that wants
-//   round to nearest stores to_tf32(x); a raw fp32 word is truncated (see mma_tf32_value).
+//   words and steps on by BK, a.store(regs, stage) writes them into a_smem[stage] (or a
+//   copying loader's a.load(stage)); b.load(stage) copies the next B tile into the free stage
+//   b_smem[..] (cp.async where it can).
+//   Rounding: every fragment word is rounded to tf32 (to_tf32: nearest, ties away) as it is
+//   read from shared memory. Tiles copied by cp.async hold raw fp32 words, which the tensor
+//   core would truncate (mma_tf32_value); rounding them here makes every operand round to
+//   nearest, whichever path (copy or gather, aligned or not) brought it in, so a result does
+//   not depend on an operand's alignment. Words a gathering loader rounded already stay as
+//   they are (to_tf32 of a tf32 value is itself).
 //   Warps and accumulators: as in mma_gemm_mainloop (acc[i][j][c0..c3], the C/D layout).
 //   Fragments: per k8 step, plain 32-bit shared loads at the layout's own coordinates: A
 //   fragment i from rows warp_m + 16i + {g, g+8}, columns kk {t, t+4}; B fragment j from
@@ -579,16 +584,16 @@ __device__ __forceinline__ void mma_tf32_gemm_mainloop(
             for (int i = 0; i < MI; ++i) {
                 const float* upper = &a_smem[buf][warp_m + i * 16 + g][ks + t];   // row g
                 const float* lower = &a_smem[buf][warp_m + i * 16 + g + 8][ks + t];  // g + 8
-                af[i][0] = __float_as_uint(upper[0]);
-                af[i][1] = __float_as_uint(lower[0]);
-                af[i][2] = __float_as_uint(upper[4]);
-                af[i][3] = __float_as_uint(lower[4]);
+                af[i][0] = to_tf32(upper[0]);
+                af[i][1] = to_tf32(lower[0]);
+                af[i][2] = to_tf32(upper[4]);
+                af[i][3] = to_tf32(lower[4]);
             }
 #pragma unroll
             for (int j = 0; j < NJ; ++j) {
                 const float* column = &b_smem[buf][warp_n + j * 8 + g][ks + t];
-                bf[j][0] = __float_as_uint(column[0]);
-                bf[j][1] = __float_as_uint(column[4]);
+                bf[j][0] = to_tf32(column[0]);
+                bf[j][1] = to_tf32(column[4]);
             }
 #pragma unroll
             for (int i = 0; i < MI; ++i)

@@ -25,7 +25,7 @@ TOLERANCES = {
 
 
 # TF32 (float32 operands on tensor cores, an opt-in: kernels.allow_tf32). Every operand keeps 10
-# of float32's 23 fraction bits (rounded, or truncated by the tensor core), so each product is
+# of float32's 23 fraction bits (rounded to nearest by the kernels), so each product is
 # within 2^-9 of exact: a convolution's error is at most 2^-9 * sum |x * w|, the convolution of
 # |x| with |w| — allowed on top of float32's tolerance wherever a check runs on TF32.
 TF32_PRODUCT_ERROR = 2.0 ** -9
@@ -184,15 +184,17 @@ def _check_conv2d(problem, dtype, dev, host):
 _NHWC, _NCHW = (0, 2, 3, 1), (0, 3, 1, 2)
 
 
-def _channels_last_result(got, host, expected, dtype, bound) -> Comparison:
-    """compare() of a result that must be channels-last (as PyTorch's is for channels-last
-    operands): its values (its (N,H,W,C) buffer brought to the host), and its layout where it
-    was computed (an array that is C-contiguous too, one channel or one pixel, passes)."""
+def _channels_last_result(got, host, expected, dtype, bound, operands) -> Comparison:
+    """compare() of a result that must be channels-last when one of its ``operands`` is (PyTorch's
+    rule): its values (its (N,H,W,C) buffer brought to the host), and its layout where it was
+    computed. Operands that are C-contiguous too (one channel, one pixel, 1x1 filters) are
+    NCHW as well, and then either layout of the result passes; so does a result that is both."""
     from .validation import is_channels_last
     result = compare(host(got.transpose(_NHWC)), expected.transpose(_NHWC), dtype,
                      bound=None if bound is None else bound.transpose(_NHWC))
-    if result and not (is_channels_last(got) or got.flags.c_contiguous and
-                       (got.shape[1] == 1 or got.shape[2] * got.shape[3] == 1)):
+    both = got.flags.c_contiguous and got.transpose(_NHWC).flags.c_contiguous
+    if (result and any(is_channels_last(a) for a in operands) and not both
+            and not is_channels_last(got)):
         return dataclasses.replace(result, ok=False, report="the result is not channels-last")
     return result
 
@@ -207,7 +209,8 @@ def _check_conv2d_channels_last(problem, dtype, dev, host):
     w_cl = dev(np.ascontiguousarray(w.transpose(_NHWC))).transpose(_NCHW)
     got = functional.conv2d(x_cl, w_cl, None if b is None else dev(b), **problem.kwargs)
     bound = tf32_bound("fprop", g, x, w) if _on_tf32.get() else None
-    return _channels_last_result(got, host, reference.conv2d(x, w, b, g), dtype, bound)
+    return _channels_last_result(got, host, reference.conv2d(x, w, b, g), dtype, bound,
+                                 (x_cl, w_cl))
 
 
 def _check_conv2d_input_channels_last(problem, dtype, dev, host):
@@ -218,7 +221,8 @@ def _check_conv2d_input_channels_last(problem, dtype, dev, host):
     w_cl = dev(np.ascontiguousarray(w.transpose(_NHWC))).transpose(_NCHW)
     got = grad.conv2d_input(x.shape, w_cl, dy_cl, **problem.kwargs)
     bound = tf32_bound("dgrad", g, dy, w) if _on_tf32.get() else None
-    return _channels_last_result(got, host, reference.conv2d_input(dy, w, g), dtype, bound)
+    return _channels_last_result(got, host, reference.conv2d_input(dy, w, g), dtype, bound,
+                                 (dy_cl, w_cl))
 
 
 def _check_conv2d_input(problem, dtype, dev, host):

@@ -342,6 +342,9 @@ def unsupported_reason(op: str, version: str, g) -> str | None:
             return f"{M} GEMM rows need more than {MAX_GRID_X} row tiles"
         if op in ("fprop", "dgrad") and Kred > INT32_MAX - tiles.BK:
             return f"reduction length {Kred} does not fit the kernel's 32-bit index"
+        plane = g.P * g.Q if op == "fprop" else g.H * g.W  # a GEMM row's in-plane index
+        if op in ("fprop", "dgrad") and plane > INT32_MAX:
+            return f"a plane of {plane} pixels does not fit the kernel's 32-bit in-plane index"
         if op == "wgrad" and max(M, Ncols) > INT32_MAX - tiles.BM:
             return f"GEMM sides {M} x {Ncols} do not fit the kernel's 32-bit indices"
         return None

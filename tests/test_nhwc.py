@@ -37,7 +37,8 @@ NCHW = (0, 3, 1, 2)
 
 PROBLEMS = [
     ConvProblem("nhwc_pieces", "C = 32: 16-byte pieces of 8 channels (4 floats); 2 row "
-                "passes, 3 k tiles, padding", N=2, C=32, H=9, W=10, K=40, R=3, S=3, padding=1),
+                "tiles, 9 k tiles (18 for TF32), padding", N=2, C=32, H=9, W=10, K=40, R=3, S=3,
+                padding=1),
     ConvProblem("nhwc_grouped_pieces", "2 groups of 8 channels: each piece inside one group; "
                 "stride 2, dilation 2", N=2, C=16, H=13, W=11, K=24, R=3, S=3, stride=2,
                 padding=2, dilation=2, groups=2),
@@ -114,13 +115,36 @@ def test_other_versions_on_nhwc_arrays_convert(op, version, dtype):
 @pytest.mark.parametrize("operand", ["x", "w"])
 @pytest.mark.parametrize("op", OPS)
 def test_v4_with_a_misaligned_operand_takes_the_element_loads(op, operand, dtype):
-    """x or dy (or w) 2 bytes past a 16-byte boundary: cp.async's vectors would be
-    misaligned, so the loaders must take their guarded element loads even though the channels
-    per group are a multiple of 8."""
+    """x or dy (or fprop's w; dgrad's filters reach the kernel as a fresh transposed copy) one
+    element past a 16-byte boundary: cp.async's vectors would be misaligned, so the loaders
+    must take their guarded element loads even though the channels per group are a multiple
+    of 8."""
     offsets = {"x_offset": 1} if operand == "x" else {"w_offset": 1}
     out, expected, bound = run_nhwc(get_runtime("emulator"), PROBLEMS[0], dtype, op=op,
                                     **offsets)
     assert compare(out, expected, dtype, bound=bound)
+
+
+@pytest.mark.parametrize("op,operand", [("fprop", "x"), ("fprop", "w"), ("dgrad", "x")])
+def test_tf32_rounds_alike_whether_an_operand_is_copied_or_loaded(op, operand):
+    """TF32: an aligned operand is copied raw by cp.async, a misaligned one loaded element by
+    element and rounded; mma_tf32_gemm_mainloop rounds every fragment word as it reads it, so
+    both give the same bits (a copied word used raw would be truncated instead). (dgrad's
+    filters reach the kernel as a fresh transposed copy: always aligned.)"""
+    rt = get_runtime("emulator")
+    offsets = {"x_offset": 1} if operand == "x" else {"w_offset": 1}
+    aligned, _, _ = run_nhwc(rt, RESNET, np.dtype(np.float32), op=op)
+    moved, _, _ = run_nhwc(rt, RESNET, np.dtype(np.float32), op=op, **offsets)
+    assert aligned.tobytes() == moved.tobytes()
+
+
+def test_tf32_v3_rounds_alike_whether_w_is_copied_or_loaded():
+    from test_kernels import run_tf32
+    rt = get_runtime("emulator")
+    aligned, expected, bound = run_tf32(rt, "fprop", RESNET, "align")
+    moved, _, _ = run_tf32(rt, "fprop", RESNET, "align", offset=1)
+    assert compare(aligned, expected, np.float32, bound=bound)
+    assert aligned.tobytes() == moved.tobytes()
 
 
 @pytest.mark.parametrize("op", OPS)
@@ -173,7 +197,7 @@ def test_dropping_a_barrier_breaks_v4(op, barrier, monkeypatch):
         assert_close(out, expected, np.float16, what=f"{op} v4, every barrier, {order} order")
         out, expected, _ = run_nhwc(rt, RESNET, np.dtype(np.float16), op=op)
         broken.append(not compare(out, expected, np.float16))
-    assert any(broken), f"{op} v4 without barrier {barrier} still matched in every fiber order"
+    assert any(broken), f"{op} v4 without barrier {barrier} still matched in all 3 orders"
 
 
 # ----------------------------------------------------------------------------------------
@@ -237,6 +261,21 @@ def test_a_channels_last_weight_alone_makes_the_result_channels_last():
     assert not is_channels_last(one_by_one)
     assert np.ascontiguousarray(y).tobytes() == y_plain.tobytes()
     assert np.ascontiguousarray(dx).tobytes() == dx_plain.tobytes()
+
+
+@pytest.mark.parametrize("op", ["conv2d_channels_last", "conv2d_input_channels_last"])
+@pytest.mark.parametrize("problem", [
+    ConvProblem("one_channel", "C = 1: x is NCHW and channels-last at once", N=2, C=1, H=6, W=6,
+                K=4, R=3, S=3, padding=1),
+    ConvProblem("one_pixel", "H = W = 1: x and 1x1 w are both layouts", N=2, C=8, H=1, W=1,
+                K=4, R=1, S=1, padding=1),
+], ids=lambda p: p.name)
+@pytest.mark.parametrize("backend", ["numpy", "emulator"])
+def test_the_channels_last_check_takes_either_layout_where_the_operands_have_both(
+        backend, problem, op):
+    with gpuconv.use_backend(backend):
+        result = checking.check_case(op, problem, np.float32)
+    assert result, result.report
 
 
 def test_conv2d_on_channels_last_runs_v4_without_conversions(monkeypatch):
