@@ -19,10 +19,12 @@ without a loadable NVRTC library they fail (CI installs both).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,6 +111,9 @@ def _nvrtc():
     return nvrtc
 
 
+# The compiles below are pure functions of (source, arch) within a run, and several tests
+# read the same one: each is done once per process.
+@functools.lru_cache(maxsize=None)
 def nvrtc_compile(source_name: str, arch: str) -> tuple[list[Resources], str]:
     """Compile one source with every declared name expression; return (resources, log)."""
     nvrtc = _nvrtc()
@@ -312,6 +317,7 @@ def _whole_elf(image: bytes) -> bytes:
     return image + b"\0" * max(0, end - len(image))
 
 
+@functools.lru_cache(maxsize=None)
 def nvrtc_cubin(source_name: str, arch: str) -> tuple[bytes, dict[str, str]]:
     nvrtc = _nvrtc()
     expressions = kernels.name_expressions(source_name)
@@ -324,6 +330,15 @@ def nvrtc_cubin(source_name: str, arch: str) -> tuple[bytes, dict[str, str]]:
         return _whole_elf(nvrtc.getCUBIN(prog)), names
     finally:
         nvrtc.destroyProgram(prog)
+
+
+@functools.lru_cache(maxsize=None)
+def nvrtc_sass(source_name: str, arch: str) -> dict[str, str]:
+    """SASS of every instance of one source, by name expression (compiled and disassembled
+    once per process)."""
+    cubin, names = nvrtc_cubin(source_name, arch)
+    with tempfile.TemporaryDirectory() as folder:
+        return sass_by_kernel(cubin, names, Path(folder))
 
 
 _needs_cuobjdump = pytest.mark.skipif(
@@ -346,8 +361,7 @@ def lds_counts(sass: str) -> dict[str, int]:
 @pytest.mark.parametrize("source_name", sorted(GEMM_V2))
 def test_sass_gemm_v2_reads_shared_memory_128_bits_at_a_time(source_name, tmp_path):
     template, tiles = GEMM_V2[source_name]
-    cubin, names = nvrtc_cubin(source_name, "sm_90")
-    sass = sass_by_kernel(cubin, names, tmp_path)
+    sass = nvrtc_sass(source_name, "sm_90")
     for dtype in ("__half", "float", "double"):
         kernel = f"{template}<{dtype}>"
         counts = lds_counts(sass[kernel])
@@ -362,8 +376,7 @@ def test_sass_gemm_v2_reads_shared_memory_128_bits_at_a_time(source_name, tmp_pa
 
 @_needs_cuobjdump
 def test_sass_maxpool_v2_has_no_emulated_64_bit_division(tmp_path):
-    cubin, names = nvrtc_cubin("maxpool2d.cu", "sm_90")
-    sass = sass_by_kernel(cubin, names, tmp_path)
+    sass = nvrtc_sass("maxpool2d.cu", "sm_90")
     for dtype in ("__half", "float", "double"):
         for kernel in ("maxpool2d_fwd_v2_plane", "maxpool2d_bwd_v2_plane",
                        "maxpool2d_fwd_v3_vec", "maxpool2d_bwd_v3_vec"):
@@ -384,8 +397,7 @@ def test_sass_maxpool_v3_stores_128_bits_at_a_time(tmp_path):
     """Max-pool v3 stores a thread's POOL_V3_VEC outputs in 128-bit stores: forward <float>
     one for y's 4 values and two for idx's 4 int64 (<double>: two and two), backward one for
     dx (<double>: two). v2, one element per thread, has none: the check tells them apart."""
-    cubin, names = nvrtc_cubin("maxpool2d.cu", "sm_90")
-    sass = sass_by_kernel(cubin, names, tmp_path)
+    sass = nvrtc_sass("maxpool2d.cu", "sm_90")
     vec = kernels.POOL_V3_VEC
     for dtype, size in (("float", 4), ("double", 8)):
         fwd = stg_128_count(sass[f"maxpool2d_fwd_v3_vec<{dtype}>"])
@@ -458,8 +470,7 @@ def test_sass_v3_runs_on_tensor_cores(template, arch, ctype, tmp_path):
     memory and no shuffles (no emulation)."""
     source_name, t, copied_tiles = V3_KERNELS[template]
     kernel = f"{template}<{ctype}>"
-    cubin, names = nvrtc_cubin(source_name, arch)
-    sass = sass_by_kernel(cubin, names, tmp_path)[kernel]
+    sass = nvrtc_sass(source_name, arch)[kernel]
     counts = sass_counts(sass, r"\b((?:HMMA|LDSM|LDGSTS|LDL|STL|SHFL)(?:\.[A-Z0-9]+)*)\b")
     print(kernel, arch, counts)
     hmma = "HMMA.16816.F32.BF16" if ctype == "__nv_bfloat16" else "HMMA.16816.F32"
@@ -477,8 +488,7 @@ def test_sass_v3_float_runs_on_tf32_tensor_cores(template, arch, tmp_path):
     per tile; LDGSTS where a tile is copied by cp.async; no local memory, no shuffles."""
     source_name, t, copied_tiles = V3_KERNELS[template]
     kernel = f"{template}<float>"
-    cubin, names = nvrtc_cubin(source_name, arch)
-    sass = sass_by_kernel(cubin, names, tmp_path)[kernel]
+    sass = nvrtc_sass(source_name, arch)[kernel]
     counts = sass_counts(sass, r"\b((?:HMMA|LDGSTS|LDL|STL|SHFL)(?:\.[A-Z0-9]+)*)\b")
     print(kernel, arch, counts)
     assert counts.get("HMMA.1688.F32.TF32", 0) >= (kernels.TF32_BK // 8) * (t.WM // 16) * (
@@ -498,8 +508,7 @@ def test_sass_v4_copies_both_tiles(op, ctype, tmp_path):
     ldgsts = {}
     for source, template in (("conv2d_fprop.cu", "conv2d_fprop_v3_mma"),
                              (f"conv2d_{op}.cu", f"conv2d_{op}_v4_nhwc_mma")):
-        cubin, names = nvrtc_cubin(source, "sm_90")
-        sass = sass_by_kernel(cubin, names, tmp_path)[f"{template}<{ctype}>"]
+        sass = nvrtc_sass(source, "sm_90")[f"{template}<{ctype}>"]
         ldgsts[template] = sum(sass_counts(sass, r"\b(LDGSTS(?:\.[A-Z0-9]+)*)\b").values())
     print(ctype, ldgsts)
     v3, v4 = ldgsts["conv2d_fprop_v3_mma"], ldgsts[f"conv2d_{op}_v4_nhwc_mma"]
@@ -518,8 +527,7 @@ def test_sass_v3_on_sm75_is_the_shuffle_emulation(template, tmp_path):
     """sm_75 has no mma.m16n8k16 (nor cp.async): v3 compiles to mma.cuh's shuffle emulation."""
     source_name = V3_KERNELS[template][0]
     kernel = f"{template}<__half>"
-    cubin, names = nvrtc_cubin(source_name, "sm_75")
-    sass = sass_by_kernel(cubin, names, tmp_path)[kernel]
+    sass = nvrtc_sass(source_name, "sm_75")[kernel]
     assert "HMMA" not in sass and "LDSM" not in sass and "LDGSTS" not in sass
     assert "SHFL" in sass
 

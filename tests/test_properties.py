@@ -24,6 +24,9 @@ settings.register_profile("ci", max_examples=150, deadline=None, print_blob=True
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("long", max_examples=2000, deadline=None, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow])
+# CI's second pass, under the CPU runtime's ASan + UBSan build (several times slower).
+settings.register_profile("sanitizer", max_examples=50, deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 RUNTIMES = ["emulator", pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
