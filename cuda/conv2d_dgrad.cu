@@ -550,30 +550,22 @@ conv2d_dgrad_v4_nhwc_mma(const T* __restrict__ dy, const T* __restrict__ w_t,
     static_assert(sizeof(T) == 2 || TF32, "conv2d_dgrad_v4_nhwc_mma: 16-bit types or float");
     typedef typename MmaTile<T>::type E;
     constexpr int BM = DGRAD_V3_BM, BN = DGRAD_V3_BN, BK = TF32 ? DGRAD_TF32_BK : DGRAD_V3_BK;
-    constexpr int WM = DGRAD_V3_WM, WN = DGRAD_V3_WN, THREADS = DGRAD_V3_THREADS;
+    constexpr int WM = DGRAD_V3_WM, WN = DGRAD_V3_WN;
+    static_assert((BM / WM) * (BN / WN) * 32 == DGRAD_V3_THREADS, "v3's warps");
     __shared__ __align__(16) E a_smem[2][BM][BK + MmaTile<T>::skew];
     __shared__ __align__(16) E b_smem[2][BN][BK + MmaTile<T>::skew];
 
     const int Cg = C / groups, Kg = K / groups, g = blockIdx.z;
     const long long M = (long long)N * H * W;
-    const int Kgemm = R * S * Kg;
-    const long long m_block = (long long)blockIdx.x * BM;
     const int c_block = blockIdx.y * BN;  // first channel of this tile, within the group
-
     const DgradV4Window window{M, (long long)H * W, K, W, P, Q, pad_h, pad_w, stride_h,
                                stride_w, dilation_h, dilation_w, g * Kg};
-    MmaNhwcLoader<T, BM, BK, THREADS, DgradV4Window> a;
-    a.init(dy, window, m_block, Kg, R, S, threadIdx.x);
-    MmaRowsLoader<T, BN, BK, THREADS> bl;  // rows of w_t: channels g*Cg + c_block, ...
-    bl.init(w_t, g * Cg + c_block, Cg - c_block, Kgemm, threadIdx.x);
-
-    float acc[WM / 16][WN / 8][4];
-    mma_tile_product<T, BM, BN, BK, WM, WN>(a, bl, (int)div_up(Kgemm, BK), acc, a_smem,
-                                            b_smem);
-    // dx[pixel m][channel], rounded once. Guards: pixels past M and channels past the group's
-    // end are not written.
-    mma_each_element<BM, WM, WN>(acc, [&](int row, int col, float v) {
-        const long long m = m_block + row;
+    // dy's pixels times the rows of w_t (channels g*Cg + c_block, ...); then dx[pixel m]
+    // [channel], rounded once. Guards: pixels past M and channels past the group's end are
+    // not written.
+    mma_nhwc_gemm<T, BM, BN, BK, WM, WN>(dy, window, Kg, R, S, w_t, g * Cg + c_block,
+                                         Cg - c_block, a_smem, b_smem,
+                                         [&](long long m, int col, float v) {
         const int c = c_block + col;
         if (m >= M || c >= Cg) return;
         dx[m * C + g * Cg + c] = from_acc<T>(v);

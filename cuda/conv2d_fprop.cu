@@ -544,30 +544,21 @@ conv2d_fprop_v4_nhwc_mma(const T* __restrict__ x, const T* __restrict__ w,
     static_assert(sizeof(T) == 2 || TF32, "conv2d_fprop_v4_nhwc_mma: 16-bit types or float");
     typedef typename MmaTile<T>::type E;
     constexpr int BM = FPROP_V3_BM, BN = FPROP_V3_BN, BK = TF32 ? FPROP_TF32_BK : FPROP_V3_BK;
-    constexpr int WM = FPROP_V3_WM, WN = FPROP_V3_WN, THREADS = FPROP_V3_THREADS;
+    constexpr int WM = FPROP_V3_WM, WN = FPROP_V3_WN;
+    static_assert((BM / WM) * (BN / WN) * 32 == FPROP_V3_THREADS, "v3's warps");
     __shared__ __align__(16) E a_smem[2][BM][BK + MmaTile<T>::skew];
     __shared__ __align__(16) E b_smem[2][BN][BK + MmaTile<T>::skew];
 
     const int Cg = C / groups, Kg = K / groups, g = blockIdx.z;
     const long long M = (long long)N * P * Q;
-    const int Kgemm = R * S * Cg;
-    const long long m_block = (long long)blockIdx.x * BM;
     const int k_block = blockIdx.y * BN;  // first filter of this tile, within the group
-
     const FpropV4Window window{M, (long long)P * Q, C, H, W, Q, pad_h, pad_w, stride_h,
                                stride_w, dilation_h, dilation_w, g * Cg};
-    MmaNhwcLoader<T, BM, BK, THREADS, FpropV4Window> a;
-    a.init(x, window, m_block, Cg, R, S, threadIdx.x);
-    MmaRowsLoader<T, BN, BK, THREADS> bl;
-    bl.init(w, g * Kg + k_block, Kg - k_block, Kgemm, threadIdx.x);
-
-    float acc[WM / 16][WN / 8][4];
-    mma_tile_product<T, BM, BN, BK, WM, WN>(a, bl, (int)div_up(Kgemm, BK), acc, a_smem,
-                                            b_smem);
-    // y[pixel m][filter] = acc + bias, rounded once. Guards: pixels past M and filters past
-    // the group's end are not written (b may be a 1-element dummy: read for real filters only).
-    mma_each_element<BM, WM, WN>(acc, [&](int row, int col, float v) {
-        const long long m = m_block + row;
+    // x's pixels times the filter rows g*Kg + k_block, ...; then y[pixel m][filter] = acc +
+    // bias, rounded once. Guards: pixels past M and filters past the group's end are not
+    // written (b may be a 1-element dummy: read for real filters only).
+    mma_nhwc_gemm<T, BM, BN, BK, WM, WN>(x, window, Cg, R, S, w, g * Kg + k_block, Kg - k_block,
+                                         a_smem, b_smem, [&](long long m, int col, float v) {
         const int k = k_block + col;
         if (m >= M || k >= Kg) return;
         const int filter = g * Kg + k;

@@ -28,6 +28,7 @@
 //   mma_each_element             each accumulator with its tile row and column (direct epilogues)
 //   MmaRowsLoader                a B operand of reduction-contiguous rows (cp.async pieces)
 //   MmaNhwcLoader                an A operand of channels-last pixels (cp.async pieces)
+//   mma_nhwc_gemm                the NHWC kernels' loaders + tile product + epilogue walk
 //
 // TF32 (float32 operands on tensor cores; at the end of the file, with their own layouts):
 //   to_tf32(x)                   fp32 -> tf32 bits, round to nearest, ties away from zero
@@ -789,5 +790,31 @@ struct MmaNhwcLoader {
         advance_by_step(step, S, Cg, r, s, c);
     }
 };
+
+// mma_nhwc_gemm: what both NHWC (v4) kernels run. The block's tile of GEMM rows blockIdx.x*BM
+// .. (Window's pixels of src, `channels` per tap of R x S taps: MmaNhwcLoader) times the rows
+// first_row .. of `rows` (rows_left of them real: MmaRowsLoader), on the tensor cores; then
+// store(m, col, value) for each accumulator: m the GEMM row (may be past the last: the caller
+// guards), col the column within the tile.
+template <typename T, int BM, int BN, int BK, int WM, int WN, class Window, class E, class Store>
+__device__ __forceinline__ void mma_nhwc_gemm(const T* src, const Window& window, int channels,
+                                              int R, int S, const T* rows, int first_row,
+                                              int rows_left,
+                                              E (&a_smem)[2][BM][BK + MmaTile<T>::skew],
+                                              E (&b_smem)[2][BN][BK + MmaTile<T>::skew],
+                                              Store store) {
+    constexpr int THREADS = (BM / WM) * (BN / WN) * 32;
+    const long long m_block = (long long)blockIdx.x * BM;
+    const int Kgemm = R * S * channels;
+    MmaNhwcLoader<T, BM, BK, THREADS, Window> a;
+    a.init(src, window, m_block, channels, R, S, threadIdx.x);
+    MmaRowsLoader<T, BN, BK, THREADS> b;
+    b.init(rows, first_row, rows_left, Kgemm, threadIdx.x);
+    float acc[WM / 16][WN / 8][4];
+    mma_tile_product<T, BM, BN, BK, WM, WN>(a, b, (int)div_up(Kgemm, BK), acc, a_smem, b_smem);
+    mma_each_element<BM, WM, WN>(acc, [&](int row, int col, float v) {
+        store(m_block + row, col, v);
+    });
+}
 
 #endif  // GPUCONV_MMA_CUH
