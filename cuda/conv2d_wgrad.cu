@@ -45,6 +45,11 @@
 //                              operand (x's im2col) is the register-staged A: GEMM rows =
 //                              (c, r, s), columns = the group's filters, reduction (n, p, q).
 //                              Same split rule and second pass as v2 (partials in float).
+//   conv2d_wgrad_v4_nhwc_mma<T> (T = __half, __nv_bfloat16, or float as TF32)
+//                              v3 on channels-last tensors: x (N, H, W, C), dy (N, P, Q, K),
+//                              dw (K, R, S, C/groups); rows (r, s, c), c innermost. Both
+//                              operands are copied by cp.async into reduction-major stages
+//                              and transposed by ldmatrix.trans as fragments are read.
 
 #include "common.cuh"
 #include "mma.cuh"
@@ -139,6 +144,16 @@ __global__ void conv2d_bgrad_v1_direct(const T* __restrict__ dy, T* __restrict__
 // fixed, so consecutive threads take consecutive q - contiguous in dy and (with stride 1) in x,
 // i.e. coalesced loads of BK consecutive elements - and the digits (n, p, q) advance by BK per
 // tile without a division (common.cuh: advance_by_step).
+
+// wgrad_split_range: the reduction tiles [begin, end) of split `split` of `splits` over
+// `tiles` BK-tiles: fixed, contiguous ranges of div_up(tiles, splits) (the last may be
+// shorter; kernels.py never makes one empty, but an empty range would just write zeros).
+__device__ __forceinline__ void wgrad_split_range(long long tiles, int splits, int split,
+                                                  long long& begin, long long& end) {
+    const long long per_split = div_up(tiles, splits);
+    begin = split * per_split;
+    end = begin + per_split < tiles ? begin + per_split : tiles;
+}
 
 // Operand A, BK x BM: A[(n, p, q)][k] = dy[n, g*Kg + k, p, q].
 template <typename T, typename Acc, int BM, int BK, int THREADS>
@@ -266,12 +281,8 @@ conv2d_wgrad_v2_implicit_gemm(const T* __restrict__ x, const T* __restrict__ dy,
     const int col_block = blockIdx.y * BN;  // first (c, r, s) column of this tile
     const int tid = threadIdx.x;
 
-    // This split's reduction tiles: a fixed, contiguous range (the last split may be shorter;
-    // kernels.py never makes one empty, but an empty range would just write zeros).
-    const long long tiles = div_up((long long)N * P * Q, BK);
-    const long long per_split = div_up(tiles, splits);
-    const long long tile_begin = split * per_split;
-    const long long tile_end = tile_begin + per_split < tiles ? tile_begin + per_split : tiles;
+    long long tile_begin, tile_end;  // this split's reduction tiles
+    wgrad_split_range(div_up((long long)N * P * Q, BK), splits, split, tile_begin, tile_end);
 
     WgradDyLoader<T, Acc, BM, BK, THREADS> a;
     a.init(dy, tile_begin * BK + tid % BK, N, K, P, Q, g * Kg + k_block, Kg - k_block, tid);
@@ -537,6 +548,29 @@ struct WgradV3DyLoader {
     }
 };
 
+// wgrad_mma_store: the tensor-core kernels' epilogue (v3, v4), straight from the fragments:
+// D[row][col] = dw[filter k_block + col of group g][tap m_block + row], the taps counted in
+// dw's own order ((c, r, s) for v3, (r, s, c) for v4), into dw (one split) or the split's
+// workspace slice. dw is small next to the reduction that produced it, so its stores are not
+// worth a shared-memory transpose. Guards: taps past CRS and filters past the group's end are
+// not written.
+template <int BM, int WM, int WN, typename T>
+__device__ __forceinline__ void wgrad_mma_store(const float (&acc)[WM / 16][WN / 8][4], T* dw,
+                                                float* workspace, int splits, int split, int g,
+                                                int Kg, int K, int CRS, int m_block,
+                                                int k_block) {
+    const long long dw_count = (long long)K * CRS;
+    mma_each_element<BM, WM, WN>(acc, [&](int row, int col, float v) {
+        const int m = m_block + row, k = k_block + col;
+        if (m >= CRS || k >= Kg) return;
+        const long long at = (long long)(g * Kg + k) * CRS + m;
+        if (splits == 1)
+            dw[at] = from_acc<T>(v);
+        else
+            workspace[split * dw_count + at] = v;
+    });
+}
+
 // Grid: x = (c, r, s) row tiles (ceil(C/groups*R*S / BM)), y = filter tiles
 // (ceil(K/groups / BN)), z = groups * splits (z = g*splits + split). Block: WGRAD_V3_THREADS.
 // workspace: splits * K*(C/groups)*R*S floats when splits > 1 (unused otherwise).
@@ -560,11 +594,8 @@ conv2d_wgrad_v3_mma(const T* __restrict__ x, const T* __restrict__ dy, T* __rest
     const int k_block = blockIdx.y * BN;  // first filter of this tile, within the group
     const int tid = threadIdx.x;
 
-    // This split's reduction tiles: a fixed, contiguous range, as in v2.
-    const long long tiles = div_up((long long)N * P * Q, BK);
-    const long long per_split = div_up(tiles, splits);
-    const long long tile_begin = split * per_split;
-    const long long tile_end = tile_begin + per_split < tiles ? tile_begin + per_split : tiles;
+    long long tile_begin, tile_end;  // this split's reduction tiles, as in v2
+    wgrad_split_range(div_up((long long)N * P * Q, BK), splits, split, tile_begin, tile_end);
 
     WgradV3XLoader<T, BM, BK, THREADS> a;
     a.init(x, tile_begin * BK, m_block + tid % BM, CRS, C, Cg, g, N, H, W, R, S, P, Q, pad_h,
@@ -576,18 +607,199 @@ conv2d_wgrad_v3_mma(const T* __restrict__ x, const T* __restrict__ dy, T* __rest
     float acc[WM / 16][WN / 8][4];
     mma_tile_product<T, BM, BN, BK, WM, WN>(a, bl, count, acc, a_smem, b_smem);
 
-    // Epilogue straight from the fragments: D[row][col] = dw[filter col][tap row]. Guards: taps
-    // past C/groups*R*S and filters past the group's end are not written.
-    const long long dw_count = (long long)K * CRS;
-    mma_each_element<BM, WM, WN>(acc, [&](int row, int col, float v) {
-        const int m = m_block + row, k = k_block + col;
-        if (m >= CRS || k >= Kg) return;
-        const long long at = (long long)(g * Kg + k) * CRS + m;
-        if (splits == 1)
-            dw[at] = from_acc<T>(v);
-        else
-            workspace[split * dw_count + at] = v;
-    });
+    wgrad_mma_store<BM, WM, WN>(acc, dw, workspace, splits, split, g, Kg, K, CRS, m_block,
+                                k_block);
+}
+
+// ---------------------------------------------------------------------------------------
+// v4: the weight gradient on tensor cores from channels-last tensors: x (N, H, W, C),
+// dy (N, P, Q, K), dw (K, R, S, C/groups) (PyTorch's channels_last filters), all C-contiguous.
+//
+//   GEMM rows m = (r, s, c) of one group, c innermost (M = R*S*C/groups: dw's own order),
+//   columns = the group's filters, reduction j = (n, p, q) (split-K as v3; kernels.py:
+//   wgrad_splits with v3's tiles). Here both operands run along the GEMM sides in memory, a
+//   pixel's channels (x) or filters (dy) side by side, so a 16-byte piece is 8 consecutive
+//   rows (columns) of one reduction step: the stages are reduction-major (mma.cuh:
+//   mma_kmajor_tile_product, ldmatrix.trans fragments) and both loaders copy their pieces with
+//   cp.async, no register gather. Tiles, warps, epilogue, split rule and second pass: v3's.
+//   Element-by-element loads (the same tiles, each element guarded) where a piece would not be
+//   one aligned 16-byte vector: channels per group (x) or filters per group (dy) not a multiple
+//   of the piece (8 halves, 4 floats), or an operand not 16-byte aligned.
+//
+// T: __half, __nv_bfloat16, or float (TF32, BK = WGRAD_TF32_BK). Deterministic as v3.
+
+// Operand A of v4, k-major (a stage is [BK pixels][BM taps]): A[j][m] =
+// x[n, p*stride_h - pad_h + r*dilation_h, q*stride_w - pad_w + s*dilation_w, g*Cg + c] for
+// j = (n, p, q), m = (r, s, c). Thread t copies piece t % PIECES_PER_ROW (PIECE consecutive
+// taps: a fixed (r, s, c..c+PIECE-1)) of tile rows t / PIECES_PER_ROW + i * ROWS_PER_PASS:
+// neighbouring threads fetch neighbouring channels of one pixel.
+template <typename T, int BM, int BK, int THREADS>
+struct WgradV4XLoader {
+    enum { COPIES = 1, PIECE = 16 / sizeof(T), PIECES_PER_ROW = BM / PIECE,
+           ROWS_PER_PASS = THREADS / PIECES_PER_ROW, PASSES = BK / ROWS_PER_PASS,
+           PITCH = BM + MmaKMajorTile<T>::skew };
+    static_assert(BM % PIECE == 0 && THREADS % PIECES_PER_ROW == 0 && BK % ROWS_PER_PASS == 0,
+                  "A stage split into 16-byte pieces");
+    const T* x;
+    int row_local, m_local;
+    int m_first, CRS;             // the piece's first tap (GEMM row) and the taps per group
+    int r, s, c;                  // digits of m_first
+    int channel0;                 // g*Cg: the group's first channel
+    int N, C, H, W, S, Cg, P, Q, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w;
+    int n[PASSES], p[PASSES], q[PASSES];  // pixel of each pass's row in the next tile
+    MixedRadix3 step;                     // BK as (n, p, q) digits
+    bool vector_ok;
+
+    __device__ __forceinline__ void init(const T* x_, long long j_first, int m_block, int N_,
+                                         int C_, int H_, int W_, int R, int S_, int P_, int Q_,
+                                         int pad_h_, int pad_w_, int stride_h_, int stride_w_,
+                                         int dilation_h_, int dilation_w_, int g, int Cg_,
+                                         int tid) {
+        x = x_; N = N_; C = C_; H = H_; W = W_; S = S_; Cg = Cg_; P = P_; Q = Q_;
+        pad_h = pad_h_; pad_w = pad_w_; stride_h = stride_h_; stride_w = stride_w_;
+        dilation_h = dilation_h_; dilation_w = dilation_w_;
+        row_local = tid / PIECES_PER_ROW;
+        m_local = (tid % PIECES_PER_ROW) * PIECE;
+        m_first = m_block + m_local;
+        CRS = R * S * Cg;
+        c = m_first % Cg;
+        s = (m_first / Cg) % S;
+        r = m_first / (Cg * S);
+        channel0 = g * Cg;
+        const long long PQ = (long long)P * Q;
+#pragma unroll
+        for (int i = 0; i < PASSES; ++i) {
+            const long long j = j_first + row_local + i * ROWS_PER_PASS;
+            n[i] = (int)(j / PQ);
+            p[i] = (int)((j - n[i] * PQ) / Q);
+            q[i] = (int)(j % Q);
+        }
+        step = mixed_radix_step(BK, P, Q);
+        vector_ok = Cg % PIECE == 0 && (reinterpret_cast<unsigned long long>(x) & 15ull) == 0;
+    }
+    // Offset in x of tap (rr, ss, cc) at pass i's pixel, or -1: past the batch, or the tap
+    // lies in the zero padding.
+    __device__ __forceinline__ long long tap(int i, int rr, int ss, int cc) const {
+        const int h = p[i] * stride_h - pad_h + rr * dilation_h;
+        const int w = q[i] * stride_w - pad_w + ss * dilation_w;
+        if (n[i] >= N || h < 0 || h >= H || w < 0 || w >= W) return -1;
+        return (((long long)n[i] * H + h) * W + w) * C + channel0 + cc;
+    }
+    // Fetch the next tile into `tile` (a free stage): asynchronously where possible.
+    __device__ __forceinline__ void load(typename MmaKMajorTile<T>::type* tile) {
+#pragma unroll
+        for (int i = 0; i < PASSES; ++i) {
+            auto* dst = tile + (row_local + i * ROWS_PER_PASS) * PITCH + m_local;
+            if (vector_ok) {
+                // PIECE channels of one tap, wholly inside the taps (CRS % PIECE == 0) or out.
+                const long long at = m_first < CRS ? tap(i, r, s, c) : -1;
+                cp_async_16(dst, at >= 0 ? x + at : x, at >= 0 ? 16 : 0);
+            } else {
+                unsigned words[4];
+                int rr = r, ss = s, cc = c;
+#pragma unroll
+                for (int e = 0; e < PIECE; ++e) {
+                    const long long at = m_first + e < CRS ? tap(i, rr, ss, cc) : -1;
+                    mma_put(words, e, at >= 0 ? x[at] : T(), at >= 0);
+                    if (++cc == Cg) { cc = 0; if (++ss == S) { ss = 0; ++rr; } }  // m + 1
+                }
+                *reinterpret_cast<uint4*>(dst) =
+                    make_uint4(words[0], words[1], words[2], words[3]);
+            }
+            advance_by_step(step, P, Q, n[i], p[i], q[i]);
+        }
+    }
+};
+
+// Operand B of v4, k-major ([BK pixels][BN filters]): B[j][k] = dy[j, g*Kg + k] (pixel j =
+// (n, p, q) is row j of dy seen as (N*P*Q, K)). Thread t copies piece t % PIECES_PER_ROW
+// (PIECE consecutive filters) of tile rows t / PIECES_PER_ROW + i * ROWS_PER_PASS.
+template <typename T, int BN, int BK, int THREADS>
+struct WgradV4DyLoader {
+    enum { COPIES = 1, PIECE = 16 / sizeof(T), PIECES_PER_ROW = BN / PIECE,
+           ROWS_PER_PASS = THREADS / PIECES_PER_ROW, PASSES = BK / ROWS_PER_PASS,
+           PITCH = BN + MmaKMajorTile<T>::skew };
+    static_assert(BN % PIECE == 0 && THREADS % PIECES_PER_ROW == 0 && BK % ROWS_PER_PASS == 0,
+                  "B stage split into 16-byte pieces");
+    const T* dy;
+    const T* dy_piece;     // dy + the piece's first filter (pixel 0)
+    int row_local, k_local, K;
+    int filters_left;      // filters of the group from the piece's first on (<= 0: none)
+    long long j, NPQ;      // pixel of pass 0's row in the next tile; pixels in all
+    bool vector_ok;
+
+    __device__ __forceinline__ void init(const T* dy_, long long j_first, int k_first,
+                                         int Kg_left, int Kg, int K_, long long NPQ_, int tid) {
+        dy = dy_; K = K_; NPQ = NPQ_;
+        row_local = tid / PIECES_PER_ROW;
+        k_local = (tid % PIECES_PER_ROW) * PIECE;
+        filters_left = Kg_left - k_local;
+        dy_piece = dy + (filters_left > 0 ? k_first + k_local : 0);
+        j = j_first + row_local;
+        vector_ok = Kg % PIECE == 0 && (reinterpret_cast<unsigned long long>(dy) & 15ull) == 0;
+    }
+    // Fetch the next tile into `tile` (a free stage): asynchronously where possible.
+    __device__ __forceinline__ void load(typename MmaKMajorTile<T>::type* tile) {
+#pragma unroll
+        for (int i = 0; i < PASSES; ++i) {
+            auto* dst = tile + (row_local + i * ROWS_PER_PASS) * PITCH + k_local;
+            const long long jj = j + i * ROWS_PER_PASS;
+            const T* row = dy_piece + jj * K;
+            if (vector_ok) {
+                // Kg % PIECE == 0: the piece is wholly among the group's filters or past them.
+                const bool inside = jj < NPQ && filters_left > 0;
+                cp_async_16(dst, inside ? row : dy, inside ? 16 : 0);
+            } else {
+                unsigned words[4];
+#pragma unroll
+                for (int e = 0; e < PIECE; ++e) {
+                    const bool inside = jj < NPQ && e < filters_left;
+                    mma_put(words, e, inside ? row[e] : T(), inside);
+                }
+                *reinterpret_cast<uint4*>(dst) =
+                    make_uint4(words[0], words[1], words[2], words[3]);
+            }
+        }
+        j += BK;
+    }
+};
+
+// Grid and block: v3's (x = (r, s, c) row tiles, y = filter tiles, z = groups * splits;
+// WGRAD_V3_THREADS). workspace: splits * K*(C/groups)*R*S floats when splits > 1.
+template <typename T>
+__global__ void __launch_bounds__(WGRAD_V3_THREADS, WGRAD_V3_LAUNCH_MIN_BLOCKS)
+conv2d_wgrad_v4_nhwc_mma(const T* __restrict__ x, const T* __restrict__ dy,
+                         T* __restrict__ dw, float* __restrict__ workspace, int splits, int N,
+                         int C, int H, int W, int K, int R, int S, int P, int Q, int pad_h,
+                         int pad_w, int stride_h, int stride_w, int dilation_h, int dilation_w,
+                         int groups) {
+    constexpr bool TF32 = sizeof(T) == 4;
+    static_assert(sizeof(T) == 2 || TF32, "conv2d_wgrad_v4_nhwc_mma: 16-bit types or float (TF32)");
+    typedef typename MmaKMajorTile<T>::type E;  // shared-memory element: 16-bit bits or float
+    constexpr int BM = WGRAD_V3_BM, BN = WGRAD_V3_BN, BK = TF32 ? WGRAD_TF32_BK : WGRAD_V3_BK;
+    constexpr int WM = WGRAD_V3_WM, WN = WGRAD_V3_WN, THREADS = WGRAD_V3_THREADS;
+    __shared__ __align__(16) E a_smem[2][BK][BM + MmaKMajorTile<T>::skew];
+    __shared__ __align__(16) E b_smem[2][BK][BN + MmaKMajorTile<T>::skew];
+
+    const int Cg = C / groups, Kg = K / groups, CRS = Cg * R * S;
+    const int g = blockIdx.z / splits, split = blockIdx.z % splits;
+    const int m_block = blockIdx.x * BM;  // first (r, s, c) row of this tile
+    const int k_block = blockIdx.y * BN;  // first filter of this tile, within the group
+    const long long NPQ = (long long)N * P * Q;
+    long long tile_begin, tile_end;       // this split's reduction tiles
+    wgrad_split_range(div_up(NPQ, BK), splits, split, tile_begin, tile_end);
+
+    WgradV4XLoader<T, BM, BK, THREADS> a;
+    a.init(x, tile_begin * BK, m_block, N, C, H, W, R, S, P, Q, pad_h, pad_w, stride_h,
+           stride_w, dilation_h, dilation_w, g, Cg, threadIdx.x);
+    WgradV4DyLoader<T, BN, BK, THREADS> b;
+    b.init(dy, tile_begin * BK, g * Kg + k_block, Kg - k_block, Kg, K, NPQ, threadIdx.x);
+
+    const int count = tile_end > tile_begin ? (int)(tile_end - tile_begin) : 0;
+    float acc[WM / 16][WN / 8][4];
+    mma_kmajor_tile_product<T, BM, BN, BK, WM, WN>(a, b, count, acc, a_smem, b_smem);
+    wgrad_mma_store<BM, WM, WN>(acc, dw, workspace, splits, split, g, Kg, K, CRS, m_block,
+                                k_block);
 }
 
 // Standalone `nvcc -cubin -arch=sm_90 -Xptxas -v cuda/conv2d_wgrad.cu`: taking each
@@ -617,7 +829,10 @@ void* conv2d_wgrad_instance(int i) {
                                (void*)conv2d_bgrad_v2_tree<double>,
                                (void*)conv2d_wgrad_v3_mma<__half>,
                                (void*)conv2d_wgrad_v3_mma<__nv_bfloat16>,
-                               (void*)conv2d_wgrad_v3_mma<float>};
+                               (void*)conv2d_wgrad_v3_mma<float>,
+                               (void*)conv2d_wgrad_v4_nhwc_mma<__half>,
+                               (void*)conv2d_wgrad_v4_nhwc_mma<__nv_bfloat16>,
+                               (void*)conv2d_wgrad_v4_nhwc_mma<float>};
     return instances[i];
 }
 #endif

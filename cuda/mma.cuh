@@ -666,6 +666,110 @@ __device__ __forceinline__ void mma_tile_product(ALoader& a, BLoader& b, int til
 }
 
 // ---------------------------------------------------------------------------------------
+// Reduction-major ("k-major") tiles: for operands whose memory runs along the GEMM side, not
+// the reduction (the NHWC weight gradient: x and dy are pixel rows of channels / filters, and
+// the pixels are the reduction). A stage holds rows of the reduction, a_smem[kk][row] and
+// b_smem[kk][col], so a loader copies 16-byte pieces of 8 consecutive rows (columns) of one
+// reduction step straight from memory; the fragment loads do the transposing.
+//
+//   MmaKMajorTile<T>: the shared element (16-bit bits, or float for TF32) and the row skew.
+//     16-bit: 8 halves (16 bytes). An ldmatrix phase reads 8 rows of 16 bytes at the same
+//     column; with a pitch of (BM + 8) * 2 bytes, BM % 16 == 0, the pitch is an odd number of
+//     16-byte units, so the 8 rows fall in 8 different bank groups.
+//     TF32: 8 floats. A fragment load has lane (g, t) read word (kk + t) * P + row + g; with
+//     P = BM + 8 and BM % 32 == 0, t * P mod 32 = 8t, so 8t + g hits all 32 banks once.
+template <typename T> struct MmaKMajorTile {
+    typedef unsigned short type;
+    enum { skew = 8 };
+};
+template <> struct MmaKMajorTile<float> {
+    typedef float type;
+    enum { skew = 8 };
+};
+
+// mma_kmajor_tile_product<T, BM, BN, BK, WM, WN>(a, b, tiles, acc, a_smem, b_smem): what
+// mma_tile_product computes (acc = the block's tile product over `tiles` reduction tiles),
+// from k-major stages filled by two copying loaders (COPIES: a.load(stage), b.load(stage)).
+// Warps and accumulators as in mma_gemm_mainloop. Fragments, per k step:
+//   16-bit (k16): ldmatrix.trans of 8x8 blocks whose rows are reduction steps; .trans hands
+//   lane (g, t) the pair {M[2t][g], M[2t+1][g]} = two consecutive k of GEMM row g: exactly the
+//   A / B fragment pairs. A fragment i, one x4: lane l supplies kk (l % 8) + (l / 16) * 8 at
+//   row warp_m + 16i + ((l / 8) % 2) * 8 (matrices: rows 0-7 | 8-15 for k 0-7, then for k
+//   8-15 = a[0..3]). B fragments j, j+1, one x4: lane l supplies kk (l % 8) + ((l / 8) % 2) * 8
+//   at column warp_n + 8j + (l / 16) * 8 (= b[0..1] of fragment j, then of j + 1).
+//   TF32 (k8): 32-bit shared loads at the layout's coordinates, rounded by to_tf32 (as in
+//   mma_tf32_gemm_mainloop): a = A[g][t], A[g+8][t], A[g][t+4], A[g+8][t+4] =
+//   a_smem[kk + t (+4)][row + g (+8)]; b = B[t][g], B[t+4][g] = b_smem[kk + t (+4)][col + g].
+// Pipeline and barriers: mma_double_buffered's (block_sync ids 5 and 6).
+template <typename T, int BM, int BN, int BK, int WM, int WN, class ALoader, class BLoader,
+          class E>
+__device__ __forceinline__ void mma_kmajor_tile_product(
+    ALoader& a, BLoader& b, int tiles, float (&acc)[WM / 16][WN / 8][4],
+    E (&a_smem)[2][BK][BM + MmaKMajorTile<T>::skew],
+    E (&b_smem)[2][BK][BN + MmaKMajorTile<T>::skew]) {
+    constexpr bool TF32 = sizeof(T) == 4;
+    constexpr int MI = WM / 16, NJ = WN / 8, KSTEP = TF32 ? 8 : 16;
+    static_assert(MmaCopies<ALoader>::value && MmaCopies<BLoader>::value,
+                  "k-major stages are filled by copying loaders");
+    static_assert(BK % KSTEP == 0 && WM % 16 == 0 && WN % 16 == 0, "k steps, x4 B loads");
+    static_assert(BM % WM == 0 && BN % WN == 0, "block tile must split into warp tiles");
+    static_assert(BM % 32 == 0 && BN % 32 == 0, "conflict-free skewed rows (see MmaKMajorTile)");
+    const int warp = (int)(threadIdx.x / 32);
+    const int warp_m = (warp % (BM / WM)) * WM, warp_n = (warp / (BM / WM)) * WN;
+    const int lane = fragment_lane();
+    const int g = lane >> 2, t = lane & 3;
+    const int a_kk = lane % 8 + (lane / 16) * 8, a_row = warp_m + ((lane / 8) % 2) * 8;
+    const int b_kk = lane % 8 + ((lane / 8) % 2) * 8, b_col = warp_n + (lane / 16) * 8;
+#pragma unroll
+    for (int i = 0; i < MI; ++i)
+#pragma unroll
+        for (int j = 0; j < NJ; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+
+    mma_double_buffered(a, b, tiles, [&](int stage) { return &a_smem[stage][0][0]; },
+                        [&](int stage) { return &b_smem[stage][0][0]; }, [&](int buf) {
+#pragma unroll
+        for (int ks = 0; ks < BK; ks += KSTEP) {
+            unsigned af[MI][4], bf[NJ][2];
+            if constexpr (TF32) {
+#pragma unroll
+                for (int i = 0; i < MI; ++i) {
+                    const int row = warp_m + i * 16 + g;
+                    af[i][0] = to_tf32(a_smem[buf][ks + t][row]);
+                    af[i][1] = to_tf32(a_smem[buf][ks + t][row + 8]);
+                    af[i][2] = to_tf32(a_smem[buf][ks + t + 4][row]);
+                    af[i][3] = to_tf32(a_smem[buf][ks + t + 4][row + 8]);
+                }
+#pragma unroll
+                for (int j = 0; j < NJ; ++j) {
+                    bf[j][0] = to_tf32(b_smem[buf][ks + t][warp_n + j * 8 + g]);
+                    bf[j][1] = to_tf32(b_smem[buf][ks + t + 4][warp_n + j * 8 + g]);
+                }
+            } else {
+#pragma unroll
+                for (int i = 0; i < MI; ++i)
+                    ldmatrix<4, true>(af[i], &a_smem[buf][ks + a_kk][a_row + i * 16]);
+#pragma unroll
+                for (int j = 0; j < NJ; j += 2) {
+                    unsigned r[4];
+                    ldmatrix<4, true>(r, &b_smem[buf][ks + b_kk][b_col + j * 8]);
+                    bf[j][0] = r[0]; bf[j][1] = r[1];
+                    bf[j + 1][0] = r[2]; bf[j + 1][1] = r[3];
+                }
+            }
+#pragma unroll
+            for (int i = 0; i < MI; ++i)
+#pragma unroll
+                for (int j = 0; j < NJ; ++j) {
+                    if constexpr (TF32) mma_m16n8k8_tf32(acc[i][j], af[i], bf[j]);
+                    else mma_m16n8k16<T>(acc[i][j], af[i], bf[j]);
+                }
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------
 // Loaders that copy straight into shared memory (cp.async): filter rows, NHWC pixels.
 
 // MmaRowsLoader<T, BN, BK, THREADS>: a B operand stored as rows of a row-major matrix, each

@@ -225,6 +225,19 @@ def _check_conv2d_input_channels_last(problem, dtype, dev, host):
                                  (dy_cl, w_cl))
 
 
+def _check_conv2d_weight_channels_last(problem, dtype, dev, host):
+    """grad.conv2d_weight on channels-last x and dy: dw channels-last (PyTorch: when the input
+    is), with wgrad's values."""
+    from . import grad, reference
+    x, w, _, dy, g = _conv_case(problem, dtype)
+    x_cl = dev(np.ascontiguousarray(x.transpose(_NHWC))).transpose(_NCHW)
+    dy_cl = dev(np.ascontiguousarray(dy.transpose(_NHWC))).transpose(_NCHW)
+    got = grad.conv2d_weight(x_cl, w.shape, dy_cl, **problem.kwargs)
+    bound = tf32_bound("wgrad", g, x, dy) if _on_tf32.get() else None
+    return _channels_last_result(got, host, reference.conv2d_weight(x, dy, g), dtype, bound,
+                                 (x_cl,))
+
+
 def _check_conv2d_input(problem, dtype, dev, host):
     from . import grad, reference
     x, w, _, dy, g = _conv_case(problem, dtype)
@@ -693,6 +706,7 @@ CHECKS = {
     "conv2d_input_channels_last": (_conv_problems, _check_conv2d_input_channels_last),
     "conv2d_input": (_conv_problems, _check_conv2d_input),
     "conv2d_weight": (_conv_problems, _check_conv2d_weight),
+    "conv2d_weight_channels_last": (_conv_problems, _check_conv2d_weight_channels_last),
     "conv2d_bias": (_conv_problems, _check_conv2d_bias),
     "max_pool2d": (_pool_problems, _check_max_pool2d),
     "max_pool2d_input": (_pool_problems, _check_max_pool2d_input),
@@ -730,6 +744,7 @@ OPS = tuple(CHECKS)
 # each of them once per version the geometry and dtype allow.
 KERNEL_OPS = {"conv2d": "fprop", "conv2d_channels_last": "fprop", "conv2d_input": "dgrad",
               "conv2d_input_channels_last": "dgrad", "conv2d_weight": "wgrad",
+              "conv2d_weight_channels_last": "wgrad",
               "conv2d_bias": "bgrad", "max_pool2d": "pool_fwd", "max_pool2d_input": "pool_bwd"}
 
 

@@ -25,6 +25,9 @@ _OPS = {
     "conv2d_dgrad_nhwc": (lambda dy, w, g: np.ascontiguousarray(reference.conv2d_input(
         _nchw(dy), _nchw(w), g).transpose(0, 2, 3, 1)), "conv2d_dgrad_nhwc"),
     "conv2d_wgrad": (reference.conv2d_weight, "conv2d_wgrad"),
+    # channels-last: x (N,H,W,C), dy (N,P,Q,K) -> dw (K,R,S,C/groups)
+    "conv2d_wgrad_nhwc": (lambda x, dy, g: np.ascontiguousarray(reference.conv2d_weight(
+        _nchw(x), _nchw(dy), g).transpose(0, 2, 3, 1)), "conv2d_wgrad_nhwc"),
     "conv2d_bgrad": (lambda dy, g: reference.conv2d_bias(dy), "conv2d_bgrad"),
     "maxpool2d_fwd": (reference.max_pool2d, "maxpool2d_fwd"),
     "maxpool2d_bwd": (reference.max_pool2d_input, "maxpool2d_bwd"),

@@ -108,7 +108,7 @@ def conv2d_weight(input, weight_size, grad_output, stride=1, padding=0, dilation
             the cross-correlation's dw rotated by 180 degrees.
 
     Returns:
-        dw of shape ``weight_size``.
+        dw of shape ``weight_size``; channels-last when ``input`` is (as in PyTorch).
 
     Example:
         >>> import numpy as np, gpuconv
@@ -123,9 +123,18 @@ def conv2d_weight(input, weight_size, grad_output, stride=1, padding=0, dilation
     check_shape(dy, g.y_shape, "grad_output", f"input of shape {tuple(x.shape)} with "
                 f"weight_size {w_shape} and this geometry")
     flip = _flip_flag(flip)  # checked before the launch
-    (dw,) = dispatch.run("conv2d_wgrad", g, [x, dy], [(g.w_shape, dtype)], lib)
-    if flip:  # dL/dw = rot180(dL/d rot180(w))
-        dw = _flipped(dw).copy()
+    if is_channels_last(x):
+        # A channels-last input gives a channels-last dw (as in PyTorch): the NHWC kernel reads
+        # x as it is (dy too when it is channels-last), and dw is a (K,R,S,C/groups) array
+        # seen as (K,C/groups,R,S).
+        nhwc = (0, 2, 3, 1)
+        (dw,) = dispatch.run("conv2d_wgrad_nhwc", g, [x.transpose(nhwc), dy.transpose(nhwc)],
+                             [((g.K, g.R, g.S, g.C_per_group), dtype)], lib)
+        dw = dw.transpose(0, 3, 1, 2)
+    else:
+        (dw,) = dispatch.run("conv2d_wgrad", g, [x, dy], [(g.w_shape, dtype)], lib)
+    if flip:  # dL/dw = rot180(dL/d rot180(w)), in dw's own layout
+        dw = _flipped(dw).copy(order="K")
     return dw
 
 

@@ -9,9 +9,10 @@ always-correct baseline (one thread per output element, a 1-D grid-stride loop),
 tiled one (implicit GEMM for the convolutions, 2-D launches with 32-bit in-plane indices for
 max-pool); fprop, dgrad and wgrad also have ``v3``, the implicit GEMM on tensor cores
 (float16 and bfloat16; float32 on TF32 as an opt-in: ``allow_tf32``; mma.sync on sm_80+, a
-shuffle emulation elsewhere), and fprop and dgrad ``v4``, v3 on channels-last (NHWC) tensors:
-run as they are by :func:`conv2d_fprop_nhwc` / :func:`conv2d_dgrad_nhwc`, converted to NHWC
-and back by :func:`conv2d_fprop` / :func:`conv2d_dgrad`; max-pool's ``v3`` is v2 vectorized
+shuffle emulation elsewhere), and ``v4``, v3 on channels-last (NHWC) tensors: run as they
+are by :func:`conv2d_fprop_nhwc` / :func:`conv2d_dgrad_nhwc` / :func:`conv2d_wgrad_nhwc`,
+converted to NHWC and back by :func:`conv2d_fprop` / :func:`conv2d_dgrad` /
+:func:`conv2d_wgrad`; max-pool's ``v3`` is v2 vectorized
 (``POOL_V3_VEC`` consecutive outputs per thread, vector stores).
 Which one runs is decided per call, first match wins:
 
@@ -75,6 +76,7 @@ TEMPLATES = {
     ("wgrad", "v1"): ("conv2d_wgrad.cu", "conv2d_wgrad_v1_direct"),
     ("wgrad", "v2"): ("conv2d_wgrad.cu", "conv2d_wgrad_v2_implicit_gemm"),
     ("wgrad", "v3"): ("conv2d_wgrad.cu", "conv2d_wgrad_v3_mma"),  # tensor cores, 16-bit only
+    ("wgrad", "v4"): ("conv2d_wgrad.cu", "conv2d_wgrad_v4_nhwc_mma"),  # v3 on NHWC tensors
     ("bgrad", "v1"): ("conv2d_wgrad.cu", "conv2d_bgrad_v1_direct"),
     ("bgrad", "v2"): ("conv2d_wgrad.cu", "conv2d_bgrad_v2_tree"),
     ("pool_fwd", "v1"): ("maxpool2d.cu", "maxpool2d_fwd_v1_direct"),
@@ -97,7 +99,8 @@ KERNELS["conv2d_wgrad.cu"] += ("conv2d_wgrad_v2_sum_splits",)  # split-K's secon
 # Templates instantiated for some dtypes only (every other template: every dtype in
 # CUDA_TYPES). The tensor-core kernels multiply 16-bit operands (fp32 accumulation).
 TEMPLATE_DTYPES = {f"conv2d_{op}_v3_mma": SIXTEEN_BIT for op in ("fprop", "dgrad", "wgrad")}
-TEMPLATE_DTYPES.update({f"conv2d_{op}_v4_nhwc_mma": SIXTEEN_BIT for op in ("fprop", "dgrad")})
+TEMPLATE_DTYPES.update({f"conv2d_{op}_v4_nhwc_mma": SIXTEEN_BIT
+                        for op in ("fprop", "dgrad", "wgrad")})
 # ... and float32 on TF32 tensor cores (an opt-in: see allow_tf32).
 for _template in TEMPLATE_DTYPES:
     TEMPLATE_DTYPES[_template] += (np.dtype(np.float32),)
@@ -106,9 +109,9 @@ TF32_BK = 16  # FPROP_TF32_BK, DGRAD_TF32_BK, WGRAD_TF32_BK: v3's float32 reduct
 # of compute capability >= TENSOR_CORE_MIN_ARCH (on others, and on the CPU runtime, the
 # kernel runs a slow shuffle emulation of the mma: right, but only for explicit requests).
 TENSOR_CORE_VERSIONS = {("fprop", "v3"), ("fprop", "v4"), ("dgrad", "v3"), ("dgrad", "v4"),
-                        ("wgrad", "v3")}
+                        ("wgrad", "v3"), ("wgrad", "v4")}
 # The versions that take channels-last (NHWC) arrays (the others NCHW ones).
-NHWC_VERSIONS = {("fprop", "v4"), ("dgrad", "v4")}
+NHWC_VERSIONS = {("fprop", "v4"), ("dgrad", "v4"), ("wgrad", "v4")}
 TENSOR_CORE_MIN_ARCH = 80
 # Ops with one kernel version so far (v1): nothing to select, so they stay out of OPS /
 # TEMPLATES. (op, version) -> (source, template); each op family's section near the end of
@@ -182,7 +185,8 @@ class MmaTiles:
 
 FPROP_V3 = MmaTiles("FPROP_V3", BM=128, BN=64, BK=32, WM=32, WN=32, min_blocks=2)
 DGRAD_V3 = MmaTiles("DGRAD_V3", BM=128, BN=64, BK=32, WM=32, WN=32, min_blocks=2)
-# wgrad v3's GEMM is the transpose of v2's: rows (c, r, s), columns the group's filters.
+# wgrad v3's GEMM is the transpose of v2's: rows (c, r, s), columns the group's filters; v4
+# (NHWC) has v3's tiles, with rows (r, s, c).
 WGRAD_V3 = MmaTiles("WGRAD_V3", BM=128, BN=64, BK=32, WM=32, WN=32, min_blocks=2)
 BGRAD_V2_THREADS = 256        # BGRAD_V2_THREADS in conv2d_wgrad.cu
 POOL_V2_BLOCK = (32, 8)       # POOL_V2_BLOCK_X/Y in maxpool2d.cu
@@ -295,15 +299,15 @@ def _gemm_shape(op: str, g) -> tuple[int, int, int]:
 
 def _wgrad_gemm(g, version: str) -> tuple[tuple[int, int, int], "GemmTiles | MmaTiles"]:
     """(M, N, K) of one group's wgrad GEMM as ``version`` runs it, and its tiles: v2 has rows
-    = filters and columns = (c, r, s); v3 the transpose."""
+    = filters and columns = (c, r, s); v3 and v4 the transpose (v4's rows in (r, s, c) order)."""
     M, Ncols, Kred = _gemm_shape("wgrad", g)
-    if version == "v3":
+    if version in ("v3", "v4"):
         return (Ncols, M, Kred), WGRAD_V3
     return (M, Ncols, Kred), WGRAD_V2
 
 
 def wgrad_splits(g, version: str = "v2") -> int:
-    """How many pieces wgrad v2 / v3 splits its N*P*Q reduction into (split-K): enough blocks
+    """How many pieces wgrad v2 / v3 / v4 splits its N*P*Q reduction into (split-K): enough blocks
     for about ``WGRAD_SPLIT_TARGET_BLOCKS``, at least ``WGRAD_MIN_TILES_PER_SPLIT`` BK-tiles per
     piece, no empty piece, and groups*splits within the grid's z limit. A pure function of the
     geometry (and the version's tiles), so the summation order (and every bit of dw) is the
@@ -330,7 +334,7 @@ def unsupported_reason(op: str, version: str, g) -> str | None:
         tiles = {("fprop", "v2"): FPROP_V2, ("dgrad", "v2"): DGRAD_V2, ("wgrad", "v2"): WGRAD_V2,
                  ("fprop", "v3"): FPROP_V3, ("fprop", "v4"): FPROP_V3, ("dgrad", "v3"): DGRAD_V3,
                  ("dgrad", "v4"): DGRAD_V3,
-                 ("wgrad", "v3"): WGRAD_V3}[(op, version)]
+                 ("wgrad", "v3"): WGRAD_V3, ("wgrad", "v4"): WGRAD_V3}[(op, version)]
         M, Ncols, Kred = _gemm_shape(op, g)
         if op == "wgrad":
             (M, Ncols, Kred), _ = _wgrad_gemm(g, version)
@@ -456,7 +460,7 @@ def heuristic_version(op: str, g, dtype=None, arch: int | None = None,
       float32 on TF32, inside :func:`allow_tf32` only), ``arch``
       (the device's compute capability, e.g. 90) is at least 80 and :func:`tensor_core_suits`;
       never without dtype and arch (so never on the CPU runtime, where mma is emulated).
-    * fprop / dgrad v4 (v3 on channels-last tensors) instead of v3 when the arrays are
+    * fprop / dgrad / wgrad v4 (v3 on channels-last tensors) instead of v3 when the arrays are
       channels-last (``layout='nhwc'``): it runs them as they are, where every other version
       needs a conversion to NCHW and back. On NCHW arrays v4 would need the conversions
       itself, so the heuristic never picks it there (autotune may, if it measures it faster).
@@ -820,11 +824,22 @@ def _wgrad_launch(rt, g, version, x, dy, dw) -> None:
     if version == "v1":
         _launch(rt, "conv2d_wgrad.cu", "conv2d_wgrad_v1_direct", dw.dtype,
                 g.K * g.C_per_group * g.R * g.S, [x, dy, dw] + _conv_sizes(g))
-        return
-    # v2: grid (filter tiles of K/groups, column tiles of C/groups*R*S, groups*splits); v3
-    # (tensor cores) the transpose: ((c, r, s) tiles, filter tiles, groups*splits). With
-    # splits > 1 each block writes a partial sum into a workspace (accumulator dtype) and a
-    # second, grid-stride kernel adds the partials in split order into dw.
+    elif version == "v4":  # channels-last kernel: NCHW in and out, converted here (and counted)
+        xp = rt.xp
+        dw_krsc = xp.empty((g.K, g.R, g.S, g.C_per_group), dw.dtype)
+        _wgrad_gemm_launch(rt, g, "v4", xp.ascontiguousarray(x.transpose(0, 2, 3, 1)),
+                           xp.ascontiguousarray(dy.transpose(0, 2, 3, 1)), dw_krsc)
+        dw[...] = dw_krsc.transpose(0, 3, 1, 2)
+    else:
+        _wgrad_gemm_launch(rt, g, version, x, dy, dw)
+
+
+def _wgrad_gemm_launch(rt, g, version, x, dy, dw) -> None:
+    """wgrad v2 / v3 (NCHW arrays) or v4 (x (N,H,W,C), dy (N,P,Q,K), dw (K,R,S,C/groups)).
+    v2: grid (filter tiles of K/groups, column tiles of C/groups*R*S, groups*splits); v3 and v4
+    (tensor cores) the transpose: (tap tiles, filter tiles, groups*splits). With splits > 1
+    each block writes a partial sum into a workspace (accumulator dtype) and a second,
+    grid-stride kernel adds the partials in split order into dw."""
     (M, Ncols, _), tiles = _wgrad_gemm(g, version)
     splits = wgrad_splits(g, version)
     acc_dtype = np.float64 if np.dtype(dw.dtype) == np.float64 else np.float32
@@ -845,6 +860,28 @@ def conv2d_wgrad(rt, g, x, dy, dw, version: str | None = None) -> None:
     v = select_version("wgrad", g, dw.dtype, rt, version,
                        lambda v: _wgrad_launch(rt, g, v, x, dy, dw))
     _wgrad_launch(rt, g, v, x, dy, dw)
+
+
+def _wgrad_nhwc_any(rt, g, version, x, dy, dw) -> None:
+    if version == "v4":
+        _wgrad_gemm_launch(rt, g, "v4", x, dy, dw)
+        return
+    xp = rt.xp  # an NCHW version: convert to NCHW and back
+    dw_nchw = xp.empty(g.w_shape, dw.dtype)
+    _wgrad_launch(rt, g, version, xp.ascontiguousarray(x.transpose(0, 3, 1, 2)),
+                  xp.ascontiguousarray(dy.transpose(0, 3, 1, 2)), dw_nchw)
+    dw[...] = dw_nchw.transpose(0, 2, 3, 1)
+
+
+def conv2d_wgrad_nhwc(rt, g, x, dy, dw, version: str | None = None) -> None:
+    """conv2d_wgrad on channels-last arrays: dw (K,R,S,C/groups) from x (N,H,W,C) and
+    dy (N,P,Q,K), all C-contiguous. v4 runs them as they are; any other version converts them
+    to NCHW and back (selection: layout 'nhwc')."""
+    if g.N == 0:
+        return
+    v = select_version("wgrad", g, dw.dtype, rt, version,
+                       lambda v: _wgrad_nhwc_any(rt, g, v, x, dy, dw), layout="nhwc")
+    _wgrad_nhwc_any(rt, g, v, x, dy, dw)
 
 
 def _bgrad_launch(rt, g, version, dy, db) -> None:

@@ -417,7 +417,10 @@ V3_KERNELS = {"conv2d_fprop_v3_mma": ("conv2d_fprop.cu", kernels.FPROP_V3, 1),
               "conv2d_fprop_v4_nhwc_mma": ("conv2d_fprop.cu", kernels.FPROP_V3, 2),
               "conv2d_dgrad_v3_mma": ("conv2d_dgrad.cu", kernels.DGRAD_V3, 0),
               "conv2d_dgrad_v4_nhwc_mma": ("conv2d_dgrad.cu", kernels.DGRAD_V3, 2),
-              "conv2d_wgrad_v3_mma": ("conv2d_wgrad.cu", kernels.WGRAD_V3, 1)}
+              "conv2d_wgrad_v3_mma": ("conv2d_wgrad.cu", kernels.WGRAD_V3, 1),
+              "conv2d_wgrad_v4_nhwc_mma": ("conv2d_wgrad.cu", kernels.WGRAD_V3, 2)}
+# ... whose shared tiles are reduction-major, transposed as fragments are read (ldmatrix.trans)
+KMAJOR_KERNELS = {"conv2d_wgrad_v4_nhwc_mma"}
 
 
 @pytest.mark.parametrize("template", sorted(V3_KERNELS))
@@ -466,8 +469,9 @@ def sass_counts(sass: str, pattern: str) -> dict[str, int]:
 def test_sass_v3_runs_on_tensor_cores(template, arch, ctype, tmp_path):
     """HMMA.16816.F32 (mma.m16n8k16 with fp32 accumulation; .BF16 for bfloat16 operands):
     (BK/16) x (WM/16) x (WN/8) per tile in the unrolled loop; LDSM.16.M88.4 (ldmatrix.x4) for
-    the fragments; LDGSTS (cp.async) for the tiles copied straight to shared memory; no local
-    memory and no shuffles (no emulation)."""
+    the fragments (LDSM.16.MT88.4, ldmatrix.x4.trans, for reduction-major tiles); LDGSTS
+    (cp.async) for the tiles copied straight to shared memory; no local memory and no shuffles
+    (no emulation)."""
     source_name, t, copied_tiles = V3_KERNELS[template]
     kernel = f"{template}<{ctype}>"
     sass = nvrtc_sass(source_name, arch)[kernel]
@@ -475,7 +479,8 @@ def test_sass_v3_runs_on_tensor_cores(template, arch, ctype, tmp_path):
     print(kernel, arch, counts)
     hmma = "HMMA.16816.F32.BF16" if ctype == "__nv_bfloat16" else "HMMA.16816.F32"
     assert counts.get(hmma, 0) >= (t.BK // 16) * (t.WM // 16) * (t.WN // 8)
-    assert counts.get("LDSM.16.M88.4", 0) >= (t.BK // 16) * (t.WM // 16 + t.WN // 16)
+    ldsm = "LDSM.16.MT88.4" if template in KMAJOR_KERNELS else "LDSM.16.M88.4"
+    assert counts.get(ldsm, 0) >= (t.BK // 16) * (t.WM // 16 + t.WN // 16)
     assert any(k.startswith("LDGSTS") for k in counts) == (copied_tiles > 0), counts
     assert not any(k.startswith(("LDL", "STL", "SHFL")) for k in counts), counts
 
@@ -500,11 +505,11 @@ def test_sass_v3_float_runs_on_tf32_tensor_cores(template, arch, tmp_path):
 
 @_needs_cuobjdump
 @pytest.mark.parametrize("ctype", ["__half", "float"])
-@pytest.mark.parametrize("op", ["fprop", "dgrad"])
+@pytest.mark.parametrize("op", ["fprop", "dgrad", "wgrad"])
 def test_sass_v4_copies_both_tiles(op, ctype, tmp_path):
     """The NHWC kernels (v4) copy their activation tile with cp.async too: per tile, 2 pieces
-    of it and 1 filter piece per thread, where fprop v3 copies the filter piece only (dgrad v3
-    nothing), so at least 3 times fprop v3's LDGSTS."""
+    of it and 1 filter (wgrad: dy) piece per thread, where fprop v3 copies the filter piece
+    only (dgrad v3 nothing), so at least 3 times fprop v3's LDGSTS."""
     ldgsts = {}
     for source, template in (("conv2d_fprop.cu", "conv2d_fprop_v3_mma"),
                              (f"conv2d_{op}.cu", f"conv2d_{op}_v4_nhwc_mma")):

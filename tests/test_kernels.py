@@ -153,7 +153,7 @@ VERSIONS = ["v1", "v2"]  # every op has both (kernels.VERSIONS; checked below)
 # Versions some ops have beyond these, each with its own dtypes and test below.
 # Tensor cores (*_tensor_core, *_tf32); v4 is v3 on NHWC arrays (also tests/test_nhwc.py);
 # max-pool v3 is vectorized (every max-pool test).
-EXTRA_VERSIONS = {"fprop": ["v3", "v4"], "dgrad": ["v3", "v4"], "wgrad": ["v3"],
+EXTRA_VERSIONS = {"fprop": ["v3", "v4"], "dgrad": ["v3", "v4"], "wgrad": ["v3", "v4"],
                   "pool_fwd": ["v3"], "pool_bwd": ["v3"]}
 POOL_VERSIONS = VERSIONS + ["v3"]  # what every max-pool test runs, on every dtype
 
@@ -208,7 +208,7 @@ def run_tf32(rt, op, problem, tag, offset=0, version="v3"):
         kernels.conv2d_dgrad(rt, g, on(rt, dy), on(rt, w), out, version=version)
         return host(out), reference.conv2d_input(dy, w, g), checking.tf32_bound(op, g, dy, w)
     out = poisoned(rt, g.w_shape, np.float32)
-    kernels.conv2d_wgrad(rt, g, on(rt, x), on(rt, dy), out, version="v3")
+    kernels.conv2d_wgrad(rt, g, on(rt, x), on(rt, dy), out, version=version)
     return host(out), reference.conv2d_weight(x, dy, g), checking.tf32_bound(op, g, x, dy)
 
 
@@ -222,7 +222,7 @@ def misaligned(a: np.ndarray, offset: int, xp=np):
 
 @pytest.mark.parametrize("problem", ALL_CONV_PROBLEMS, ids=CONV_IDS)
 @pytest.mark.parametrize("op,version", [("fprop", "v3"), ("fprop", "v4"), ("dgrad", "v3"),
-                                        ("dgrad", "v4"), ("wgrad", "v3")])
+                                        ("dgrad", "v4"), ("wgrad", "v3"), ("wgrad", "v4")])
 def test_conv2d_tf32(rt, op, version, problem):
     """v3 (and v4) for float32: TF32 tensor cores (mma.sync m16n8k8; the shuffle
     emulation on the CPU runtime), within the TF32 error bound (gpuconv.checking.tf32_bound)
@@ -271,14 +271,15 @@ def test_conv2d_wgrad(rt, version, problem, dtype):
 
 @pytest.mark.parametrize("dtype", SIXTEEN_BIT, ids=lambda d: d.name)
 @pytest.mark.parametrize("problem", ALL_CONV_PROBLEMS, ids=CONV_IDS)
-def test_conv2d_wgrad_tensor_core(rt, problem, dtype):
-    """wgrad v3 (tensor cores, split-K; shuffle emulation on the CPU runtime), float16 and
-    bfloat16."""
+@pytest.mark.parametrize("version", ["v3", "v4"])
+def test_conv2d_wgrad_tensor_core(rt, version, problem, dtype):
+    """wgrad v3 and v4 (v3 on NHWC copies; tensor cores, split-K; shuffle emulation on the
+    CPU runtime), float16 and bfloat16."""
     g, x, _, _, dy = conv_case(problem, dtype, "wgrad")
     dw = poisoned(rt, g.w_shape, dtype)
-    kernels.conv2d_wgrad(rt, g, on(rt, x), on(rt, dy), dw, version="v3")
+    kernels.conv2d_wgrad(rt, g, on(rt, x), on(rt, dy), dw, version=version)
     assert_close(host(dw), reference.conv2d_weight(x, dy, g), dtype,
-                 what=f"wgrad v3 {problem.name}")
+                 what=f"wgrad {version} {problem.name}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)

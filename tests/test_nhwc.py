@@ -1,15 +1,17 @@
-"""Channels-last (NHWC) conv2d: fprop and dgrad v4 (conv2d_fprop_v4_nhwc_mma,
-conv2d_dgrad_v4_nhwc_mma; their A operand is mma.cuh's MmaNhwcLoader) and the path that hands
-them channels-last arrays as they are.
+"""Channels-last (NHWC) conv2d: fprop, dgrad and wgrad v4 (conv2d_fprop_v4_nhwc_mma,
+conv2d_dgrad_v4_nhwc_mma: A operand mma.cuh's MmaNhwcLoader; conv2d_wgrad_v4_nhwc_mma:
+reduction-major tiles, mma_kmajor_tile_product) and the path that hands them channels-last
+arrays as they are.
 
-* kernels.conv2d_fprop_nhwc / conv2d_dgrad_nhwc run every version on NHWC arrays (v4 as they
-  are, the others through NCHW copies) against the reference, on geometries that take v4's
-  16-byte cp.async pieces and ones that take its element-by-element loads (channels per group
-  not a multiple of the piece, a misaligned operand);
+* kernels.conv2d_fprop_nhwc / conv2d_dgrad_nhwc / conv2d_wgrad_nhwc run every version on NHWC
+  arrays (v4 as they are, the others through NCHW copies) against the reference, on geometries
+  that take v4's 16-byte cp.async pieces and ones that take its element-by-element loads
+  (channels or filters per group not a multiple of the piece, a misaligned operand), and
+  wgrad's split-K;
 * fault injection: two lanes swapped or a barrier dropped break v4 on the CPU runtime, so its
   fragment and pipeline index math is really under test;
-* gpuconv.conv2d and gpuconv.grad.conv2d_input keep channels-last arrays channels-last (like
-  PyTorch) on every backend, with the NCHW path's values;
+* gpuconv.conv2d, gpuconv.grad.conv2d_input and conv2d_weight keep channels-last arrays
+  channels-last (PyTorch's rule) on every backend, with the NCHW path's values;
 * selection: the heuristic takes v4 for channels-last arrays where it would take v3.
 
 The whole problem matrix for v4 (through NCHW arrays) is in tests/test_kernels.py.
@@ -49,19 +51,22 @@ PROBLEMS = [
     ConvProblem("nhwc_strided_gather", "dgrad's gather with stride 3 (most taps have no "
                 "window: zero-filled pieces), 80 filters, a 2x5 kernel", N=2, C=72, H=14, W=13,
                 K=80, R=2, S=5, stride=3, padding=(1, 2)),
+    ConvProblem("nhwc_wgrad_splits", "wgrad: 576 pixels, 4 split-K pieces (a partial last "
+                "tile); 216 taps (two row tiles, the second partial)", N=4, C=24, H=12, W=12,
+                K=40, R=3, S=3, padding=1),
 ]
 IDS = [p.name for p in PROBLEMS]
 RESNET = next(p for p in CONV_PROBLEMS if p.name == "resnet_3x3_layer")
 
 
 def run_nhwc(rt, problem, dtype, version="v4", tag="nhwc", x_offset=0, w_offset=0, op="fprop"):
-    """(result, reference, TF32 bound or None) of kernels.conv2d_fprop_nhwc (y (N,P,Q,K)) or
-    conv2d_dgrad_nhwc (dx (N,H,W,C)); x_offset misaligns the activation operand (x or dy),
-    w_offset the filters."""
+    """(result, reference, TF32 bound or None) of kernels.conv2d_fprop_nhwc (y (N,P,Q,K)),
+    conv2d_dgrad_nhwc (dx (N,H,W,C)) or conv2d_wgrad_nhwc (dw (K,R,S,C/groups));
+    x_offset misaligns the first operand (x, dy, x), w_offset the second (w, w, dy)."""
     g, x, w, b, dy = conv_case(problem, dtype, tag)
-    a = x if op == "fprop" else dy
+    a, second = {"fprop": (x, w), "dgrad": (dy, w), "wgrad": (x, dy)}[op]
     a_nhwc = np.ascontiguousarray(a.transpose(NHWC))
-    w_krsc = np.ascontiguousarray(w.transpose(NHWC))
+    w_krsc = np.ascontiguousarray(second.transpose(NHWC))
     if x_offset:
         a_nhwc = misaligned(a_nhwc, x_offset)
     if w_offset:
@@ -73,12 +78,17 @@ def run_nhwc(rt, problem, dtype, version="v4", tag="nhwc", x_offset=0, w_offset=
             kernels.conv2d_fprop_nhwc(rt, g, on(rt, a_nhwc), on(rt, w_krsc),
                                       None if b is None else on(rt, b), out, version=version)
             expected = reference.conv2d(x, w, b, g)
-        else:
+        elif op == "dgrad":
             out = poisoned(rt, (g.N, g.H, g.W, g.C), dtype)
             kernels.conv2d_dgrad_nhwc(rt, g, on(rt, a_nhwc), on(rt, w_krsc), out,
                                       version=version)
             expected = reference.conv2d_input(dy, w, g)
-    bound = checking.tf32_bound(op, g, a, w).transpose(NHWC) if tf32 else None
+        else:
+            out = poisoned(rt, (g.K, g.R, g.S, g.C_per_group), dtype)
+            kernels.conv2d_wgrad_nhwc(rt, g, on(rt, a_nhwc), on(rt, w_krsc), out,
+                                      version=version)
+            expected = reference.conv2d_weight(x, dy, g)
+    bound = checking.tf32_bound(op, g, a, second).transpose(NHWC) if tf32 else None
     return host(out), expected.transpose(NHWC), bound
 
 
@@ -86,7 +96,7 @@ def run_nhwc(rt, problem, dtype, version="v4", tag="nhwc", x_offset=0, w_offset=
 # v4 and every other version on NHWC arrays
 
 
-OPS = ["fprop", "dgrad"]
+OPS = ["fprop", "dgrad", "wgrad"]
 
 
 @pytest.mark.parametrize("problem", PROBLEMS + [RESNET], ids=IDS + [RESNET.name])
@@ -115,17 +125,18 @@ def test_other_versions_on_nhwc_arrays_convert(op, version, dtype):
 @pytest.mark.parametrize("operand", ["x", "w"])
 @pytest.mark.parametrize("op", OPS)
 def test_v4_with_a_misaligned_operand_takes_the_element_loads(op, operand, dtype):
-    """x or dy (or fprop's w; dgrad's filters reach the kernel as a fresh transposed copy) one
-    element past a 16-byte boundary: cp.async's vectors would be misaligned, so the loaders
-    must take their guarded element loads even though the channels per group are a multiple
-    of 8."""
+    """x or dy (or fprop's w, or wgrad's dy as operand "w"; dgrad's filters reach the kernel
+    as a fresh transposed copy) one element past a 16-byte boundary: cp.async's vectors would
+    be misaligned, so the loaders must take their guarded element loads even though the
+    channels per group are a multiple of 8."""
     offsets = {"x_offset": 1} if operand == "x" else {"w_offset": 1}
     out, expected, bound = run_nhwc(get_runtime("emulator"), PROBLEMS[0], dtype, op=op,
                                     **offsets)
     assert compare(out, expected, dtype, bound=bound)
 
 
-@pytest.mark.parametrize("op,operand", [("fprop", "x"), ("fprop", "w"), ("dgrad", "x")])
+@pytest.mark.parametrize("op,operand", [("fprop", "x"), ("fprop", "w"), ("dgrad", "x"),
+                                        ("wgrad", "x"), ("wgrad", "w")])
 def test_tf32_rounds_alike_whether_an_operand_is_copied_or_loaded(op, operand):
     """TF32: an aligned operand is copied raw by cp.async, a misaligned one loaded element by
     element and rounded; mma_tf32_gemm_mainloop rounds every fragment word as it reads it, so
@@ -168,6 +179,22 @@ def test_v4_through_nchw_arrays_matches_v4_on_nhwc_arrays():
     kernels.conv2d_dgrad(rt, g, dy, w, dx_nchw, version="v4")
     dx_nhwc, _, _ = run_nhwc(rt, RESNET, np.dtype(np.float16), op="dgrad")
     assert dx_nchw.transpose(NHWC).tobytes() == dx_nhwc.tobytes()
+    dw_nchw = poisoned(rt, g.w_shape, np.float16)
+    kernels.conv2d_wgrad(rt, g, x, dy, dw_nchw, version="v4")
+    dw_krsc, _, _ = run_nhwc(rt, RESNET, np.dtype(np.float16), op="wgrad")
+    assert dw_nchw.transpose(NHWC).tobytes() == dw_krsc.tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.dtype(np.float16), np.dtype(np.float32)],
+                         ids=lambda d: d.name)
+def test_wgrad_v4_splits_the_reduction_like_v3(dtype):
+    """wgrad v4 has v3's tiles and split rule: the nhwc_wgrad_splits problem really runs in
+    several split-K pieces (partials added by the second pass), and gives the reference."""
+    problem = PROBLEMS[-1]
+    g = conv2d_geometry(problem.x_shape, problem.w_shape, **problem.kwargs)
+    assert kernels.wgrad_splits(g, "v4") == kernels.wgrad_splits(g, "v3") > 1
+    out, expected, bound = run_nhwc(get_runtime("emulator"), problem, dtype, op="wgrad")
+    assert compare(out, expected, dtype, bound=bound)
 
 
 # ----------------------------------------------------------------------------------------
@@ -229,21 +256,30 @@ def test_conv2d_keeps_channels_last(backend, dtype):
     kwargs = PROBLEMS[1].kwargs
     dx_of = lambda dy: gpuconv.grad.conv2d_input(  # noqa: E731
         g.x_shape[1:] if dy.ndim == 3 else g.x_shape, w, dy, **kwargs)
+    dw_of = lambda x, dy: gpuconv.grad.conv2d_weight(x, w.shape, dy, **kwargs)  # noqa: E731
     with gpuconv.use_backend(backend):
         got = {"y": (gpuconv.conv2d(channels_last(x), w, b, **kwargs),
                      gpuconv.conv2d(x, w, b, **kwargs),
                      gpuconv.conv2d(channels_last(x)[0], w, b, **kwargs)),
-               "dx": (dx_of(channels_last(dy)), dx_of(dy), dx_of(channels_last(dy)[0]))}
+               "dx": (dx_of(channels_last(dy)), dx_of(dy), dx_of(channels_last(dy)[0])),
+               "dw": (dw_of(channels_last(x), channels_last(dy)), dw_of(x, dy),
+                      dw_of(channels_last(x)[0], channels_last(dy)[0]))}
+        dw_batch_one = dw_of(x[:1], dy[:1])  # a weight has no batch axis: what unbatched gives
     for name, (cl, nchw, unbatched) in got.items():
         assert is_channels_last(cl) and cl.shape == nchw.shape, name
-        assert unbatched.shape == nchw.shape[1:], name
+        if name == "dw":
+            nchw_one = dw_batch_one
+            assert is_channels_last(unbatched) and unbatched.shape == nchw.shape, name
+        else:
+            nchw_one = nchw[0]
+            assert unbatched.shape == nchw.shape[1:], name
         cl, nchw, unbatched = (np.ascontiguousarray(a) for a in (cl, nchw, unbatched))
         if backend == "numpy":
             assert_close(cl, nchw, dtype, what=f"numpy {name}, channels-last vs NCHW")
-            assert_close(unbatched, nchw[0], dtype, what=f"numpy {name}, unbatched")
+            assert_close(unbatched, nchw_one, dtype, what=f"numpy {name}, unbatched")
         else:
             assert cl.tobytes() == nchw.tobytes(), name
-            assert unbatched.tobytes() == nchw[0].tobytes(), name
+            assert unbatched.tobytes() == nchw_one.tobytes(), name
 
 
 def test_a_channels_last_weight_alone_makes_the_result_channels_last():
@@ -263,7 +299,8 @@ def test_a_channels_last_weight_alone_makes_the_result_channels_last():
     assert np.ascontiguousarray(dx).tobytes() == dx_plain.tobytes()
 
 
-@pytest.mark.parametrize("op", ["conv2d_channels_last", "conv2d_input_channels_last"])
+@pytest.mark.parametrize("op", ["conv2d_channels_last", "conv2d_input_channels_last",
+                                "conv2d_weight_channels_last"])
 @pytest.mark.parametrize("problem", [
     ConvProblem("one_channel", "C = 1: x is NCHW and channels-last at once", N=2, C=1, H=6, W=6,
                 K=4, R=3, S=3, padding=1),
@@ -292,6 +329,41 @@ def test_conv2d_on_channels_last_runs_v4_without_conversions(monkeypatch):
     assert_close(y, reference.conv2d(x, w, None, g), np.float16, what="conv2d on NHWC, v4")
     assert_close(y_flip, reference.conv2d(x, np.ascontiguousarray(w[..., ::-1, ::-1]), None, g),
                  np.float16, what="flipped conv2d on NHWC, v4")
+
+
+@pytest.mark.parametrize("backend", ["numpy", "emulator"])
+def test_conv2d_weight_is_channels_last_when_the_input_is(backend):
+    """PyTorch's rule for torch.nn.grad.conv2d_weight (tests/test_torch.py checks it against
+    PyTorch): dw is channels-last when the input is, whatever dy's layout; a channels-last dy
+    alone gives an NCHW dw. flip=True keeps dw's layout. The values never change."""
+    g, x, w, b, dy = conv_case(RESNET, np.float32, "wgrad layout")
+    def dw(x, dy, **kw):
+        return gpuconv.grad.conv2d_weight(x, w.shape, dy, padding=1, **kw)
+
+    with gpuconv.use_backend(backend):
+        plain, plain_flip = dw(x, dy), dw(x, dy, flip=True)
+        results = {"x": dw(channels_last(x), dy), "x, dy": dw(channels_last(x), channels_last(dy)),
+                   "dy": dw(x, channels_last(dy))}
+        flipped = dw(channels_last(x), channels_last(dy), flip=True)
+    assert is_channels_last(results["x"]) and is_channels_last(results["x, dy"])
+    assert not is_channels_last(results["dy"]) and not is_channels_last(plain)
+    assert is_channels_last(flipped) and not is_channels_last(plain_flip)
+    for name, got in results.items():
+        assert_close(np.ascontiguousarray(got), plain, np.float32, what=name)
+    assert_close(np.ascontiguousarray(flipped), plain_flip, np.float32, what="flip")
+
+
+def test_conv2d_weight_on_channels_last_runs_v4_without_conversions(monkeypatch):
+    """With wgrad v4 forced on the CPU runtime, channels-last x and dy reach the kernel as
+    they are: no NCHW launch, and the reference's values."""
+    calls = []
+    monkeypatch.setattr(kernels, "_wgrad_launch", lambda *a: calls.append(a))
+    g, x, w, _, dy = conv_case(RESNET, np.float16, "wgrad v4 path")
+    with gpuconv.use_backend("emulator"), kernels.use_versions(wgrad="v4"):
+        dw = gpuconv.grad.conv2d_weight(channels_last(x), w.shape, channels_last(dy), padding=1)
+    assert calls == []  # _wgrad_launch (the NCHW launcher) never ran
+    assert is_channels_last(dw)
+    assert_close(dw, reference.conv2d_weight(x, dy, g), np.float16, what="dw on NHWC, v4")
 
 
 def test_conv2d_on_an_empty_channels_last_batch():
@@ -323,7 +395,9 @@ def test_heuristic_takes_v4_for_channels_last_where_it_takes_v3(monkeypatch):
     assert h("fprop", RESNET_3X3, np.float64, 90, layout="nhwc") == "v2"
     assert h("dgrad", RESNET_3X3, np.float16, 90, layout="nhwc") == "v4"
     assert h("dgrad", RESNET_3X3, np.float16, 90) == "v3"
-    assert h("wgrad", RESNET_3X3, np.float16, 90, layout="nhwc") == "v3"  # no NHWC wgrad yet
+    assert h("wgrad", RESNET_3X3, np.float16, 90, layout="nhwc") == "v4"
+    assert h("wgrad", RESNET_3X3, np.float16, 90) == "v3"
+    assert h("wgrad", RESNET_3X3, np.float16, None, layout="nhwc") == "v2"
 
 
 @pytest.mark.parametrize("op", OPS)

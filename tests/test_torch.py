@@ -310,6 +310,26 @@ def test_channels_last_tensors_stay_channels_last(backend, dtype):
     assert y.dtype == dtype and y.is_contiguous(memory_format=cl) and not y.is_contiguous()
     for ours, truth, name in zip(*results, ("y", "dx", "dw", "db")):
         torch.testing.assert_close(ours.double(), truth, rtol=2e-2, atol=2e-2, msg=name)
+        if name in ("dx", "dw"):
+            assert ours.is_contiguous(memory_format=cl) == truth.is_contiguous(
+                memory_format=cl), name
+
+
+@pytest.mark.parametrize("layouts", [("cl", "nchw"), ("nchw", "cl"), ("cl", "cl"),
+                                     ("nchw", "nchw")])
+def test_conv2d_weight_follows_torch_layout_rule(layouts):
+    """gpuconv.grad.conv2d_weight returns a channels-last dw exactly when
+    torch.nn.grad.conv2d_weight does (a channels-last input), with its values."""
+    g = torch.Generator().manual_seed(5)
+    x, dy = torch.randn(2, 8, 7, 6, generator=g), torch.randn(2, 12, 7, 6, generator=g)
+    x, dy = (t.contiguous(memory_format=torch.channels_last) if layout == "cl" else t
+             for t, layout in zip((x, dy), layouts))
+    truth = torch.nn.grad.conv2d_weight(x, (12, 8, 3, 3), dy, padding=1)
+    ours = gpuconv.grad.conv2d_weight(x.numpy(), (12, 8, 3, 3), dy.numpy(), padding=1)
+    assert gpuconv.functional.is_channels_last(ours) == truth.is_contiguous(
+        memory_format=torch.channels_last) == (layouts[0] == "cl")
+    torch.testing.assert_close(torch.from_numpy(ours).contiguous(), truth.contiguous(),
+                               rtol=1e-4, atol=1e-4)
 
 
 def test_needs_input_grad_respected():
