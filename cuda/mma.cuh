@@ -26,6 +26,9 @@
 //   mma_gemm_mainloop            the v3 kernels' double-buffered shared-memory tile loop
 //   mma_stage_tile               their epilogue's staging of the rounded tile (+ bias)
 //   mma_each_element             each accumulator with its tile row and column (direct epilogues)
+//   MmaKMajorTile, mma_kmajor_tile_product   mma_tile_product from reduction-major stages
+//                                  (rows = reduction steps), transposed as fragments are read
+//                                  (ldmatrix .trans; TF32: shared loads): wgrad v4
 //   MmaRowsLoader                a B operand of reduction-contiguous rows (cp.async pieces)
 //   MmaNhwcLoader                an A operand of channels-last pixels (cp.async pieces)
 //   mma_nhwc_gemm                the NHWC kernels' loaders + tile product + epilogue walk

@@ -38,11 +38,11 @@ from . import kernels
 from .dtypes import FLOAT_DTYPES, bfloat16
 from .geometry import conv2d_geometry, pool2d_geometry
 
-# fprop_nhwc / dgrad_nhwc: on channels-last arrays on both sides (gpuconv's conv2d_*_nhwc;
-# cuDNN on torch.channels_last tensors): NHWC kernels run them as they are, others pay
-# conversions.
-CONV_OPS = ("fprop", "dgrad", "wgrad", "fprop_nhwc", "dgrad_nhwc")
-NHWC_OPS = {"fprop_nhwc": "fprop", "dgrad_nhwc": "dgrad"}
+# fprop_nhwc / dgrad_nhwc / wgrad_nhwc: on channels-last arrays on both sides (gpuconv's
+# conv2d_*_nhwc; cuDNN on torch.channels_last tensors): NHWC kernels run them as they are,
+# others pay conversions.
+CONV_OPS = ("fprop", "dgrad", "wgrad", "fprop_nhwc", "dgrad_nhwc", "wgrad_nhwc")
+NHWC_OPS = {"fprop_nhwc": "fprop", "dgrad_nhwc": "dgrad", "wgrad_nhwc": "wgrad"}
 POOL_OPS = ("pool_fwd", "pool_bwd")
 DTYPES = {d.name: d for d in FLOAT_DTYPES}  # float16, bfloat16, float32, float64
 
@@ -267,10 +267,14 @@ def run_case(layer, n, op, g, dtype, rt, args, torch) -> dict:
             out = cupy.empty((g.N, g.P, g.Q, g.K), dtype)
             call = lambda v: kernels.conv2d_fprop_nhwc(  # noqa: E731
                 rt, g, x.transpose(nhwc), w.transpose(nhwc), b, out, version=v)
-        else:
+        elif op == "dgrad_nhwc":
             out = cupy.empty((g.N, g.H, g.W, g.C), dtype)
             call = lambda v: kernels.conv2d_dgrad_nhwc(  # noqa: E731
                 rt, g, dy.transpose(nhwc), w.transpose(nhwc), out, version=v)
+        else:
+            out = cupy.empty((g.K, g.R, g.S, g.C_per_group), dtype)
+            call = lambda v: kernels.conv2d_wgrad_nhwc(  # noqa: E731
+                rt, g, x.transpose(nhwc), dy.transpose(nhwc), out, version=v)
         record["flops"] = conv_flops(g)
     elif op in CONV_OPS:
         x, w, dy = rand(g.x_shape), rand(g.w_shape), rand(g.y_shape)
@@ -458,9 +462,10 @@ def parse_args(argv):
     p.add_argument("--quick", action="store_true", help="a few layers at batch 32")
     p.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
     p.add_argument("--out", help="results .json file or folder (default benchmarks/results/)")
-    p.add_argument("--ops", default="fprop,dgrad,wgrad,fprop_nhwc,dgrad_nhwc,pool_fwd,pool_bwd",
-                   help="comma-separated subset of fprop,dgrad,wgrad,fprop_nhwc,dgrad_nhwc "
-                        "(channels-last arrays),pool_fwd,pool_bwd")
+    p.add_argument("--ops", default="fprop,dgrad,wgrad,fprop_nhwc,dgrad_nhwc,wgrad_nhwc,"
+                   "pool_fwd,pool_bwd",
+                   help="comma-separated subset of fprop,dgrad,wgrad,fprop_nhwc,dgrad_nhwc,"
+                        "wgrad_nhwc (channels-last arrays),pool_fwd,pool_bwd")
     p.add_argument("--batches", help="comma-separated batch sizes (default 1,32)")
     p.add_argument("--runs", type=int, default=50, help="timed runs per case (median)")
     p.add_argument("--warmup", type=int, default=5)

@@ -41,8 +41,8 @@ def test_layer_lists():
     pool = layers.POOL_LAYERS[0]
     assert (pool.C, pool.H, pool.W, pool.kernel, pool.stride, pool.padding) == (64, 112, 112, 3, 2, 1)
     all_cases = bench.cases(layers, quick=False, batches=None, ops=bench.CONV_OPS + bench.POOL_OPS)
-    # 5 conv ops (fprop, dgrad, wgrad; fprop and dgrad on channels-last arrays), 2 pool ops
-    assert len(all_cases) == (23 + 9 + 9) * 2 * 5 + 2 * 2
+    # 6 conv ops (fprop, dgrad, wgrad, on NCHW and on channels-last arrays), 2 pool ops
+    assert len(all_cases) == (23 + 9 + 9) * 2 * 6 + 2 * 2
     # every layer's geometry is valid and its output size the network's
     g = next(g for l, n, op, g in all_cases if l.name.startswith("conv1"))
     assert (g.P, g.Q) == (112, 112)
