@@ -552,8 +552,8 @@ conv2d_dgrad_v4_nhwc_mma(const T* __restrict__ dy, const T* __restrict__ w_t,
     constexpr int BM = DGRAD_V3_BM, BN = DGRAD_V3_BN, BK = TF32 ? DGRAD_TF32_BK : DGRAD_V3_BK;
     constexpr int WM = DGRAD_V3_WM, WN = DGRAD_V3_WN;
     static_assert((BM / WM) * (BN / WN) * 32 == DGRAD_V3_THREADS, "v3's warps");
-    __shared__ __align__(16) E a_smem[2][BM][BK + MmaTile<T>::skew];
-    __shared__ __align__(16) E b_smem[2][BN][BK + MmaTile<T>::skew];
+    __shared__ __align__(16) E a_smem[MMA_COPY_STAGES][BM][BK + MmaTile<T>::skew];
+    __shared__ __align__(16) E b_smem[MMA_COPY_STAGES][BN][BK + MmaTile<T>::skew];
 
     const int Cg = C / groups, Kg = K / groups, g = blockIdx.z;
     const long long M = (long long)N * H * W;

@@ -546,8 +546,8 @@ conv2d_fprop_v4_nhwc_mma(const T* __restrict__ x, const T* __restrict__ w,
     constexpr int BM = FPROP_V3_BM, BN = FPROP_V3_BN, BK = TF32 ? FPROP_TF32_BK : FPROP_V3_BK;
     constexpr int WM = FPROP_V3_WM, WN = FPROP_V3_WN;
     static_assert((BM / WM) * (BN / WN) * 32 == FPROP_V3_THREADS, "v3's warps");
-    __shared__ __align__(16) E a_smem[2][BM][BK + MmaTile<T>::skew];
-    __shared__ __align__(16) E b_smem[2][BN][BK + MmaTile<T>::skew];
+    __shared__ __align__(16) E a_smem[MMA_COPY_STAGES][BM][BK + MmaTile<T>::skew];
+    __shared__ __align__(16) E b_smem[MMA_COPY_STAGES][BN][BK + MmaTile<T>::skew];
 
     const int Cg = C / groups, Kg = K / groups, g = blockIdx.z;
     const long long M = (long long)N * P * Q;

@@ -778,8 +778,8 @@ conv2d_wgrad_v4_nhwc_mma(const T* __restrict__ x, const T* __restrict__ dy,
     typedef typename MmaKMajorTile<T>::type E;  // shared-memory element: 16-bit bits or float
     constexpr int BM = WGRAD_V3_BM, BN = WGRAD_V3_BN, BK = TF32 ? WGRAD_TF32_BK : WGRAD_V3_BK;
     constexpr int WM = WGRAD_V3_WM, WN = WGRAD_V3_WN, THREADS = WGRAD_V3_THREADS;
-    __shared__ __align__(16) E a_smem[2][BK][BM + MmaKMajorTile<T>::skew];
-    __shared__ __align__(16) E b_smem[2][BK][BN + MmaKMajorTile<T>::skew];
+    __shared__ __align__(16) E a_smem[MMA_COPY_STAGES][BK][BM + MmaKMajorTile<T>::skew];
+    __shared__ __align__(16) E b_smem[MMA_COPY_STAGES][BK][BN + MmaKMajorTile<T>::skew];
 
     const int Cg = C / groups, Kg = K / groups, CRS = Cg * R * S;
     const int g = blockIdx.z / splits, split = blockIdx.z % splits;

@@ -20,7 +20,10 @@
 //   cp_async_commit / cp_async_wait_all
 //   fragment_lane()              the lane id the kernels use for fragment index math, with
 //                                  the GPUCONV_TEST_SWAP_LANES test hook (see there)
-//   mma_double_buffered          the two-stage load / multiply pipeline of both tile loops
+//   cp_async_wait_group<N>       until at most N committed groups are pending
+//   mma_pipeline<STAGES>         the tile loops' load / multiply pipeline: mma_double_buffered
+//                                  (a gathered A tile, 2 stages) or mma_multistage (both tiles
+//                                  copied, MMA_COPY_STAGES stages: the v4 kernels)
 //   MmaTile, mma_put, mma_store_words   the v3 loaders' operand words (16-bit or TF32)
 //   mma_tile_product             zeroed accumulators + the tile loop for T (what v3 kernels run)
 //   mma_gemm_mainloop            the v3 kernels' double-buffered shared-memory tile loop
@@ -282,42 +285,38 @@ __device__ __forceinline__ void cp_async_wait_all() {
     asm volatile("cp.async.wait_all;\n" ::: "memory");
 #endif
 }
+// cp_async_wait_group<N>(): until at most the N most recent of this thread's committed groups
+// are still in flight (every older group has landed).
+template <int N> __device__ __forceinline__ void cp_async_wait_group() {
+#if GPUCONV_MMA_PTX
+    asm volatile("cp.async.wait_group %0;\n" :: "n"(N) : "memory");
+#endif
+}
 
 // ---------------------------------------------------------------------------------------
-// mma_double_buffered: the two-stage pipeline both tensor-core tile loops run (f16/bf16 and
-// tf32). a_stage(s) / b_stage(s) give stage s's shared tiles; math(s) multiplies stage s into
-// the accumulators. The next B tile is copied asynchronously into the free stage during the
-// math. The next A tile either goes the same way (an ALoader that copies:
-// the NHWC kernels, whose A rows are contiguous in memory) or is gathered into registers
-// before the math and stored after it (the NCHW kernels' im2col gathers). One barrier per
-// tile (block_sync ids 5 and 6, common.cuh).
-//
-// The two loader kinds: a.load(regs) + a.store(regs, stage) (registers, WORDS of them), or,
-// with `enum { COPIES = 1 }`, a.load(stage) straight into a free stage, like b.load(stage).
-// MmaCopies<L>::value tells them apart.
+// The tile loops' pipelines. a_stage(s) / b_stage(s) give stage s's shared tiles; math(s)
+// multiplies stage s into the accumulators. B loaders copy their tiles straight into a free
+// stage (b.load(stage), cp.async where they can). A loaders come in two kinds:
+//   * gathering (the NCHW kernels' im2col): a.load(regs) fetches this thread's WORDS words of
+//     the next tile into registers, a.store(regs, stage) writes them to shared memory;
+//   * copying (`enum { COPIES = 1 }`: the NHWC kernels, whose A pieces are contiguous in
+//     memory): a.load(stage), like b.
+// MmaCopies<L>::value tells them apart; mma_pipeline<STAGES> runs the one that fits:
+// mma_multistage for two copying loaders, mma_double_buffered (2 stages) otherwise.
 template <class L, class = void> struct MmaCopies { enum { value = 0 }; };
 template <class L> struct MmaCopies<L, decltype(void(L::COPIES))> { enum { value = L::COPIES }; };
-// A gathering loader's registers, between its load and its store:
-template <class L, bool = MmaCopies<L>::value != 0> struct MmaStaging {
-    unsigned regs[L::WORDS];
-    __device__ __forceinline__ void load(L& a, void*) { a.load(regs); }
-    template <class E> __device__ __forceinline__ void store(L& a, E* stage) {
-        a.store(regs, stage);
-    }
-};
-template <class L> struct MmaStaging<L, true> {  // a copying loader: nothing to stage
-    template <class E> __device__ __forceinline__ void load(L& a, E* stage) { a.load(stage); }
-    __device__ __forceinline__ void store(L&, void*) {}
-};
 
+// mma_double_buffered: two stages, a gathering A loader. The next tile's loads are issued
+// before the math on this one (A into registers, B copied asynchronously into the free
+// stage) and A is stored after it. One barrier per tile (block_sync ids 5 and 6, common.cuh).
 template <class ALoader, class BLoader, class AStage, class BStage, class Math>
 __device__ __forceinline__ void mma_double_buffered(ALoader& a, BLoader& b, int tiles,
                                                     AStage a_stage, BStage b_stage, Math math) {
-    MmaStaging<ALoader> staged;
-    staged.load(a, a_stage(0));
+    unsigned regs[ALoader::WORDS];  // A's next tile, between its load and its store
+    a.load(regs);
     b.load(b_stage(0));
     cp_async_commit();
-    staged.store(a, a_stage(0));
+    a.store(regs, a_stage(0));
     cp_async_wait_all();
     // Barrier 5: the first tile is in shared memory (this thread's cp.async copies have
     // landed: wait_all above) before any warp reads rows other threads stored.
@@ -326,17 +325,16 @@ __device__ __forceinline__ void mma_double_buffered(ALoader& a, BLoader& b, int 
     for (int t = 0; t < tiles; ++t) {
         const int buf = t & 1;
         const bool has_next = t + 1 < tiles;
-        // Issue the next tile's loads now: A into registers (or copied like B), B straight
-        // into the free stage (every warp finished reading it before the barrier that ended
-        // the last iteration).
+        // Issue the next tile's loads now: A into registers, B straight into the free stage
+        // (every warp finished reading it before the barrier that ended the last iteration).
         if (has_next) {
-            staged.load(a, a_stage(buf ^ 1));
+            a.load(regs);
             b.load(b_stage(buf ^ 1));
             cp_async_commit();
         }
         math(buf);
         if (has_next) {
-            staged.store(a, a_stage(buf ^ 1));
+            a.store(regs, a_stage(buf ^ 1));
             cp_async_wait_all();
         }
         // Barrier 6, two duties: (1) the next tile (A stored above, B copied and waited for)
@@ -346,13 +344,64 @@ __device__ __forceinline__ void mma_double_buffered(ALoader& a, BLoader& b, int 
     }
 }
 
+// mma_multistage<STAGES>: both loaders copy, so up to STAGES - 1 tiles are in flight while the
+// math runs on another: tile t lives in stage t % STAGES, and its copies form one cp.async
+// group (committed even when empty, past the last tile, so that "tile t has landed" is always
+// "at most STAGES - 2 younger groups pending"). One barrier per tile (block_sync id 10).
+template <int STAGES, class ALoader, class BLoader, class AStage, class BStage, class Math>
+__device__ __forceinline__ void mma_multistage(ALoader& a, BLoader& b, int tiles,
+                                               AStage a_stage, BStage b_stage, Math math) {
+    static_assert(STAGES >= 2, "a pipeline of at least two stages");
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; ++s) {  // prologue: tiles 0 .. STAGES-2
+        if (s < tiles) {
+            a.load(a_stage(s));
+            b.load(b_stage(s));
+        }
+        cp_async_commit();
+    }
+    for (int t = 0; t < tiles; ++t) {
+        cp_async_wait_group<STAGES - 2>();  // this thread's copies of tile t have landed
+        // Barrier 10, two duties: (1) tile t is complete (every thread's copies) before any
+        // warp reads it; (2) every warp has finished the math on tile t - 1, whose stage the
+        // loads below overwrite.
+        block_sync(10);
+        const int next = t + STAGES - 1;
+        if (next < tiles) {
+            a.load(a_stage(next % STAGES));
+            b.load(b_stage(next % STAGES));
+        }
+        cp_async_commit();
+        math(t % STAGES);
+    }
+}
+
+template <int STAGES, class ALoader, class BLoader, class AStage, class BStage, class Math>
+__device__ __forceinline__ void mma_pipeline(ALoader& a, BLoader& b, int tiles, AStage a_stage,
+                                             BStage b_stage, Math math) {
+    if constexpr (MmaCopies<ALoader>::value) {
+        mma_multistage<STAGES>(a, b, tiles, a_stage, b_stage, math);
+    } else {
+        static_assert(STAGES == 2, "a gathering A loader runs two stages");
+        mma_double_buffered(a, b, tiles, a_stage, b_stage, math);
+    }
+}
+
+// MMA_COPY_STAGES: the stages of the kernels whose loaders both copy (v4). Three stages of a
+// 128 x 64 x 32 f16 tile pair (or 128 x 64 x 16 TF32) take 45 KB of shared memory (wgrad v4:
+// 39 KB), within the 48 KB of static shared memory. kernels.MMA_COPY_STAGES mirrors it.
+#ifndef MMA_COPY_STAGES
+#define MMA_COPY_STAGES 3
+#endif
+
 // ---------------------------------------------------------------------------------------
 // mma_gemm_mainloop: acc += the block's BM x BN tile of an implicit GEMM over `tiles`
 // reduction tiles of BK, on tensor cores (the v3 kernels: conv2d fprop, dgrad and wgrad).
 //
 //   a_smem[stage][row][kk], b_smem[stage][col][kk]: both operands as reduction-contiguous
 //   rows of BK + MMA_SMEM_SKEW halves (80 bytes for BK = 32: the 8 rows one ldmatrix phase
-//   reads fall in 8 different 16-byte bank groups, so no bank conflicts); two stages.
+//   reads fall in 8 different 16-byte bank groups, so no bank conflicts); STAGES stages
+//   (2 with a gathering A loader; MMA_COPY_STAGES for the v4 kernels).
 //   ALoader a:  a.load(regs) gathers this thread's part of the next A tile into registers
 //               (zeros outside the problem) and steps on by BK; a.store(regs, stage) writes
 //               it into a_smem[stage]. Or, a copying loader (COPIES), a.load(stage) like b.
@@ -366,14 +415,15 @@ __device__ __forceinline__ void mma_double_buffered(ALoader& a, BLoader& b, int 
 //   8-15), (8-15, 0-7), (8-15, 8-15) = b[0..1] of the first fragment, then of the second: lane
 //   l supplies column l % 8 + (l / 16) * 8 at kk ((l / 8) % 2) * 8. A column of B is a row
 //   of b_smem, so the non-transposed load gives the mma's "col" B layout.
-//   Pipeline: mma_double_buffered (above).
+//   Pipeline: mma_pipeline (above), over the stages of a_smem / b_smem.
 #define MMA_SMEM_SKEW 8  // halves of padding per shared row (keeps rows 16-byte aligned)
 
-template <typename T, int BM, int BN, int BK, int WM, int WN, class ALoader, class BLoader>
+template <typename T, int BM, int BN, int BK, int WM, int WN, class ALoader, class BLoader,
+          int STAGES>
 __device__ __forceinline__ void mma_gemm_mainloop(
     ALoader& a, BLoader& b, int tiles, float (&acc)[WM / 16][WN / 8][4],
-    unsigned short (&a_smem)[2][BM][BK + MMA_SMEM_SKEW],
-    unsigned short (&b_smem)[2][BN][BK + MMA_SMEM_SKEW]) {
+    unsigned short (&a_smem)[STAGES][BM][BK + MMA_SMEM_SKEW],
+    unsigned short (&b_smem)[STAGES][BN][BK + MMA_SMEM_SKEW]) {
     constexpr int MI = WM / 16, NJ = WN / 8;  // m16 / n8 fragments per warp
     static_assert(BK % 16 == 0 && WM % 16 == 0 && WN % 16 == 0, "k16 steps, x4 B loads");
     static_assert(BM % WM == 0 && BN % WN == 0, "block tile must split into warp tiles");
@@ -383,7 +433,7 @@ __device__ __forceinline__ void mma_gemm_mainloop(
     const int a_row = warp_m + lane % 16, a_kk = (lane / 16) * 8;
     const int b_row = warp_n + lane % 8 + (lane / 16) * 8, b_kk = ((lane / 8) % 2) * 8;
 
-    mma_double_buffered(a, b, tiles, [&](int stage) { return &a_smem[stage][0][0]; },
+    mma_pipeline<STAGES>(a, b, tiles, [&](int stage) { return &a_smem[stage][0][0]; },
                         [&](int stage) { return &b_smem[stage][0][0]; }, [&](int buf) {
 #pragma unroll
         for (int ks = 0; ks < BK; ks += 16) {
@@ -541,7 +591,7 @@ __device__ __forceinline__ void mma_m16n8k8_tf32(float (&d)[4], const unsigned (
 // tile over `tiles` reduction tiles of BK, on tf32 tensor cores (m16n8k8).
 //
 //   a_smem[stage][row][kk], b_smem[stage][col][kk]: both operands as reduction-contiguous
-//   rows of BK + MMA_TF32_SMEM_SKEW floats; two stages. The loaders' interface is
+//   rows of BK + MMA_TF32_SMEM_SKEW floats; STAGES stages. The loaders' interface is
 //   mma_gemm_mainloop's with one element per 32-bit word: a.load(regs) fills ALoader::WORDS
 //   words and steps on by BK, a.store(regs, stage) writes them into a_smem[stage] (or a
 //   copying loader's a.load(stage)); b.load(stage) copies the next B tile into the free stage
@@ -556,7 +606,7 @@ __device__ __forceinline__ void mma_m16n8k8_tf32(float (&d)[4], const unsigned (
 //   Fragments: per k8 step, plain 32-bit shared loads at the layout's own coordinates: A
 //   fragment i from rows warp_m + 16i + {g, g+8}, columns kk {t, t+4}; B fragment j from
 //   b_smem row (= B column) warp_n + 8j + g, columns kk {t, t+4}.
-//   Pipeline and barriers: mma_double_buffered's (block_sync ids 5 and 6, common.cuh).
+//   Pipeline and barriers: mma_pipeline's (block_sync ids 5 and 6, or 10; common.cuh).
 //
 // Skew: one fragment load has the 32 lanes read rows r + g (g = 0..7) at column c + t
 // (t = 0..3), i.e. word (r + g) * P + c + t for the row pitch P = BK + 4. With BK % 8 == 0,
@@ -565,11 +615,11 @@ __device__ __forceinline__ void mma_m16n8k8_tf32(float (&d)[4], const unsigned (
 // banks, an 8-way conflict.) 4 words also keep every row 16-byte aligned for vector copies.
 #define MMA_TF32_SMEM_SKEW 4  // floats of padding per shared row
 
-template <int BM, int BN, int BK, int WM, int WN, class ALoader, class BLoader>
+template <int BM, int BN, int BK, int WM, int WN, class ALoader, class BLoader, int STAGES>
 __device__ __forceinline__ void mma_tf32_gemm_mainloop(
     ALoader& a, BLoader& b, int tiles, float (&acc)[WM / 16][WN / 8][4],
-    float (&a_smem)[2][BM][BK + MMA_TF32_SMEM_SKEW],
-    float (&b_smem)[2][BN][BK + MMA_TF32_SMEM_SKEW]) {
+    float (&a_smem)[STAGES][BM][BK + MMA_TF32_SMEM_SKEW],
+    float (&b_smem)[STAGES][BN][BK + MMA_TF32_SMEM_SKEW]) {
     constexpr int MI = WM / 16, NJ = WN / 8;  // m16 / n8 fragments per warp
     static_assert(BK % 8 == 0, "k8 steps; also keeps the skewed fragment loads conflict-free");
     static_assert(WM % 16 == 0 && WN % 8 == 0, "warp tile must split into m16n8 fragments");
@@ -579,7 +629,7 @@ __device__ __forceinline__ void mma_tf32_gemm_mainloop(
     const int lane = fragment_lane();
     const int g = lane >> 2, t = lane & 3;
 
-    mma_double_buffered(a, b, tiles, [&](int stage) { return &a_smem[stage][0][0]; },
+    mma_pipeline<STAGES>(a, b, tiles, [&](int stage) { return &a_smem[stage][0][0]; },
                         [&](int stage) { return &b_smem[stage][0][0]; }, [&](int buf) {
 #pragma unroll
         for (int ks = 0; ks < BK; ks += 8) {
@@ -651,11 +701,11 @@ __device__ __forceinline__ void mma_store_words(const unsigned (&regs)[8], E* ti
 // bf16 loop (mma_gemm_mainloop) or, for float, the TF32 one (mma_tf32_gemm_mainloop). The
 // shared tiles are MmaTile<T>::type rows padded by MmaTile<T>::skew. What every v3 kernel runs.
 template <typename T, int BM, int BN, int BK, int WM, int WN, class ALoader, class BLoader,
-          class E>
+          class E, int STAGES>
 __device__ __forceinline__ void mma_tile_product(ALoader& a, BLoader& b, int tiles,
                                                  float (&acc)[WM / 16][WN / 8][4],
-                                                 E (&a_smem)[2][BM][BK + MmaTile<T>::skew],
-                                                 E (&b_smem)[2][BN][BK + MmaTile<T>::skew]) {
+                                                 E (&a_smem)[STAGES][BM][BK + MmaTile<T>::skew],
+                                                 E (&b_smem)[STAGES][BN][BK + MmaTile<T>::skew]) {
 #pragma unroll
     for (int i = 0; i < WM / 16; ++i)
 #pragma unroll
@@ -703,13 +753,13 @@ template <> struct MmaKMajorTile<float> {
 //   TF32 (k8): 32-bit shared loads at the layout's coordinates, rounded by to_tf32 (as in
 //   mma_tf32_gemm_mainloop): a = A[g][t], A[g+8][t], A[g][t+4], A[g+8][t+4] =
 //   a_smem[kk + t (+4)][row + g (+8)]; b = B[t][g], B[t+4][g] = b_smem[kk + t (+4)][col + g].
-// Pipeline and barriers: mma_double_buffered's (block_sync ids 5 and 6).
+// Pipeline and barriers: mma_multistage's (block_sync id 10), over the stages of the arrays.
 template <typename T, int BM, int BN, int BK, int WM, int WN, class ALoader, class BLoader,
-          class E>
+          class E, int STAGES>
 __device__ __forceinline__ void mma_kmajor_tile_product(
     ALoader& a, BLoader& b, int tiles, float (&acc)[WM / 16][WN / 8][4],
-    E (&a_smem)[2][BK][BM + MmaKMajorTile<T>::skew],
-    E (&b_smem)[2][BK][BN + MmaKMajorTile<T>::skew]) {
+    E (&a_smem)[STAGES][BK][BM + MmaKMajorTile<T>::skew],
+    E (&b_smem)[STAGES][BK][BN + MmaKMajorTile<T>::skew]) {
     constexpr bool TF32 = sizeof(T) == 4;
     constexpr int MI = WM / 16, NJ = WN / 8, KSTEP = TF32 ? 8 : 16;
     static_assert(MmaCopies<ALoader>::value && MmaCopies<BLoader>::value,
@@ -730,7 +780,7 @@ __device__ __forceinline__ void mma_kmajor_tile_product(
 #pragma unroll
             for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
 
-    mma_double_buffered(a, b, tiles, [&](int stage) { return &a_smem[stage][0][0]; },
+    mma_pipeline<STAGES>(a, b, tiles, [&](int stage) { return &a_smem[stage][0][0]; },
                         [&](int stage) { return &b_smem[stage][0][0]; }, [&](int buf) {
 #pragma unroll
         for (int ks = 0; ks < BK; ks += KSTEP) {
@@ -829,7 +879,7 @@ struct MmaRowsLoader {
 // kk = (r, s, c) with c innermost: channel c of the tensor pixel that tap (r, s) of row m reads
 // (Window::tap; none in the padding, or where no window puts the tap: zeros). PIECE = 16 /
 // sizeof(T) consecutive kk are then PIECE consecutive channels of one tensor pixel: a
-// 16-byte vector, copied by cp.async (COPIES: mma_double_buffered gives it a free stage to
+// 16-byte vector, copied by cp.async (COPIES: mma_multistage gives it a free stage to
 // load into) when the channels per group Cg are a multiple of PIECE and the tensor is 16-byte
 // aligned (then a piece is wholly inside one tap, and wholly in or out); otherwise element by
 // element (a piece may cross taps; float: rounded to tf32), still without registers between
@@ -903,12 +953,13 @@ struct MmaNhwcLoader {
 // first_row .. of `rows` (rows_left of them real: MmaRowsLoader), on the tensor cores; then
 // store(m, col, value) for each accumulator: m the GEMM row (may be past the last: the caller
 // guards), col the column within the tile.
-template <typename T, int BM, int BN, int BK, int WM, int WN, class Window, class E, class Store>
+template <typename T, int BM, int BN, int BK, int WM, int WN, class Window, class E, int STAGES,
+          class Store>
 __device__ __forceinline__ void mma_nhwc_gemm(const T* src, const Window& window, int channels,
                                               int R, int S, const T* rows, int first_row,
                                               int rows_left,
-                                              E (&a_smem)[2][BM][BK + MmaTile<T>::skew],
-                                              E (&b_smem)[2][BN][BK + MmaTile<T>::skew],
+                                              E (&a_smem)[STAGES][BM][BK + MmaTile<T>::skew],
+                                              E (&b_smem)[STAGES][BN][BK + MmaTile<T>::skew],
                                               Store store) {
     constexpr int THREADS = (BM / WM) * (BN / WN) * 32;
     const long long m_block = (long long)blockIdx.x * BM;

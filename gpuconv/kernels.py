@@ -188,6 +188,9 @@ DGRAD_V3 = MmaTiles("DGRAD_V3", BM=128, BN=64, BK=32, WM=32, WN=32, min_blocks=2
 # wgrad v3's GEMM is the transpose of v2's: rows (c, r, s), columns the group's filters; v4
 # (NHWC) has v3's tiles, with rows (r, s, c).
 WGRAD_V3 = MmaTiles("WGRAD_V3", BM=128, BN=64, BK=32, WM=32, WN=32, min_blocks=2)
+# The v4 kernels' pipeline depth (MMA_COPY_STAGES in mma.cuh): both tiles copied by cp.async,
+# up to MMA_COPY_STAGES - 1 tiles in flight during the math.
+MMA_COPY_STAGES = 3
 BGRAD_V2_THREADS = 256        # BGRAD_V2_THREADS in conv2d_wgrad.cu
 POOL_V2_BLOCK = (32, 8)       # POOL_V2_BLOCK_X/Y in maxpool2d.cu
 POOL_V3_BLOCK = (32, 8)       # POOL_V3_BLOCK_X/Y in maxpool2d.cu

@@ -509,15 +509,26 @@ def test_sass_v3_float_runs_on_tf32_tensor_cores(template, arch, tmp_path):
 def test_sass_v4_copies_both_tiles(op, ctype, tmp_path):
     """The NHWC kernels (v4) copy their activation tile with cp.async too: per tile, 2 pieces
     of it and 1 filter (wgrad: dy) piece per thread, where fprop v3 copies the filter piece
-    only (dgrad v3 nothing), so at least 3 times fprop v3's LDGSTS."""
-    ldgsts = {}
+    only (dgrad v3 nothing), so at least 3 times fprop v3's LDGSTS. And they pipeline
+    MMA_COPY_STAGES tiles: each waits for its copies with MMA_COPY_STAGES - 2 groups still in
+    flight (DEPBAR.LE SB0, 0x1 for 3 stages), never for all of them, as the double-buffered
+    v3 does (0x0)."""
+    ldgsts, sass = {}, {}
     for source, template in (("conv2d_fprop.cu", "conv2d_fprop_v3_mma"),
                              (f"conv2d_{op}.cu", f"conv2d_{op}_v4_nhwc_mma")):
-        sass = nvrtc_sass(source, "sm_90")[f"{template}<{ctype}>"]
-        ldgsts[template] = sum(sass_counts(sass, r"\b(LDGSTS(?:\.[A-Z0-9]+)*)\b").values())
+        sass[template] = nvrtc_sass(source, "sm_90")[f"{template}<{ctype}>"]
+        ldgsts[template] = sum(sass_counts(sass[template],
+                                           r"\b(LDGSTS(?:\.[A-Z0-9]+)*)\b").values())
     print(ctype, ldgsts)
     v3, v4 = ldgsts["conv2d_fprop_v3_mma"], ldgsts[f"conv2d_{op}_v4_nhwc_mma"]
     assert v3 > 0 and v4 >= 3 * v3, ldgsts
+    waits = set(re.findall(r"DEPBAR\.LE SB0, (0x[0-9a-f]+)", sass[f"conv2d_{op}_v4_nhwc_mma"]))
+    assert waits == {hex(kernels.MMA_COPY_STAGES - 2)}, waits
+    assert "0x0" in re.findall(r"DEPBAR\.LE SB0, (0x[0-9a-f]+)", sass["conv2d_fprop_v3_mma"])
+
+
+def test_copy_stages_match_the_python_mirror():
+    assert _macro_defaults("mma.cuh")["MMA_COPY_STAGES"] == kernels.MMA_COPY_STAGES >= 3
 
 
 def test_tf32_tile_sizes_match_the_python_mirror():

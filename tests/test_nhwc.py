@@ -209,18 +209,23 @@ def test_swapping_two_lanes_breaks_v4(op, dtype):
     assert not compare(out, expected, dtype, bound=bound), f"{op} v4, lanes 1, 5 swapped: matched"
 
 
-@pytest.mark.parametrize("barrier", [5, 6])
+@pytest.mark.parametrize("stages", [3, 2])
 @pytest.mark.parametrize("op", OPS)
-def test_dropping_a_barrier_breaks_v4(op, barrier, monkeypatch):
-    """As for v3 (tests/test_tensor_core.py): without barrier 5 (first tile) or 6 (per tile)
-    the result is wrong in at least one fiber order; with both, right in every order. v4's
-    tiles are both copied before the math, so in the round-robin orders its warps stay in
-    step without barrier 6; the greedy order runs warp 0 through its tiles first."""
-    rt = _emulator_built_with(f"-DGPUCONV_TEST_DROP_SYNC={barrier}")
+def test_dropping_a_barrier_breaks_v4(op, stages, monkeypatch):
+    """As for v3 (tests/test_tensor_core.py): without mma_multistage's one barrier per tile
+    (id 10) the result is wrong in at least one fiber order; with it, right in every order.
+    v4's tiles are both copied before the math, so in the round-robin orders its warps stay
+    in step without it; the greedy order runs warp 0 through its tiles first. Built with the
+    default 3 stages and with 2 (-DMMA_COPY_STAGES=2: the pipeline's stage arithmetic for
+    any depth)."""
+    barrier = 10
+    depth = [] if stages == kernels.MMA_COPY_STAGES else [f"-DMMA_COPY_STAGES={stages}"]
+    with_barrier = _emulator_built_with(*depth) if depth else get_runtime("emulator")
+    rt = _emulator_built_with(*depth, f"-DGPUCONV_TEST_DROP_SYNC={barrier}")
     broken = []
     for order in ("forward", "reverse", "greedy"):
         monkeypatch.setenv("GPUCONV_CPU_FIBER_ORDER", order)
-        out, expected, _ = run_nhwc(get_runtime("emulator"), RESNET, np.dtype(np.float16), op=op)
+        out, expected, _ = run_nhwc(with_barrier, RESNET, np.dtype(np.float16), op=op)
         assert_close(out, expected, np.float16, what=f"{op} v4, every barrier, {order} order")
         out, expected, _ = run_nhwc(rt, RESNET, np.dtype(np.float16), op=op)
         broken.append(not compare(out, expected, np.float16))
