@@ -26,6 +26,9 @@ _OPS = {
         _nchw(dy), _nchw(w), g).transpose(0, 2, 3, 1)), "conv2d_dgrad_nhwc"),
     "conv2d_wgrad": (reference.conv2d_weight, "conv2d_wgrad"),
     "conv2d_bgrad": (lambda dy, g: reference.conv2d_bias(dy), "conv2d_bgrad"),
+    # channels-last: dy (N,P,Q,K) -> db (K,), summed over axes 0, 1, 2
+    "conv2d_bgrad_nhwc": (lambda dy, g: reference.conv2d_bias(dy.transpose(0, 3, 1, 2)),
+                          "conv2d_bgrad_nhwc"),
     "maxpool2d_fwd": (reference.max_pool2d, "maxpool2d_fwd"),
     "maxpool2d_bwd": (reference.max_pool2d_input, "maxpool2d_bwd"),
     # avg-pool (lp-pool runs it on x**p): cuda/avgpool2d.cu
