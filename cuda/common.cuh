@@ -161,6 +161,8 @@ __host__ __device__ __forceinline__ long long div_up(long long a, long long b) {
 //              3 = bgrad v2's partial sums stored, 4 = bgrad v2's tree step,
 //              5 / 6 / 7 = v3 (mma.cuh): first tile / per-tile barrier / epilogue staging
 //              (5 and 6 in both tile loops, mma_gemm_mainloop and mma_tf32_gemm_mainloop).
+//              8 / 9 = bgrad v3's partial sums stored / read (conv2d_wgrad.cu),
+//              10 = mma_multistage's per-tile barrier (mma.cuh: the v4 kernels).
 #ifndef GPUCONV_TEST_DROP_SYNC
 #define GPUCONV_TEST_DROP_SYNC 0
 #endif

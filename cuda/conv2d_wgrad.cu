@@ -9,6 +9,7 @@
 //   where g = k / (K/groups) is k's group; x elements in the zero padding contribute nothing.
 //
 // Layouts (all C-contiguous): x (N, C, H, W), dy (N, K, P, Q), dw (K, C/groups, R, S), db (K,).
+// (bgrad v3 takes channels-last dy: (N, P, Q, K).)
 // pad_h / pad_w are the top / left padding of the forward pass.
 // T is float, double or __half; sums are carried in accumulator<T>::type (float for __half).
 //
@@ -39,6 +40,9 @@
 //   conv2d_bgrad_v2_tree<T>    one block per filter: each thread sums a fixed strided subset of
 //                              the N*P*Q values (coalesced), then a shared-memory tree adds the
 //                              partial sums in a fixed pairing.
+//   conv2d_bgrad_v3_nhwc<T>    the bias gradient of channels-last dy (N, P, Q, K), read as it
+//                              is: 32 consecutive filters x 8 warps per block (coalesced rows),
+//                              rows split into fixed chunks (grid y) with v2's second pass.
 //   conv2d_wgrad_v3_mma<T>     (T = __half or __nv_bfloat16)
 //                              the split-K implicit GEMM on tensor cores (mma.sync m16n8k16,
 //                              fp32 accumulation; mma.cuh), transposed so that the gathered
@@ -145,14 +149,14 @@ __global__ void conv2d_bgrad_v1_direct(const T* __restrict__ dy, T* __restrict__
 // i.e. coalesced loads of BK consecutive elements - and the digits (n, p, q) advance by BK per
 // tile without a division (common.cuh: advance_by_step).
 
-// wgrad_split_range: the reduction tiles [begin, end) of split `split` of `splits` over
-// `tiles` BK-tiles: fixed, contiguous ranges of div_up(tiles, splits) (the last may be
-// shorter; kernels.py never makes one empty, but an empty range would just write zeros).
-__device__ __forceinline__ void wgrad_split_range(long long tiles, int splits, int split,
-                                                  long long& begin, long long& end) {
-    const long long per_split = div_up(tiles, splits);
+// split_range: the pieces [begin, end) of split `split` of `splits` over `count` pieces (wgrad's
+// BK-tiles, bgrad v3's rows): fixed, contiguous ranges of div_up(count, splits) (the last may
+// be shorter; kernels.py never makes one empty, but an empty range would just write zeros).
+__device__ __forceinline__ void split_range(long long count, int splits, int split,
+                                            long long& begin, long long& end) {
+    const long long per_split = div_up(count, splits);
     begin = split * per_split;
-    end = begin + per_split < tiles ? begin + per_split : tiles;
+    end = begin + per_split < count ? begin + per_split : count;
 }
 
 // Operand A, BK x BM: A[(n, p, q)][k] = dy[n, g*Kg + k, p, q].
@@ -282,7 +286,7 @@ conv2d_wgrad_v2_implicit_gemm(const T* __restrict__ x, const T* __restrict__ dy,
     const int tid = threadIdx.x;
 
     long long tile_begin, tile_end;  // this split's reduction tiles
-    wgrad_split_range(div_up((long long)N * P * Q, BK), splits, split, tile_begin, tile_end);
+    split_range(div_up((long long)N * P * Q, BK), splits, split, tile_begin, tile_end);
 
     WgradDyLoader<T, Acc, BM, BK, THREADS> a;
     a.init(dy, tile_begin * BK + tid % BK, N, K, P, Q, g * Kg + k_block, Kg - k_block, tid);
@@ -363,6 +367,73 @@ conv2d_bgrad_v2_tree(const T* __restrict__ dy, T* __restrict__ db, int N, int K,
         // Thread 0 alone reads partial[0], and only thread 0 writes partial[0] in the next
         // filter's round, so no barrier is needed before the next round's stores.
         if (tid == 0) db[k] = from_acc<T>(partial[0]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// v3: the bias gradient of channels-last dy, read as it is.
+//
+// dy is (N, P, Q, K) C-contiguous: N*P*Q rows of K filters, so db[k] = sum over rows j of
+// dy[j*K + k] is a column sum of a row-major matrix. v1 / v2 would need an NCHW copy of dy
+// first (a full read and write of it) to sum each filter's plane.
+//
+//   block    BGRAD_V3_BLOCK_X consecutive filters x BGRAD_V3_BLOCK_Y warps: lane x reads
+//            filter k_block + x, so a warp's loads of one row are consecutive (coalesced).
+//   rows     grid y = splits: split s sums a fixed, contiguous chunk of rows (kernels.py:
+//            bgrad_splits, a function of the geometry only); warp y of the block sums rows
+//            chunk_begin + y, + BLOCK_Y, ... in order, then the BLOCK_Y partial sums are added
+//            in warp order through shared memory.
+//   output   one split writes db; several write their accumulator-type partials to
+//            workspace[split*K + k], and conv2d_wgrad_v2_sum_splits adds them in split order.
+//   filters  grid x = filter blocks, capped (kernels.py): a block-stride loop covers the rest.
+//
+// Deterministic (every sum in an order fixed by the geometry, no atomics); row indices in
+// 64 bits (N*P*Q*K may pass 2^31).
+#ifndef BGRAD_V3_BLOCK_X
+#define BGRAD_V3_BLOCK_X 32  // consecutive filters per block (one warp's lanes)
+#endif
+#ifndef BGRAD_V3_BLOCK_Y
+#define BGRAD_V3_BLOCK_Y 8   // warps per block, each summing every BLOCK_Y-th row of the chunk
+#endif
+
+template <typename T>
+__global__ void __launch_bounds__(BGRAD_V3_BLOCK_X * BGRAD_V3_BLOCK_Y)
+conv2d_bgrad_v3_nhwc(const T* __restrict__ dy, T* __restrict__ db,
+                     typename accumulator<T>::type* __restrict__ workspace, int splits, int N,
+                     int K, int P, int Q) {
+    typedef typename accumulator<T>::type Acc;
+    __shared__ Acc partial[BGRAD_V3_BLOCK_Y][BGRAD_V3_BLOCK_X];
+    const int tx = threadIdx.x, ty = threadIdx.y;
+    const int split = blockIdx.y;
+
+    long long row_begin, row_end;  // this split's rows (the rule of kernels.bgrad_splits)
+    split_range((long long)N * P * Q, splits, split, row_begin, row_end);
+
+    // Block-stride over filter blocks (uniform over the block: every thread reaches the same
+    // barriers).
+    for (long long k_block = (long long)blockIdx.x * BGRAD_V3_BLOCK_X; k_block < K;
+         k_block += (long long)gridDim.x * BGRAD_V3_BLOCK_X) {
+        const long long k = k_block + tx;
+        Acc acc = 0;
+        // Lanes past the last filter (K not a multiple of BLOCK_X) read nothing, but still
+        // store a partial and reach the barriers.
+        if (k < K)
+            for (long long j = row_begin + ty; j < row_end; j += BGRAD_V3_BLOCK_Y)
+                acc += to_acc(dy[j * K + k]);
+        partial[ty][tx] = acc;
+        // Barrier 8: every warp's partial sums are stored before warp 0 reads them.
+        block_sync(8);
+        if (ty == 0 && k < K) {
+            Acc sum = partial[0][tx];
+            for (int y = 1; y < BGRAD_V3_BLOCK_Y; ++y) sum += partial[y][tx];  // warp order
+            if (splits == 1)
+                db[k] = from_acc<T>(sum);
+            else
+                workspace[(long long)split * K + k] = sum;
+        }
+        // Barrier 9: warp 0 has read every partial before the next filter block's stores
+        // overwrite them.
+        block_sync(9);
     }
 }
 
@@ -595,7 +666,7 @@ conv2d_wgrad_v3_mma(const T* __restrict__ x, const T* __restrict__ dy, T* __rest
     const int tid = threadIdx.x;
 
     long long tile_begin, tile_end;  // this split's reduction tiles, as in v2
-    wgrad_split_range(div_up((long long)N * P * Q, BK), splits, split, tile_begin, tile_end);
+    split_range(div_up((long long)N * P * Q, BK), splits, split, tile_begin, tile_end);
 
     WgradV3XLoader<T, BM, BK, THREADS> a;
     a.init(x, tile_begin * BK, m_block + tid % BM, CRS, C, Cg, g, N, H, W, R, S, P, Q, pad_h,
@@ -787,7 +858,7 @@ conv2d_wgrad_v4_nhwc_mma(const T* __restrict__ x, const T* __restrict__ dy,
     const int k_block = blockIdx.y * BN;  // first filter of this tile, within the group
     const long long NPQ = (long long)N * P * Q;
     long long tile_begin, tile_end;       // this split's reduction tiles
-    wgrad_split_range(div_up(NPQ, BK), splits, split, tile_begin, tile_end);
+    split_range(div_up(NPQ, BK), splits, split, tile_begin, tile_end);
 
     WgradV4XLoader<T, BM, BK, THREADS> a;
     a.init(x, tile_begin * BK, m_block, N, C, H, W, R, S, P, Q, pad_h, pad_w, stride_h,
@@ -827,6 +898,10 @@ void* conv2d_wgrad_instance(int i) {
                                (void*)conv2d_bgrad_v2_tree<__nv_bfloat16>,
                                (void*)conv2d_bgrad_v2_tree<float>,
                                (void*)conv2d_bgrad_v2_tree<double>,
+                               (void*)conv2d_bgrad_v3_nhwc<__half>,
+                               (void*)conv2d_bgrad_v3_nhwc<__nv_bfloat16>,
+                               (void*)conv2d_bgrad_v3_nhwc<float>,
+                               (void*)conv2d_bgrad_v3_nhwc<double>,
                                (void*)conv2d_wgrad_v3_mma<__half>,
                                (void*)conv2d_wgrad_v3_mma<__nv_bfloat16>,
                                (void*)conv2d_wgrad_v3_mma<float>,

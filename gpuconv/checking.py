@@ -260,6 +260,15 @@ def _check_conv2d_bias(problem, dtype, dev, host):
     return compare(host(grad.conv2d_bias(dev(dy))), reference.conv2d_bias(dy), dtype)
 
 
+def _check_conv2d_bias_channels_last(problem, dtype, dev, host):
+    """grad.conv2d_bias on a channels-last dy (an (N,P,Q,K) buffer seen as NCHW): db's
+    values."""
+    from . import grad, reference
+    *_, dy, _ = _conv_case(problem, dtype)
+    dy_cl = dev(np.ascontiguousarray(dy.transpose(_NHWC))).transpose(_NCHW)
+    return compare(host(grad.conv2d_bias(dy_cl)), reference.conv2d_bias(dy), dtype)
+
+
 def _check_max_pool2d(problem, dtype, dev, host):
     """Values within tolerance and indices exactly equal."""
     from . import functional, reference
@@ -708,6 +717,7 @@ CHECKS = {
     "conv2d_weight": (_conv_problems, _check_conv2d_weight),
     "conv2d_weight_channels_last": (_conv_problems, _check_conv2d_weight_channels_last),
     "conv2d_bias": (_conv_problems, _check_conv2d_bias),
+    "conv2d_bias_channels_last": (_conv_problems, _check_conv2d_bias_channels_last),
     "max_pool2d": (_pool_problems, _check_max_pool2d),
     "max_pool2d_input": (_pool_problems, _check_max_pool2d_input),
     "avg_pool2d": (_avgpool_problems, _check_avg_pool2d),
@@ -745,7 +755,8 @@ OPS = tuple(CHECKS)
 KERNEL_OPS = {"conv2d": "fprop", "conv2d_channels_last": "fprop", "conv2d_input": "dgrad",
               "conv2d_input_channels_last": "dgrad", "conv2d_weight": "wgrad",
               "conv2d_weight_channels_last": "wgrad",
-              "conv2d_bias": "bgrad", "max_pool2d": "pool_fwd", "max_pool2d_input": "pool_bwd"}
+              "conv2d_bias": "bgrad", "conv2d_bias_channels_last": "bgrad",
+              "max_pool2d": "pool_fwd", "max_pool2d_input": "pool_bwd"}
 
 
 def _kernel_geometry(op: str, problem):
@@ -754,7 +765,7 @@ def _kernel_geometry(op: str, problem):
     if op.startswith("max_pool2d"):
         return pool2d_geometry(problem.x_shape, **problem.kwargs)
     g = conv2d_geometry(problem.x_shape, problem.w_shape, **problem.kwargs)
-    if op == "conv2d_bias":  # grad.conv2d_bias describes dy as a depthwise 1x1 convolution
+    if op.startswith("conv2d_bias"):  # grad.conv2d_bias: dy as a depthwise 1x1 conv's output
         return conv2d_geometry(g.y_shape, (g.K, 1, 1, 1), groups=g.K)
     return g
 
@@ -766,7 +777,7 @@ def kernel_versions(op: str, problem, dtype) -> tuple:
         return ()
     kop, g = KERNEL_OPS[op], _kernel_geometry(op, problem)
     # Each kernel in its own layout: the NCHW versions in the NCHW checks, the NHWC versions
-    # (v4) in the *_channels_last ones (elsewhere they would run the same kernels through
+    # (fprop / dgrad v4, bgrad v3) in the *_channels_last ones (elsewhere they would run the same kernels through
     # layout copies). Where none fits, gpuconv's own choice (version None) runs.
     nhwc = op.endswith("_channels_last")
     return tuple(v for v in kernels.VERSIONS[kop] if kernels.supports(kop, v, g)

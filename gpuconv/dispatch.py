@@ -29,6 +29,9 @@ _OPS = {
     "conv2d_wgrad_nhwc": (lambda x, dy, g: np.ascontiguousarray(reference.conv2d_weight(
         _nchw(x), _nchw(dy), g).transpose(0, 2, 3, 1)), "conv2d_wgrad_nhwc"),
     "conv2d_bgrad": (lambda dy, g: reference.conv2d_bias(dy), "conv2d_bgrad"),
+    # channels-last: dy (N,P,Q,K) -> db (K,), summed over axes 0, 1, 2
+    "conv2d_bgrad_nhwc": (lambda dy, g: reference.conv2d_bias(dy.transpose(0, 3, 1, 2)),
+                          "conv2d_bgrad_nhwc"),
     "maxpool2d_fwd": (reference.max_pool2d, "maxpool2d_fwd"),
     "maxpool2d_bwd": (reference.max_pool2d_input, "maxpool2d_bwd"),
     # avg-pool (lp-pool runs it on x**p): cuda/avgpool2d.cu

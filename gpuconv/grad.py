@@ -142,7 +142,8 @@ def conv2d_bias(grad_output):
     """Gradient of conv2d with respect to its bias: ``db[k] = sum_{n,p,q} dy[n,k,p,q]``.
 
     Args:
-        grad_output: (N, K, P, Q) or (K, P, Q) float array.
+        grad_output: (N, K, P, Q) or (K, P, Q) float array; a channels-last one (an
+            (N,P,Q,K) buffer seen as (N,K,P,Q)) is summed as it is, without an NCHW copy.
 
     Returns:
         db of shape (K,), reduced in a fixed order (deterministic).
@@ -160,7 +161,11 @@ def conv2d_bias(grad_output):
         raise ValueError(f"grad_output must have non-zero K, P and Q, got shape {tuple(dy.shape)}")
     # dy's sizes, described as the output of a depthwise 1x1 convolution, for the launch code.
     g = conv2d_geometry((N, K, P, Q), (K, 1, 1, 1), groups=K)
-    (db,) = dispatch.run("conv2d_bgrad", g, [dy], [((K,), dtype)], lib)
+    if is_channels_last(dy):  # an (N,P,Q,K) buffer: summed as it is (bgrad v3), no NCHW copy
+        (db,) = dispatch.run("conv2d_bgrad_nhwc", g, [dy.transpose(0, 2, 3, 1)],
+                             [((K,), dtype)], lib)
+    else:
+        (db,) = dispatch.run("conv2d_bgrad", g, [dy], [((K,), dtype)], lib)
     return db
 
 

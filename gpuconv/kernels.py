@@ -12,7 +12,8 @@ max-pool); fprop, dgrad and wgrad also have ``v3``, the implicit GEMM on tensor 
 shuffle emulation elsewhere), and ``v4``, v3 on channels-last (NHWC) tensors: run as they
 are by :func:`conv2d_fprop_nhwc` / :func:`conv2d_dgrad_nhwc` / :func:`conv2d_wgrad_nhwc`,
 converted to NHWC and back by :func:`conv2d_fprop` / :func:`conv2d_dgrad` /
-:func:`conv2d_wgrad`; max-pool's ``v3`` is v2 vectorized
+:func:`conv2d_wgrad`; bgrad ``v3`` sums channels-last dy as it is (:func:`conv2d_bgrad_nhwc`;
+:func:`conv2d_bgrad` converts NCHW dy to NHWC for it); max-pool's ``v3`` is v2 vectorized
 (``POOL_V3_VEC`` consecutive outputs per thread, vector stores).
 Which one runs is decided per call, first match wins:
 
@@ -79,6 +80,7 @@ TEMPLATES = {
     ("wgrad", "v4"): ("conv2d_wgrad.cu", "conv2d_wgrad_v4_nhwc_mma"),  # v3 on NHWC tensors
     ("bgrad", "v1"): ("conv2d_wgrad.cu", "conv2d_bgrad_v1_direct"),
     ("bgrad", "v2"): ("conv2d_wgrad.cu", "conv2d_bgrad_v2_tree"),
+    ("bgrad", "v3"): ("conv2d_wgrad.cu", "conv2d_bgrad_v3_nhwc"),  # channels-last dy
     ("pool_fwd", "v1"): ("maxpool2d.cu", "maxpool2d_fwd_v1_direct"),
     ("pool_fwd", "v2"): ("maxpool2d.cu", "maxpool2d_fwd_v2_plane"),
     ("pool_fwd", "v3"): ("maxpool2d.cu", "maxpool2d_fwd_v3_vec"),  # v2 with vector stores
@@ -111,7 +113,7 @@ TF32_BK = 16  # FPROP_TF32_BK, DGRAD_TF32_BK, WGRAD_TF32_BK: v3's float32 reduct
 TENSOR_CORE_VERSIONS = {("fprop", "v3"), ("fprop", "v4"), ("dgrad", "v3"), ("dgrad", "v4"),
                         ("wgrad", "v3"), ("wgrad", "v4")}
 # The versions that take channels-last (NHWC) arrays (the others NCHW ones).
-NHWC_VERSIONS = {("fprop", "v4"), ("dgrad", "v4"), ("wgrad", "v4")}
+NHWC_VERSIONS = {("fprop", "v4"), ("dgrad", "v4"), ("wgrad", "v4"), ("bgrad", "v3")}
 TENSOR_CORE_MIN_ARCH = 80
 # Ops with one kernel version so far (v1): nothing to select, so they stay out of OPS /
 # TEMPLATES. (op, version) -> (source, template); each op family's section near the end of
@@ -192,6 +194,13 @@ WGRAD_V3 = MmaTiles("WGRAD_V3", BM=128, BN=64, BK=32, WM=32, WN=32, min_blocks=2
 # up to MMA_COPY_STAGES - 1 tiles in flight during the math.
 MMA_COPY_STAGES = 3
 BGRAD_V2_THREADS = 256        # BGRAD_V2_THREADS in conv2d_wgrad.cu
+BGRAD_V3_BLOCK = (32, 8)      # BGRAD_V3_BLOCK_X/Y in conv2d_wgrad.cu: filters x warps
+BGRAD_V3_MAX_GRID_X = MAX_GRID_X  # bgrad v3's grid x over filter blocks (tests lower it)
+# bgrad v3 splits its N*P*Q rows until about this many blocks run (as wgrad's split: a
+# constant, so the summation order is the same on every device), each chunk at least
+# BGRAD_V3_MIN_ROWS_PER_SPLIT rows (BGRAD_V3_MIN_ROWS_PER_SPLIT / 8 per warp).
+BGRAD_SPLIT_TARGET_BLOCKS = 264
+BGRAD_V3_MIN_ROWS_PER_SPLIT = 256
 POOL_V2_BLOCK = (32, 8)       # POOL_V2_BLOCK_X/Y in maxpool2d.cu
 POOL_V3_BLOCK = (32, 8)       # POOL_V3_BLOCK_X/Y in maxpool2d.cu
 POOL_V3_VEC = 4               # POOL_V3_VEC in maxpool2d.cu: consecutive outputs per v3 thread
@@ -325,6 +334,22 @@ def wgrad_splits(g, version: str = "v2") -> int:
     return max(1, _cdiv(k_tiles, per))
 
 
+def bgrad_splits(g) -> int:
+    """How many fixed, contiguous chunks bgrad v3 splits the N*P*Q rows of dy into (grid y):
+    enough blocks for about ``BGRAD_SPLIT_TARGET_BLOCKS`` over the ceil(K / 32) filter blocks,
+    at least ``BGRAD_V3_MIN_ROWS_PER_SPLIT`` rows per chunk, no empty chunk, within the grid's
+    y limit. A pure function of the geometry (not of the device, nor of the grid-x cap), so the
+    summation order, hence every bit of db, is the same everywhere."""
+    rows = g.N * g.P * g.Q
+    if rows <= 0:
+        return 1
+    filter_blocks = _cdiv(g.K, BGRAD_V3_BLOCK[0])
+    splits = max(1, _cdiv(BGRAD_SPLIT_TARGET_BLOCKS, filter_blocks))
+    splits = min(splits, max(1, rows // BGRAD_V3_MIN_ROWS_PER_SPLIT), MAX_GRID_YZ)
+    per = _cdiv(rows, splits)
+    return max(1, _cdiv(rows, per))  # the kernel's chunks: per rows each, none empty
+
+
 def unsupported_reason(op: str, version: str, g) -> str | None:
     """Why ``version`` of ``op`` cannot run geometry ``g`` (None: it can)."""
     if op not in OPS:
@@ -356,7 +381,10 @@ def unsupported_reason(op: str, version: str, g) -> str | None:
             return f"GEMM sides {M} x {Ncols} do not fit the kernel's 32-bit indices"
         return None
     if op == "bgrad":
-        return None  # a block-stride loop over K and over each plane: no limit beyond v1's
+        # v2: a block-stride loop over K and over each plane; v3: a block-stride loop over
+        # filter blocks (grid x capped), splits within the grid's y limit (bgrad_splits), row
+        # indices in 64 bits: no limit beyond v1's.
+        return None
     # max-pool v2 / v3: in-plane indices are 32-bit, one plane row of blocks per grid y
     if g.H * g.W > INT32_MAX or g.P * g.Q > INT32_MAX:
         return "a plane larger than 2^31 elements needs v1's 64-bit in-plane indices"
@@ -470,7 +498,9 @@ def heuristic_version(op: str, g, dtype=None, arch: int | None = None,
     * wgrad: v2 (split-K GEMM) when the reduction N*P*Q is long (>= 256: v1 would run it
       serially in one thread per dw element, with only K*C/groups*R*S threads - a few thousand
       for a depthwise layer) or the filter GEMM is at least 16 x 16.
-    * bgrad: v2 (block tree per filter) when N*P*Q >= 256.
+    * bgrad: v2 (block tree per filter) when N*P*Q >= 256; v3 (channels-last dy read as it
+      is) always for channels-last dy (``layout='nhwc'``; it needs no tensor cores), never on
+      NCHW dy (it would need a copy to NHWC).
     * max-pool: v2 (2-D launch, 32-bit in-plane index math) whenever it supports the geometry.
       Never v3 (v2 vectorized): it has not been timed on a GPU yet, and becomes the default only
       once a benchmark shows it faster; autotune (``$GPUCONV_AUTOTUNE=1``) times it with the
@@ -483,6 +513,8 @@ def heuristic_version(op: str, g, dtype=None, arch: int | None = None,
         M, Ncols, Kred = _gemm_shape(op, g)
         pick = "v2" if (Kred >= 256 or (M >= 16 and Ncols >= 16)) else "v1"
     elif op == "bgrad":
+        if layout == "nhwc" and supports(op, "v3", g) and runs_well_here(op, "v3", dtype, arch):
+            return "v3"
         pick = "v2" if g.N * g.P * g.Q >= 256 else "v1"
     elif op in ("pool_fwd", "pool_bwd"):
         pick = "v2"
@@ -888,6 +920,9 @@ def conv2d_wgrad_nhwc(rt, g, x, dy, dw, version: str | None = None) -> None:
 
 
 def _bgrad_launch(rt, g, version, dy, db) -> None:
+    if version == "v3":  # channels-last kernel: NCHW dy converted here (and counted)
+        _bgrad_nhwc_launch(rt, g, rt.xp.ascontiguousarray(dy.transpose(0, 2, 3, 1)), db)
+        return
     args = [dy, db] + _i32(N=g.N, K=g.K, P=g.P, Q=g.Q)
     if version == "v1":
         _launch(rt, "conv2d_wgrad.cu", "conv2d_bgrad_v1_direct", db.dtype, g.K, args)
@@ -902,6 +937,39 @@ def conv2d_bgrad(rt, g, dy, db, version: str | None = None) -> None:
         return
     v = select_version("bgrad", g, db.dtype, rt, version, lambda v: _bgrad_launch(rt, g, v, dy, db))
     _bgrad_launch(rt, g, v, dy, db)
+
+
+def _bgrad_nhwc_launch(rt, g, dy, db) -> None:
+    """bgrad v3 on channels-last dy (N,P,Q,K), C-contiguous: grid (filter blocks of
+    BGRAD_V3_BLOCK[0], capped at BGRAD_V3_MAX_GRID_X; splits), block BGRAD_V3_BLOCK. With
+    splits > 1 each block writes partial sums into a workspace (accumulator dtype) and wgrad's
+    second pass adds them in split order into db."""
+    splits = bgrad_splits(g)
+    acc_dtype = np.float64 if np.dtype(db.dtype) == np.float64 else np.float32
+    workspace = rt.xp.empty(g.K * splits if splits > 1 else 1, acc_dtype)
+    grid = (min(_cdiv(g.K, BGRAD_V3_BLOCK[0]), BGRAD_V3_MAX_GRID_X), splits)
+    _launch_grid(rt, "bgrad", "v3", db.dtype, grid, BGRAD_V3_BLOCK,
+                 [dy, db, workspace, np.int32(splits)] + _i32(N=g.N, K=g.K, P=g.P, Q=g.Q))
+    if splits > 1:
+        _launch(rt, "conv2d_wgrad.cu", "conv2d_wgrad_v2_sum_splits", db.dtype, g.K,
+                [workspace, db, np.int64(g.K), np.int32(splits)])
+
+
+def _bgrad_nhwc_any(rt, g, version, dy, db) -> None:
+    if version == "v3":
+        _bgrad_nhwc_launch(rt, g, dy, db)
+    else:  # an NCHW version: sum an NCHW copy
+        _bgrad_launch(rt, g, version, rt.xp.ascontiguousarray(dy.transpose(0, 3, 1, 2)), db)
+
+
+def conv2d_bgrad_nhwc(rt, g, dy, db, version: str | None = None) -> None:
+    """conv2d_bgrad on channels-last dy (N,P,Q,K), C-contiguous: db (K,) = dy summed over n,
+    p, q. v3 reads dy as it is; v1 / v2 sum an NCHW copy (selection: layout 'nhwc')."""
+    if g.N == 0:
+        return
+    v = select_version("bgrad", g, db.dtype, rt, version,
+                       lambda v: _bgrad_nhwc_any(rt, g, v, dy, db), layout="nhwc")
+    _bgrad_nhwc_any(rt, g, v, dy, db)
 
 
 # ----------------------------------------------------------------------------------------

@@ -207,6 +207,8 @@ LAUNCH_BOUNDS = {
                                        "float": kernels.WGRAD_V2.min_blocks, "double": 1}),
     "conv2d_bgrad_v2_tree": ("conv2d_wgrad.cu", kernels.BGRAD_V2_THREADS,
                              {"__half": 1, "__nv_bfloat16": 1, "float": 1, "double": 1}),
+    "conv2d_bgrad_v3_nhwc": ("conv2d_wgrad.cu", kernels.BGRAD_V3_BLOCK[0] * kernels.BGRAD_V3_BLOCK[1],
+                             {"__half": 1, "__nv_bfloat16": 1, "float": 1, "double": 1}),
     "maxpool2d_fwd_v2_plane": ("maxpool2d.cu", kernels.POOL_V2_BLOCK[0] * kernels.POOL_V2_BLOCK[1],
                                {"__half": 1, "__nv_bfloat16": 1, "float": 1, "double": 1}),
     "maxpool2d_bwd_v2_plane": ("maxpool2d.cu", kernels.POOL_V2_BLOCK[0] * kernels.POOL_V2_BLOCK[1],
@@ -235,6 +237,8 @@ def test_tile_sizes_match_the_python_mirror():
         assert defaults[f"{tiles.prefix}_MIN_BLOCKS"] == tiles.min_blocks
     assert _macro_defaults("conv2d_wgrad.cu")["WGRAD_V2_MIN_BLOCKS_FP64"] == 1
     assert _macro_defaults("conv2d_wgrad.cu")["BGRAD_V2_THREADS"] == kernels.BGRAD_V2_THREADS
+    wgrad = _macro_defaults("conv2d_wgrad.cu")
+    assert (wgrad["BGRAD_V3_BLOCK_X"], wgrad["BGRAD_V3_BLOCK_Y"]) == kernels.BGRAD_V3_BLOCK
     pool = _macro_defaults("maxpool2d.cu")
     assert (pool["POOL_V2_BLOCK_X"], pool["POOL_V2_BLOCK_Y"]) == kernels.POOL_V2_BLOCK
     assert (pool["POOL_V3_BLOCK_X"], pool["POOL_V3_BLOCK_Y"]) == kernels.POOL_V3_BLOCK

@@ -152,9 +152,10 @@ POOL_IDS = [p.name for p in ALL_POOL_PROBLEMS]
 VERSIONS = ["v1", "v2"]  # every op has both (kernels.VERSIONS; checked below)
 # Versions some ops have beyond these, each with its own dtypes and test below.
 # Tensor cores (*_tensor_core, *_tf32); v4 is v3 on NHWC arrays (also tests/test_nhwc.py);
+# bgrad v3 sums NHWC dy (here through NCHW arrays, every dtype; tests/test_bgrad_nhwc.py);
 # max-pool v3 is vectorized (every max-pool test).
 EXTRA_VERSIONS = {"fprop": ["v3", "v4"], "dgrad": ["v3", "v4"], "wgrad": ["v3", "v4"],
-                  "pool_fwd": ["v3"], "pool_bwd": ["v3"]}
+                  "bgrad": ["v3"], "pool_fwd": ["v3"], "pool_bwd": ["v3"]}
 POOL_VERSIONS = VERSIONS + ["v3"]  # what every max-pool test runs, on every dtype
 
 
@@ -284,7 +285,7 @@ def test_conv2d_wgrad_tensor_core(rt, version, problem, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("problem", ALL_CONV_PROBLEMS, ids=CONV_IDS)
-@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("version", VERSIONS + EXTRA_VERSIONS["bgrad"])
 def test_conv2d_bgrad(rt, version, problem, dtype):
     g, _, _, _, dy = conv_case(problem, dtype, "bgrad")
     db = poisoned(rt, (g.K,), dtype)
