@@ -572,6 +572,36 @@ conv2d_dgrad_v4_nhwc_mma(const T* __restrict__ dy, const T* __restrict__ w_t,
     });
 }
 
+// ---------------------------------------------------------------------------------------
+// v5: v4 on wgmma (sm_90a), as fprop v5: the same loaders, window, tiles and grid; stages in
+// wgmma's core-matrix layout, each warpgroup's 64 x 64 product straight from shared memory.
+// float16 / bfloat16 only; emulated with mma.m16n8k16 off sm_90a.
+template <typename T>
+__global__ void __launch_bounds__(DGRAD_V3_THREADS, DGRAD_V3_LAUNCH_MIN_BLOCKS)
+conv2d_dgrad_v5_nhwc_wgmma(const T* __restrict__ dy, const T* __restrict__ w_t,
+                           T* __restrict__ dx, int N, int C, int H, int W, int K, int R, int S,
+                           int P, int Q, int pad_h, int pad_w, int stride_h, int stride_w,
+                           int dilation_h, int dilation_w, int groups) {
+    static_assert(sizeof(T) == 2, "conv2d_dgrad_v5_nhwc_wgmma: 16-bit types");
+    constexpr int BM = DGRAD_V3_BM, BN = DGRAD_V3_BN, BK = DGRAD_V3_BK;
+    static_assert(BM / 64 * 128 == DGRAD_V3_THREADS, "two warpgroups: v3's threads");
+    __shared__ __align__(128) unsigned short a_smem[MMA_COPY_STAGES][BM * BK];
+    __shared__ __align__(128) unsigned short b_smem[MMA_COPY_STAGES][BN * BK];
+
+    const int Cg = C / groups, Kg = K / groups, g = blockIdx.z;
+    const long long M = (long long)N * H * W;
+    const int c_block = blockIdx.y * BN;  // first channel of this tile, within the group
+    const DgradV4Window window{M, (long long)H * W, K, W, P, Q, pad_h, pad_w, stride_h,
+                               stride_w, dilation_h, dilation_w, g * Kg};
+    // As v4: dx[pixel m][channel], rounded once; guards as there.
+    wgmma_nhwc_gemm<T, BM, BN, BK>(dy, window, Kg, R, S, w_t, g * Cg + c_block, Cg - c_block,
+                                   a_smem, b_smem, [&](long long m, int col, float v) {
+        const int c = c_block + col;
+        if (m >= M || c >= Cg) return;
+        dx[m * C + g * Cg + c] = from_acc<T>(v);
+    });
+}
+
 // Standalone `nvcc -cubin -arch=sm_90 -Xptxas -v cuda/conv2d_dgrad.cu`: taking each
 // instance's address makes nvcc compile it, so ptxas reports every kernel. NVRTC and the CPU
 // runtime get their instances from name expressions (gpuconv/kernels.py) instead.
@@ -590,7 +620,9 @@ void* conv2d_dgrad_instance(int i) {
                                (void*)conv2d_dgrad_v3_mma<float>,
                                (void*)conv2d_dgrad_v4_nhwc_mma<__half>,
                                (void*)conv2d_dgrad_v4_nhwc_mma<__nv_bfloat16>,
-                               (void*)conv2d_dgrad_v4_nhwc_mma<float>};
+                               (void*)conv2d_dgrad_v4_nhwc_mma<float>,
+                               (void*)conv2d_dgrad_v5_nhwc_wgmma<__half>,
+                               (void*)conv2d_dgrad_v5_nhwc_wgmma<__nv_bfloat16>};
     return instances[i];
 }
 #endif

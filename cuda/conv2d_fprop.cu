@@ -566,6 +566,41 @@ conv2d_fprop_v4_nhwc_mma(const T* __restrict__ x, const T* __restrict__ w,
     });
 }
 
+// ---------------------------------------------------------------------------------------
+// v5: v4 on wgmma, the warpgroup MMA of sm_90a (Hopper): the same NHWC loaders and window,
+// tiles and grid, with the stages in wgmma's core-matrix layout (mma.cuh: WgmmaTile) and each
+// of the two warpgroups multiplying its 64 rows of the 128 x 64 tile straight out of shared
+// memory (wgmma.mma_async m64n64k16, both operands through descriptors: no ldmatrix, no A or
+// B fragments in registers). float16 / bfloat16 only. Off sm_90a (the CPU runtime, other GPUs)
+// the wgmma is emulated with mma.m16n8k16 over the same shared-memory coordinates.
+template <typename T>
+__global__ void __launch_bounds__(FPROP_V3_THREADS, FPROP_V3_LAUNCH_MIN_BLOCKS)
+conv2d_fprop_v5_nhwc_wgmma(const T* __restrict__ x, const T* __restrict__ w,
+                           const T* __restrict__ b, int has_bias, T* __restrict__ y, int N,
+                           int C, int H, int W, int K, int R, int S, int P, int Q, int pad_h,
+                           int pad_w, int stride_h, int stride_w, int dilation_h,
+                           int dilation_w, int groups) {
+    static_assert(sizeof(T) == 2, "conv2d_fprop_v5_nhwc_wgmma: 16-bit types");
+    constexpr int BM = FPROP_V3_BM, BN = FPROP_V3_BN, BK = FPROP_V3_BK;
+    static_assert(BM / 64 * 128 == FPROP_V3_THREADS, "two warpgroups: v3's threads");
+    __shared__ __align__(128) unsigned short a_smem[MMA_COPY_STAGES][BM * BK];
+    __shared__ __align__(128) unsigned short b_smem[MMA_COPY_STAGES][BN * BK];
+
+    const int Cg = C / groups, Kg = K / groups, g = blockIdx.z;
+    const long long M = (long long)N * P * Q;
+    const int k_block = blockIdx.y * BN;  // first filter of this tile, within the group
+    const FpropV4Window window{M, (long long)P * Q, C, H, W, Q, pad_h, pad_w, stride_h,
+                               stride_w, dilation_h, dilation_w, g * Cg};
+    // As v4: y[pixel m][filter] = acc + bias, rounded once; guards as there.
+    wgmma_nhwc_gemm<T, BM, BN, BK>(x, window, Cg, R, S, w, g * Kg + k_block, Kg - k_block,
+                                   a_smem, b_smem, [&](long long m, int col, float v) {
+        const int k = k_block + col;
+        if (m >= M || k >= Kg) return;
+        const int filter = g * Kg + k;
+        y[m * K + filter] = from_acc<T>(v + (has_bias ? to_acc(b[filter]) : 0.0f));
+    });
+}
+
 // Standalone `nvcc -cubin -arch=sm_90 -Xptxas -v cuda/conv2d_fprop.cu`: taking each
 // instance's address makes nvcc compile it, so ptxas reports every kernel. NVRTC and the CPU
 // runtime get their instances from name expressions (gpuconv/kernels.py) instead.
@@ -584,7 +619,9 @@ void* conv2d_fprop_instance(int i) {
                                (void*)conv2d_fprop_v3_mma<float>,
                                (void*)conv2d_fprop_v4_nhwc_mma<__half>,
                                (void*)conv2d_fprop_v4_nhwc_mma<__nv_bfloat16>,
-                               (void*)conv2d_fprop_v4_nhwc_mma<float>};
+                               (void*)conv2d_fprop_v4_nhwc_mma<float>,
+                               (void*)conv2d_fprop_v5_nhwc_wgmma<__half>,
+                               (void*)conv2d_fprop_v5_nhwc_wgmma<__nv_bfloat16>};
     return instances[i];
 }
 #endif

@@ -29,6 +29,10 @@
 //   mma_gemm_mainloop            the v3 kernels' double-buffered shared-memory tile loop
 //   mma_stage_tile               their epilogue's staging of the rounded tile (+ bias)
 //   mma_each_element             each accumulator with its tile row and column (direct epilogues)
+//   WgmmaTile, wgmma_m64nNk16, wgmma_tile_product, wgmma_nhwc_gemm   the warpgroup MMA of
+//                                  sm_90a (wgmma, both operands from shared memory through
+//                                  descriptors) and the v5 kernels' tile loop; emulated with
+//                                  mma_m16n8k16 elsewhere (at the end of the file)
 //   MmaKMajorTile, mma_kmajor_tile_product   mma_tile_product from reduction-major stages
 //                                  (rows = reduction steps), transposed as fragments are read
 //                                  (ldmatrix .trans; TF32: shared loads): wgrad v4
@@ -262,7 +266,8 @@ __device__ __forceinline__ void ldmatrix(unsigned (&r)[NUM], const unsigned shor
 // ---------------------------------------------------------------------------------------
 // cp_async_16(dst, src, src_bytes): copy src_bytes (0 or 16) from global memory to shared
 // memory and zero-fill the rest of the 16 bytes; both addresses 16-byte aligned. On sm_80+ an
-// asynchronous copy (LDGSTS) that completes at cp_async_wait_all(); elsewhere a plain copy,
+// asynchronous copy (LDGSTS) that completes at cp_async_wait_all() (or at the
+// cp_async_wait_group that leaves its group no longer pending); elsewhere a plain copy,
 // complete at once. src must be a valid address even when src_bytes is 0 (nothing is read).
 __device__ __forceinline__ void cp_async_16(void* dst, const void* src, int src_bytes) {
 #if GPUCONV_MMA_PTX
@@ -344,11 +349,13 @@ __device__ __forceinline__ void mma_double_buffered(ALoader& a, BLoader& b, int 
     }
 }
 
-// mma_multistage<STAGES>: both loaders copy, so up to STAGES - 1 tiles are in flight while the
-// math runs on another: tile t lives in stage t % STAGES, and its copies form one cp.async
-// group (committed even when empty, past the last tile, so that "tile t has landed" is always
-// "at most STAGES - 2 younger groups pending"). One barrier per tile (block_sync id 10).
-template <int STAGES, class ALoader, class BLoader, class AStage, class BStage, class Math>
+// mma_multistage<STAGES[, ASYNC_PROXY]>: both loaders copy, so up to STAGES - 1 tiles are in
+// flight while the math runs on another: tile t lives in stage t % STAGES, and its copies form
+// one cp.async group (committed even when empty, past the last tile, so that "tile t has
+// landed" is always "at most STAGES - 2 younger groups pending"). One barrier per tile
+// (block_sync id 10). ASYNC_PROXY: the math reads the stages with wgmma (see there).
+template <int STAGES, bool ASYNC_PROXY = false, class ALoader, class BLoader, class AStage,
+          class BStage, class Math>
 __device__ __forceinline__ void mma_multistage(ALoader& a, BLoader& b, int tiles,
                                                AStage a_stage, BStage b_stage, Math math) {
     static_assert(STAGES >= 2, "a pipeline of at least two stages");
@@ -362,6 +369,11 @@ __device__ __forceinline__ void mma_multistage(ALoader& a, BLoader& b, int tiles
     }
     for (int t = 0; t < tiles; ++t) {
         cp_async_wait_group<STAGES - 2>();  // this thread's copies of tile t have landed
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+        // ASYNC_PROXY (the wgmma kernels): the tensor cores read shared memory through the
+        // async proxy, which must see this thread's writes (copies and plain stores) too.
+        if constexpr (ASYNC_PROXY) asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
         // Barrier 10, two duties: (1) tile t is complete (every thread's copies) before any
         // warp reads it; (2) every warp has finished the math on tile t - 1, whose stage the
         // loads below overwrite.
@@ -477,7 +489,8 @@ __device__ __forceinline__ void mma_each_element(const float (&acc)[WM / 16][WN 
                       acc[i][j][e]);
 }
 
-// mma_stage_tile: after the mainloop (its last barrier ended every read of a_smem), write
+// mma_stage_tile: after mma_double_buffered's mainloop (its last barrier ended every read of
+// a_smem; mma_multistage ends on the math, so its kernels must not stage here), write
 // the block's tile, acc + bias[column], rounded to T once, into a_smem reinterpreted as
 // out[column][row] (row pitch BM + MMA_SMEM_SKEW), so that the epilogue can store whole runs
 // of consecutive rows (pixels) per column. bias(col) gives the column's bias (0 for none).
@@ -824,6 +837,15 @@ __device__ __forceinline__ void mma_kmajor_tile_product(
 
 // ---------------------------------------------------------------------------------------
 // Loaders that copy straight into shared memory (cp.async): filter rows, NHWC pixels.
+//
+// Where a tile's element (row, kk) lives in its stage: Layout::at(row, kk) (an element index;
+// kk a multiple of 16 bytes' worth is the start of a 16-byte piece). MmaPaddedRows: the mma.sync
+// tiles' reduction-contiguous rows padded by MmaTile<T>::skew; the wgmma tiles have their own
+// (WgmmaTile, below).
+template <typename T, int BK> struct MmaPaddedRows {
+    enum { PITCH = BK + MmaTile<T>::skew };
+    static __device__ __forceinline__ int at(int row, int kk) { return row * PITCH + kk; }
+};
 
 // MmaRowsLoader<T, BN, BK, THREADS>: a B operand stored as rows of a row-major matrix, each
 // row one GEMM column and contiguous along the reduction (fprop's filters w[k, (c, r, s)]; the
@@ -834,9 +856,9 @@ __device__ __forceinline__ void mma_kmajor_tile_product(
 // an aligned 16-byte vector, copied by cp.async (zero-filled past the last row or the
 // reduction's end, which then holds whole pieces); otherwise PER_THREAD guarded loads
 // (float: rounded to tf32).
-template <typename T, int BN, int BK, int THREADS>
+template <typename T, int BN, int BK, int THREADS, class Layout = MmaPaddedRows<T, BK>>
 struct MmaRowsLoader {
-    enum { PER_THREAD = 16 / sizeof(T), PITCH = BK + MmaTile<T>::skew };
+    enum { PER_THREAD = 16 / sizeof(T) };
     static_assert(BN * BK == THREADS * PER_THREAD, "B tile split");
     const T* w;                   // w itself (a valid address for zero-byte copies)
     const T* w_row;               // this thread's row (w itself past rows_left)
@@ -857,7 +879,7 @@ struct MmaRowsLoader {
     }
     // Fetch the next tile into `tile` (a free stage): asynchronously where possible.
     __device__ __forceinline__ void load(typename MmaTile<T>::type* tile) {
-        auto* dst = tile + n_local * PITCH + kk_local;
+        auto* dst = tile + Layout::at(n_local, kk_local);
         if (vector_ok) {
             const bool inside = col_valid && kk_first < Kgemm;  // whole piece or none
             cp_async_16(dst, inside ? w_row + kk_first : w, inside ? 16 : 0);
@@ -889,11 +911,11 @@ struct MmaRowsLoader {
 //   group at the pixel tap (r, s) reads, or -1). Pieces: thread t copies piece t % (BK /
 //   PIECE) of rows t / (BK / PIECE) + i * ROWS_PER_PASS (a row's BK elements: contiguous
 //   pieces fetched by neighbouring threads).
-template <typename T, int BM, int BK, int THREADS, class Window>
+template <typename T, int BM, int BK, int THREADS, class Window,
+          class Layout = MmaPaddedRows<T, BK>>
 struct MmaNhwcLoader {
     enum { COPIES = 1, PIECE = 16 / sizeof(T), PIECES_PER_ROW = BK / PIECE,
-           ROWS_PER_PASS = THREADS / PIECES_PER_ROW, PASSES = BM / ROWS_PER_PASS,
-           PITCH = BK + MmaTile<T>::skew };
+           ROWS_PER_PASS = THREADS / PIECES_PER_ROW, PASSES = BM / ROWS_PER_PASS };
     static_assert(BK % PIECE == 0 && THREADS % PIECES_PER_ROW == 0 &&
                   BM % ROWS_PER_PASS == 0, "A tile split into 16-byte pieces");
     const T* src;
@@ -924,7 +946,7 @@ struct MmaNhwcLoader {
     __device__ __forceinline__ void load(typename MmaTile<T>::type* tile) {
 #pragma unroll
         for (int i = 0; i < PASSES; ++i) {
-            auto* dst = tile + (row0 + i * ROWS_PER_PASS) * PITCH + kk_local;
+            auto* dst = tile + Layout::at(row0 + i * ROWS_PER_PASS, kk_local);
             if (vector_ok) {
                 // The piece is PIECE channels of tap (r, s): wholly inside or wholly out.
                 const long long pixel = kk_first < Kgemm ? window.tap(rows[i], r, s) : -1;
@@ -971,6 +993,198 @@ __device__ __forceinline__ void mma_nhwc_gemm(const T* src, const Window& window
     float acc[WM / 16][WN / 8][4];
     mma_tile_product<T, BM, BN, BK, WM, WN>(a, b, (int)div_up(Kgemm, BK), acc, a_smem, b_smem);
     mma_each_element<BM, WM, WN>(acc, [&](int row, int col, float v) {
+        store(m_block + row, col, v);
+    });
+}
+
+// =======================================================================================
+// wgmma: the warpgroup MMA of sm_90a (Hopper), emulated elsewhere like mma.sync.
+//
+// wgmma.mma_async.sync.aligned.m64nNk16.f32.{f16,bf16}.{f16,bf16}: a warpgroup (4 consecutive
+// warps, 128 threads) computes D (64 x N, f32, in its registers) += A (64 x 16) * B (16 x N),
+// both operands read from shared memory through 64-bit matrix descriptors. Asynchronous:
+// wgmma.fence orders the accumulator registers before it, wgmma.commit_group + wait_group
+// wait for it. An arch-specific feature: only code compiled for sm_90a has it (NVRTC's
+// -arch=sm_90a defines __CUDA_ARCH_FEAT_SM90_ALL; gpuconv's GPU runtime compiles for sm_90a on
+// devices of compute capability 9.0, cupy_rt.arch_option).
+//
+// Shared-memory layout (PTX ISA, "Shared Memory Matrix Layout": K-major, no swizzling): a tile
+// is made of core matrices of 8 rows x 16 bytes, each stored as 128 contiguous bytes, row by
+// row; core matrices adjacent along K lie LBO bytes apart, those adjacent along the rows (M
+// for A, N for B) SBO bytes apart: in CuTe terms ((8, m), (T, 2k)) : ((T, SBO), (1, LBO))
+// elements, T = 8 16-bit elements in 16 bytes. WgmmaTile<ROWS, BK> puts a group of 8 rows'
+// core matrices side by side along K (LBO = 128) and the row groups one after another
+// (SBO = BK * 16 bytes). A 16-byte loader piece (8 consecutive kk of one row) is one row of one
+// core matrix: at(row, kk) for kk % 8 == 0.
+//
+// Matrix descriptor (PTX ISA, "Matrix Descriptor Format"): bits 0-13 the start address, 16-29
+// LBO, 32-45 SBO, each as (x & 0x3FFFF) >> 4; bits 49-51 the base offset (0 without swizzle);
+// bits 62-63 the swizzle mode (0: none).
+//
+// Accumulators (PTX ISA, "Matrix Fragments for wgmma.mma_async.m64nNk16"): warp w of the
+// warpgroup holds rows 16w .. 16w + 15 of D in the mma.m16n8 C layout, once per 8 columns:
+// d[4j + e] = D[16w + g (+8 for e >= 2)][8j + 2t + (e & 1)]. Held here as acc[1][N / 8][4]:
+// mma_each_element's layout for warp tiles of 16 rows x N columns.
+//
+// Emulation (the CPU runtime; sm_75 to sm_90 without the 'a' features): each warp multiplies
+// its own 16 rows. Per k16 slice it reads its A fragment and each n8 block's B fragment from
+// shared memory at the layout's coordinates (the descriptor's arithmetic: WgmmaTile::at) and
+// runs mma_m16n8k16 (the instruction on sm_80+, the shuffle emulation elsewhere). A kernel that
+// puts a piece in the wrong core matrix, or hands the epilogue the wrong rows, gets the same
+// wrong answer from the emulation as from the tensor cores.
+
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define GPUCONV_WGMMA_PTX 1   // wgmma instructions; else the emulation
+#else
+#define GPUCONV_WGMMA_PTX 0
+#endif
+
+template <int ROWS, int BK> struct WgmmaTile {
+    static_assert(ROWS % 8 == 0 && BK % 16 == 0, "whole core matrices; k16 slices");
+    enum { LBO = 128, SBO = BK * 16, ELEMENTS = ROWS * BK };  // bytes; 16-bit elements
+    // Element index of (row, kk): row group, core matrix along K, row in it, element in the row.
+    static __device__ __forceinline__ int at(int row, int kk) {
+        return (row / 8) * (SBO / 2) + (kk / 8) * (LBO / 2) + (row % 8) * 8 + kk % 8;
+    }
+};
+
+#if GPUCONV_WGMMA_PTX
+__device__ __forceinline__ unsigned long long wgmma_descriptor(const void* start, int lbo,
+                                                               int sbo) {
+    const unsigned long long addr = (unsigned long long)__cvta_generic_to_shared(start);
+    return ((addr & 0x3FFFFull) >> 4) | ((unsigned long long)((lbo & 0x3FFFF) >> 4) << 16) |
+           ((unsigned long long)((sbo & 0x3FFFF) >> 4) << 32);
+}
+#endif
+
+// Pin each accumulator register in place around the asynchronous wgmma (the compiler must
+// neither read it early nor move writes across the fence / wait).
+template <int N>
+__device__ __forceinline__ void wgmma_fence_operands(float (&d)[N / 8][4]) {
+#if GPUCONV_WGMMA_PTX
+#pragma unroll
+    for (int j = 0; j < N / 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(d[j][e])::"memory");
+#endif
+}
+
+#define GPUCONV_WGMMA_D8(j) "+f"(d[j][0]), "+f"(d[j][1]), "+f"(d[j][2]), "+f"(d[j][3])
+
+// wgmma_m64nNk16<T, ATile, BTile, N>(d, a, b): d (this warp's 16 rows of the warpgroup's
+// 64 x N accumulators) += A * B over one k16 slice; a = the slice's first element of the
+// warpgroup's first row (&stage[ATile::at(row0, ks)], row0 and ks multiples of 8), b = that of
+// B's first row. All 128 threads of the warpgroup, converged. N = 64.
+template <typename T, class ATile, class BTile, int N>
+__device__ __forceinline__ void wgmma_m64nNk16(float (&d)[N / 8][4], const unsigned short* a,
+                                               const unsigned short* b) {
+    static_assert(sizeof(T) == 2, "wgmma_m64nNk16 multiplies 16-bit operands");
+    static_assert(N == 64, "the instruction shape spelled out below");
+#if GPUCONV_WGMMA_PTX
+    const unsigned long long desc_a = wgmma_descriptor(a, ATile::LBO, ATile::SBO);
+    const unsigned long long desc_b = wgmma_descriptor(b, BTile::LBO, BTile::SBO);
+    // scale-d = 1 (accumulate), A and B unscaled (1), both K-major (imm-trans 0).
+#define GPUCONV_WGMMA_ASM(TYPES)                                                              \
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"                                  \
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPES " "                     \
+                 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "   \
+                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, " \
+                 "%31}, %32, %33, p, 1, 1, 0, 0;\n}\n"                                       \
+                 : GPUCONV_WGMMA_D8(0), GPUCONV_WGMMA_D8(1), GPUCONV_WGMMA_D8(2),             \
+                   GPUCONV_WGMMA_D8(3), GPUCONV_WGMMA_D8(4), GPUCONV_WGMMA_D8(5),             \
+                   GPUCONV_WGMMA_D8(6), GPUCONV_WGMMA_D8(7)                                   \
+                 : "l"(desc_a), "l"(desc_b))
+    if constexpr (is_bfloat16<T>::value)
+        GPUCONV_WGMMA_ASM("bf16.bf16");
+    else
+        GPUCONV_WGMMA_ASM("f16.f16");
+#undef GPUCONV_WGMMA_ASM
+#else
+    const int warp = (int)(threadIdx.x / 32) % 4;  // warp within the warpgroup
+    const int lane = fragment_lane();
+    const int g = lane >> 2, t = lane & 3, row = 16 * warp + g;
+    auto word = [](const unsigned short* tile, int index) {  // two elements, low one first
+        return *reinterpret_cast<const unsigned*>(tile + index);
+    };
+    const unsigned af[4] = {word(a, ATile::at(row, 2 * t)), word(a, ATile::at(row + 8, 2 * t)),
+                            word(a, ATile::at(row, 2 * t + 8)),
+                            word(a, ATile::at(row + 8, 2 * t + 8))};
+#pragma unroll
+    for (int j = 0; j < N / 8; ++j) {
+        const unsigned bf[2] = {word(b, BTile::at(8 * j + g, 2 * t)),
+                                word(b, BTile::at(8 * j + g, 2 * t + 8))};
+        mma_m16n8k16<T>(d[j], af, bf);
+    }
+#endif
+}
+#undef GPUCONV_WGMMA_D8
+
+// wgmma_fence(): before the first wgmma of a batch (its accumulators were written by other
+// instructions); wgmma_commit_and_wait(): the batch is one group, waited for at once.
+__device__ __forceinline__ void wgmma_fence() {
+#if GPUCONV_WGMMA_PTX
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void wgmma_commit_and_wait() {
+#if GPUCONV_WGMMA_PTX
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+#endif
+}
+
+// wgmma_tile_product<T, BM, BN, BK>(a, b, tiles, acc, a_smem, b_smem): acc = the block's BM x BN
+// tile product over `tiles` reduction tiles of BK, on wgmma: BM / 64 warpgroups, warpgroup i
+// owning rows 64i .. 64i + 63 (acc: this warp's 16 of them, all BN columns). Stages in
+// WgmmaTile layouts, filled by two copying loaders (their Layout: WgmmaTile<BM, BK> and
+// WgmmaTile<BN, BK>) through mma_multistage, which also makes the copies visible to the
+// tensor cores' (async proxy) reads. Each tile's BK / 16 wgmmas are one group, waited for
+// before the next barrier: a stage is never refilled under a running wgmma.
+template <typename T, int BM, int BN, int BK, class ALoader, class BLoader, int STAGES>
+__device__ __forceinline__ void wgmma_tile_product(ALoader& a, BLoader& b, int tiles,
+                                                   float (&acc)[1][BN / 8][4],
+                                                   unsigned short (&a_smem)[STAGES][BM * BK],
+                                                   unsigned short (&b_smem)[STAGES][BN * BK]) {
+    static_assert(BM % 64 == 0, "warpgroups of 64 rows");
+    typedef WgmmaTile<BM, BK> ATile;
+    typedef WgmmaTile<BN, BK> BTile;
+    const int row0 = (int)(threadIdx.x / 128) * 64;  // this warpgroup's first row
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[0][j][e] = 0.0f;
+    mma_multistage<STAGES, true>(a, b, tiles, [&](int stage) { return &a_smem[stage][0]; },
+                                 [&](int stage) { return &b_smem[stage][0]; }, [&](int buf) {
+        wgmma_fence_operands<BN>(acc[0]);
+        wgmma_fence();
+#pragma unroll
+        for (int ks = 0; ks < BK; ks += 16)
+            wgmma_m64nNk16<T, ATile, BTile, BN>(acc[0], &a_smem[buf][ATile::at(row0, ks)],
+                                                &b_smem[buf][BTile::at(0, ks)]);
+        wgmma_commit_and_wait();
+        wgmma_fence_operands<BN>(acc[0]);
+    });
+}
+
+// wgmma_nhwc_gemm: mma_nhwc_gemm on wgmma (the v5 kernels): the same loaders with WgmmaTile
+// layouts, wgmma_tile_product, the same epilogue walk (store(m, col, value)).
+template <typename T, int BM, int BN, int BK, class Window, int STAGES, class Store>
+__device__ __forceinline__ void wgmma_nhwc_gemm(const T* src, const Window& window, int channels,
+                                                int R, int S, const T* rows, int first_row,
+                                                int rows_left,
+                                                unsigned short (&a_smem)[STAGES][BM * BK],
+                                                unsigned short (&b_smem)[STAGES][BN * BK],
+                                                Store store) {
+    constexpr int THREADS = BM / 64 * 128;
+    const long long m_block = (long long)blockIdx.x * BM;
+    const int Kgemm = R * S * channels;
+    MmaNhwcLoader<T, BM, BK, THREADS, Window, WgmmaTile<BM, BK>> a;
+    a.init(src, window, m_block, channels, R, S, threadIdx.x);
+    MmaRowsLoader<T, BN, BK, THREADS, WgmmaTile<BN, BK>> b;
+    b.init(rows, first_row, rows_left, Kgemm, threadIdx.x);
+    float acc[1][BN / 8][4];
+    wgmma_tile_product<T, BM, BN, BK>(a, b, (int)div_up(Kgemm, BK), acc, a_smem, b_smem);
+    mma_each_element<BM, 16, BN>(acc, [&](int row, int col, float v) {
         store(m_block + row, col, v);
     });
 }

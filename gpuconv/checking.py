@@ -777,8 +777,9 @@ def kernel_versions(op: str, problem, dtype) -> tuple:
         return ()
     kop, g = KERNEL_OPS[op], _kernel_geometry(op, problem)
     # Each kernel in its own layout: the NCHW versions in the NCHW checks, the NHWC versions
-    # (fprop / dgrad v4, bgrad v3) in the *_channels_last ones (elsewhere they would run the same kernels through
-    # layout copies). Where none fits, gpuconv's own choice (version None) runs.
+    # (kernels.NHWC_VERSIONS: the v4 and v5 convolutions, bgrad v3) in the *_channels_last
+    # ones (elsewhere they would run the same kernels through layout copies). Where none
+    # fits, gpuconv's own choice (version None) runs.
     nhwc = op.endswith("_channels_last")
     return tuple(v for v in kernels.VERSIONS[kop] if kernels.supports(kop, v, g)
                  and kernels.dtype_unsupported_reason(kop, v, dtype) is None

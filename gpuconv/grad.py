@@ -133,8 +133,8 @@ def conv2d_weight(input, weight_size, grad_output, stride=1, padding=0, dilation
         dw = dw.transpose(0, 3, 1, 2)
     else:
         (dw,) = dispatch.run("conv2d_wgrad", g, [x, dy], [(g.w_shape, dtype)], lib)
-    if flip:  # dL/dw = rot180(dL/d rot180(w)), in dw's own layout
-        dw = _flipped(dw).copy(order="K")
+    if flip:  # dL/dw = rot180(dL/d rot180(w)), channels-last kept, C-contiguous otherwise
+        dw = _flipped(dw).copy(order="K" if is_channels_last(dw) else "C")
     return dw
 
 

@@ -12,7 +12,8 @@ max-pool); fprop, dgrad and wgrad also have ``v3``, the implicit GEMM on tensor 
 shuffle emulation elsewhere), and ``v4``, v3 on channels-last (NHWC) tensors: run as they
 are by :func:`conv2d_fprop_nhwc` / :func:`conv2d_dgrad_nhwc` / :func:`conv2d_wgrad_nhwc`,
 converted to NHWC and back by :func:`conv2d_fprop` / :func:`conv2d_dgrad` /
-:func:`conv2d_wgrad`; bgrad ``v3`` sums channels-last dy as it is (:func:`conv2d_bgrad_nhwc`;
+:func:`conv2d_wgrad`; fprop and dgrad ``v5``, v4 on wgmma (the warpgroup MMA of sm_90a; emulated
+elsewhere), float16 and bfloat16; bgrad ``v3`` sums channels-last dy as it is (:func:`conv2d_bgrad_nhwc`;
 :func:`conv2d_bgrad` converts NCHW dy to NHWC for it); max-pool's ``v3`` is v2 vectorized
 (``POOL_V3_VEC`` consecutive outputs per thread, vector stores).
 Which one runs is decided per call, first match wins:
@@ -70,10 +71,12 @@ TEMPLATES = {
     ("fprop", "v2"): ("conv2d_fprop.cu", "conv2d_fprop_v2_implicit_gemm"),
     ("fprop", "v3"): ("conv2d_fprop.cu", "conv2d_fprop_v3_mma"),  # tensor cores, 16-bit only
     ("fprop", "v4"): ("conv2d_fprop.cu", "conv2d_fprop_v4_nhwc_mma"),  # v3 on NHWC tensors
+    ("fprop", "v5"): ("conv2d_fprop.cu", "conv2d_fprop_v5_nhwc_wgmma"),  # v4 on wgmma (sm_90a)
     ("dgrad", "v1"): ("conv2d_dgrad.cu", "conv2d_dgrad_v1_direct"),
     ("dgrad", "v2"): ("conv2d_dgrad.cu", "conv2d_dgrad_v2_implicit_gemm"),
     ("dgrad", "v3"): ("conv2d_dgrad.cu", "conv2d_dgrad_v3_mma"),  # tensor cores, 16-bit only
     ("dgrad", "v4"): ("conv2d_dgrad.cu", "conv2d_dgrad_v4_nhwc_mma"),  # v3 on NHWC tensors
+    ("dgrad", "v5"): ("conv2d_dgrad.cu", "conv2d_dgrad_v5_nhwc_wgmma"),  # v4 on wgmma (sm_90a)
     ("wgrad", "v1"): ("conv2d_wgrad.cu", "conv2d_wgrad_v1_direct"),
     ("wgrad", "v2"): ("conv2d_wgrad.cu", "conv2d_wgrad_v2_implicit_gemm"),
     ("wgrad", "v3"): ("conv2d_wgrad.cu", "conv2d_wgrad_v3_mma"),  # tensor cores, 16-bit only
@@ -106,14 +109,21 @@ TEMPLATE_DTYPES.update({f"conv2d_{op}_v4_nhwc_mma": SIXTEEN_BIT
 # ... and float32 on TF32 tensor cores (an opt-in: see allow_tf32).
 for _template in TEMPLATE_DTYPES:
     TEMPLATE_DTYPES[_template] += (np.dtype(np.float32),)
+# The wgmma kernels (v5): float16 and bfloat16 only.
+TEMPLATE_DTYPES.update({f"conv2d_{op}_v5_nhwc_wgmma": SIXTEEN_BIT for op in ("fprop", "dgrad")})
 TF32_BK = 16  # FPROP_TF32_BK, DGRAD_TF32_BK, WGRAD_TF32_BK: v3's float32 reduction tiles
 # Versions that run on tensor cores: the heuristic and autotune consider them only on devices
 # of compute capability >= TENSOR_CORE_MIN_ARCH (on others, and on the CPU runtime, the
 # kernel runs a slow shuffle emulation of the mma: right, but only for explicit requests).
 TENSOR_CORE_VERSIONS = {("fprop", "v3"), ("fprop", "v4"), ("dgrad", "v3"), ("dgrad", "v4"),
-                        ("wgrad", "v3"), ("wgrad", "v4")}
+                        ("wgrad", "v3"), ("wgrad", "v4"), ("fprop", "v5"), ("dgrad", "v5")}
+# The versions on wgmma (sm_90a): real only on devices of compute capability WGMMA_ARCH (the GPU
+# runtime compiles for sm_90a there); elsewhere an emulation, right but slow.
+WGMMA_VERSIONS = {("fprop", "v5"), ("dgrad", "v5")}
+WGMMA_ARCH = 90
 # The versions that take channels-last (NHWC) arrays (the others NCHW ones).
-NHWC_VERSIONS = {("fprop", "v4"), ("dgrad", "v4"), ("wgrad", "v4"), ("bgrad", "v3")}
+NHWC_VERSIONS = {("fprop", "v4"), ("dgrad", "v4"), ("wgrad", "v4"), ("bgrad", "v3"),
+                 ("fprop", "v5"), ("dgrad", "v5")}
 TENSOR_CORE_MIN_ARCH = 80
 # Ops with one kernel version so far (v1): nothing to select, so they stay out of OPS /
 # TEMPLATES. (op, version) -> (source, template); each op family's section near the end of
@@ -361,7 +371,7 @@ def unsupported_reason(op: str, version: str, g) -> str | None:
     if op in ("fprop", "dgrad", "wgrad"):
         tiles = {("fprop", "v2"): FPROP_V2, ("dgrad", "v2"): DGRAD_V2, ("wgrad", "v2"): WGRAD_V2,
                  ("fprop", "v3"): FPROP_V3, ("fprop", "v4"): FPROP_V3, ("dgrad", "v3"): DGRAD_V3,
-                 ("dgrad", "v4"): DGRAD_V3,
+                 ("dgrad", "v4"): DGRAD_V3, ("fprop", "v5"): FPROP_V3, ("dgrad", "v5"): DGRAD_V3,
                  ("wgrad", "v3"): WGRAD_V3, ("wgrad", "v4"): WGRAD_V3}[(op, version)]
         M, Ncols, Kred = _gemm_shape(op, g)
         if op == "wgrad":
@@ -374,8 +384,9 @@ def unsupported_reason(op: str, version: str, g) -> str | None:
             return f"{M} GEMM rows need more than {MAX_GRID_X} row tiles"
         if op in ("fprop", "dgrad") and Kred > INT32_MAX - tiles.BK:
             return f"reduction length {Kred} does not fit the kernel's 32-bit index"
-        plane = g.P * g.Q if op == "fprop" else g.H * g.W  # a GEMM row's in-plane index
-        if op in ("fprop", "dgrad") and plane > INT32_MAX:
+        # fprop / dgrad: a GEMM row's in-plane index; wgrad: the (p, q) digits of its pixels
+        plane = g.H * g.W if op == "dgrad" else g.P * g.Q
+        if plane > INT32_MAX:
             return f"a plane of {plane} pixels does not fit the kernel's 32-bit in-plane index"
         if op == "wgrad" and max(M, Ncols) > INT32_MAX - tiles.BM:
             return f"GEMM sides {M} x {Ncols} do not fit the kernel's 32-bit indices"
@@ -462,6 +473,8 @@ def runs_well_here(op: str, version: str, dtype, arch: int | None) -> bool:
         return False
     if runs_on_tf32(op, version, dtype) and not tf32_allowed():
         return False
+    if (op, version) in WGMMA_VERSIONS:
+        return dtype is not None and arch == WGMMA_ARCH
     if (op, version) in TENSOR_CORE_VERSIONS:
         return dtype is not None and arch is not None and arch >= TENSOR_CORE_MIN_ARCH
     return True
@@ -495,6 +508,8 @@ def heuristic_version(op: str, g, dtype=None, arch: int | None = None,
       channels-last (``layout='nhwc'``): it runs them as they are, where every other version
       needs a conversion to NCHW and back. On NCHW arrays v4 would need the conversions
       itself, so the heuristic never picks it there (autotune may, if it measures it faster).
+    * Never fprop / dgrad v5 (wgmma): it has not been timed on a GPU yet; autotune times it on
+      devices of compute capability 9.0 (where it runs as wgmma), ``version='v5'`` runs it.
     * wgrad: v2 (split-K GEMM) when the reduction N*P*Q is long (>= 256: v1 would run it
       serially in one thread per dw element, with only K*C/groups*R*S threads - a few thousand
       for a depthwise layer) or the filter GEMM is at least 16 x 16.
@@ -723,11 +738,11 @@ def _gemm_grid(tiles: "GemmTiles | MmaTiles", M: int, Ncols: int, z: int) -> tup
 
 
 def _fprop_launch(rt, g, version, x, w, b, y) -> None:
-    if version == "v4":  # channels-last kernel: NCHW in and out, converted here (and counted)
+    if ("fprop", version) in NHWC_VERSIONS:  # NCHW in and out, converted here (and counted)
         xp = rt.xp
         y_nhwc = xp.empty((g.N, g.P, g.Q, g.K), y.dtype)
         _fprop_nhwc_launch(rt, g, xp.ascontiguousarray(x.transpose(0, 2, 3, 1)),
-                           xp.ascontiguousarray(w.transpose(0, 2, 3, 1)), b, y_nhwc)
+                           xp.ascontiguousarray(w.transpose(0, 2, 3, 1)), b, y_nhwc, version)
         y[...] = y_nhwc.transpose(0, 3, 1, 2)
         return
     has_bias = b is not None
@@ -747,16 +762,16 @@ def _fprop_launch(rt, g, version, x, w, b, y) -> None:
         _launch_grid(rt, "fprop", version, y.dtype, grid, block, args)
 
 
-def _fprop_nhwc_launch(rt, g, x, w, b, y) -> None:
-    """v4 on channels-last arrays: x (N,H,W,C), w (K,R,S,C/groups), y (N,P,Q,K), C-contiguous;
-    v3's grid (v4 has v3's tiles)."""
+def _fprop_nhwc_launch(rt, g, x, w, b, y, version="v4") -> None:
+    """v4 or v5 on channels-last arrays: x (N,H,W,C), w (K,R,S,C/groups), y (N,P,Q,K),
+    C-contiguous; v3's grid (v4 and v5 have v3's tiles)."""
     if b is None:
         b, has_bias = rt.xp.zeros(1, y.dtype), 0  # a valid pointer the kernel never reads
     else:
         has_bias = 1
     M, Ncols, _ = _gemm_shape("fprop", g)
     grid, block = _gemm_grid(FPROP_V3, M, Ncols, g.groups)
-    _launch_grid(rt, "fprop", "v4", y.dtype, grid, block,
+    _launch_grid(rt, "fprop", version, y.dtype, grid, block,
                  [x, w, b, np.int32(has_bias), y] + _conv_sizes(g))
 
 
@@ -768,8 +783,8 @@ def conv2d_fprop(rt, g, x, w, b, y, version: str | None = None) -> None:
 
 
 def _fprop_nhwc_any(rt, g, version, x, w, b, y) -> None:
-    if version == "v4":
-        _fprop_nhwc_launch(rt, g, x, w, b, y)
+    if ("fprop", version) in NHWC_VERSIONS:
+        _fprop_nhwc_launch(rt, g, x, w, b, y, version)
         return
     xp = rt.xp  # an NCHW version: convert to NCHW and back
     y_nchw = xp.empty(g.y_shape, y.dtype)
@@ -788,11 +803,11 @@ def conv2d_fprop_nhwc(rt, g, x, w, b, y, version: str | None = None) -> None:
 
 
 def _dgrad_launch(rt, g, version, dy, w, dx) -> None:
-    if version == "v4":  # channels-last kernel: NCHW in and out, converted here (and counted)
+    if ("dgrad", version) in NHWC_VERSIONS:  # NCHW in and out, converted here (and counted)
         xp = rt.xp
         dx_nhwc = xp.empty((g.N, g.H, g.W, g.C), dx.dtype)
         _dgrad_nhwc_launch(rt, g, xp.ascontiguousarray(dy.transpose(0, 2, 3, 1)),
-                           _dgrad_v4_filters(xp, g, w), dx_nhwc)
+                           _dgrad_v4_filters(xp, g, w), dx_nhwc, version)
         dx[...] = dx_nhwc.transpose(0, 3, 1, 2)
         return
     args = [dy, w, dx] + _conv_sizes(g)
@@ -820,12 +835,12 @@ def _dgrad_v4_filters(xp, g, w, layout: str = "nchw"):
     return xp.ascontiguousarray(w5.transpose(0, 2, 3, 4, 1)).reshape(g.C, g.R, g.S, Kg)
 
 
-def _dgrad_nhwc_launch(rt, g, dy, w_t, dx) -> None:
-    """dgrad v4 on channels-last arrays: dy (N,P,Q,K), w_t (C,R,S,K/groups), dx (N,H,W,C);
-    v3's grid (v4 has v3's tiles)."""
+def _dgrad_nhwc_launch(rt, g, dy, w_t, dx, version="v4") -> None:
+    """dgrad v4 or v5 on channels-last arrays: dy (N,P,Q,K), w_t (C,R,S,K/groups),
+    dx (N,H,W,C); v3's grid (v4 and v5 have v3's tiles)."""
     M, Ncols, _ = _gemm_shape("dgrad", g)
     grid, block = _gemm_grid(DGRAD_V3, M, Ncols, g.groups)
-    _launch_grid(rt, "dgrad", "v4", dx.dtype, grid, block, [dy, w_t, dx] + _conv_sizes(g))
+    _launch_grid(rt, "dgrad", version, dx.dtype, grid, block, [dy, w_t, dx] + _conv_sizes(g))
 
 
 def conv2d_dgrad(rt, g, dy, w, dx, version: str | None = None) -> None:
@@ -836,8 +851,8 @@ def conv2d_dgrad(rt, g, dy, w, dx, version: str | None = None) -> None:
 
 
 def _dgrad_nhwc_any(rt, g, version, dy, w, dx) -> None:
-    if version == "v4":
-        _dgrad_nhwc_launch(rt, g, dy, _dgrad_v4_filters(rt.xp, g, w, "nhwc"), dx)
+    if ("dgrad", version) in NHWC_VERSIONS:
+        _dgrad_nhwc_launch(rt, g, dy, _dgrad_v4_filters(rt.xp, g, w, "nhwc"), dx, version)
         return
     xp = rt.xp  # an NCHW version: convert to NCHW and back
     dx_nchw = xp.empty(g.x_shape, dx.dtype)

@@ -1,6 +1,7 @@
 """Compile check without a GPU: every kernel instance gpuconv.kernels can request compiles
-with NVRTC (the compiler the 'cuda' runtime uses) for sm_75, sm_80 and sm_90, and with nvcc
-where it is installed; no compiler warnings, and no spills to local memory in any kernel.
+with NVRTC (the compiler the 'cuda' runtime uses) for sm_75, sm_80, sm_90 and sm_90a (what the
+runtime builds for compute capability 9.0), and with nvcc where it is installed; no compiler
+warnings, and no spills to local memory in any kernel.
 
 The fast (v2) kernels also: declare ``__launch_bounds__`` and use no more registers than it
 allows; their tile sizes agree with kernels.py's mirror; and, where ``cuobjdump`` (pip:
@@ -38,7 +39,8 @@ if __name__ == "__main__":  # run as a script from a checkout: find the package 
 from gpuconv import kernels
 from gpuconv.sources import source_path, source_text
 
-ARCHS = ("sm_75", "sm_80", "sm_90")
+ARCHS = ("sm_75", "sm_80", "sm_90", "sm_90a")
+NVCC_ARCHS = ("sm_75", "sm_80", "sm_90")  # nvcc's ptxas is NVRTC's: sm_90a once is enough
 NVCC = shutil.which("nvcc") or next(
     (p for p in ("/usr/local/cuda/bin/nvcc",) if os.access(p, os.X_OK)), None)
 
@@ -54,7 +56,7 @@ class Resources:
     spill_loads: int
 
 
-_ENTRY = re.compile(r"Compiling entry function '(\w+)' for '(sm_\d+)'")
+_ENTRY = re.compile(r"Compiling entry function '(\w+)' for '(sm_\d+a?)'")
 _FRAME = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
 _USED = re.compile(r"Used (\d+) registers")
 _SMEM = re.compile(r"(\d+) bytes smem")
@@ -173,7 +175,7 @@ def nvcc_compile(source_name: str, arch: str, tmp_path: Path) -> tuple[list[Reso
 
 
 @pytest.mark.skipif(NVCC is None, reason="nvcc not found (neither on PATH nor in /usr/local/cuda/bin)")
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", NVCC_ARCHS)
 @pytest.mark.parametrize("source_name", sorted(kernels.KERNELS))
 def test_nvcc_compiles_every_instance(source_name, arch, tmp_path):
     rows, log = nvcc_compile(source_name, arch, tmp_path)
@@ -539,6 +541,56 @@ def test_tf32_tile_sizes_match_the_python_mirror():
     for source_name, t in (("conv2d_fprop.cu", "FPROP"), ("conv2d_dgrad.cu", "DGRAD"),
                            ("conv2d_wgrad.cu", "WGRAD")):
         assert _macro_defaults(source_name)[f"{t}_TF32_BK"] == kernels.TF32_BK
+
+
+# ----------------------------------------------------------------------------------------
+# the wgmma kernels (v5): wgmma on sm_90a, the mma.sync emulation elsewhere
+
+# template -> (source, tile mirror)
+WGMMA_KERNELS = {"conv2d_fprop_v5_nhwc_wgmma": ("conv2d_fprop.cu", kernels.FPROP_V3),
+                 "conv2d_dgrad_v5_nhwc_wgmma": ("conv2d_dgrad.cu", kernels.DGRAD_V3)}
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("template", sorted(WGMMA_KERNELS))
+def test_v5_fits_its_launch_bounds(template, arch):
+    """Two warpgroups (v3's 256 threads): 2 resident blocks on sm_80+ (128 registers each at
+    most), no spills; MMA_COPY_STAGES stages of the 128 x 32 and 64 x 32 tiles in static shared
+    memory."""
+    source_name, t = WGMMA_KERNELS[template]
+    rows, _ = nvrtc_compile(source_name, arch)
+    mine = [r for r in rows if r.kernel.split("<")[0] == template]
+    assert sorted(r.kernel.split("<")[1] for r in mine) == ["__half>", "__nv_bfloat16>"]
+    blocks = t.min_blocks if arch != "sm_75" else 1
+    limit = min(255, REGISTER_FILE // (t.threads * blocks))
+    for r in mine:
+        print(f"{r.kernel} {arch}: {r.registers} registers (limit {limit}), {r.smem} B smem")
+        assert r.registers <= limit and r.spill_stores == r.spill_loads == 0
+        assert r.smem == kernels.MMA_COPY_STAGES * (t.BM + t.BN) * t.BK * 2
+
+
+@_needs_cuobjdump
+@pytest.mark.parametrize("template", sorted(WGMMA_KERNELS))
+@pytest.mark.parametrize("ctype", ["__half", "__nv_bfloat16"])
+def test_sass_v5_runs_wgmma_on_sm90a(template, ctype, tmp_path):
+    """sm_90a: HGMMA.64x64x16.F32 (wgmma m64n64k16, .BF16 for bfloat16), BK/16 per tile, between
+    WARPGROUP.ARRIVE (wgmma.fence) and WARPGROUP.DEPBAR (wgmma.wait_group); FENCE.VIEW.ASYNC.S
+    (fence.proxy.async: the copies made visible to the tensor cores); both tiles copied by
+    LDGSTS; no ldmatrix, no mma.sync, no local memory, no shuffles. sm_90 without the 'a'
+    features: the emulation on mma.sync (HMMA), no HGMMA."""
+    source_name, t = WGMMA_KERNELS[template]
+    sass = nvrtc_sass(source_name, "sm_90a")[f"{template}<{ctype}>"]
+    counts = sass_counts(sass, r"\b((?:HGMMA|HMMA|LDSM|LDGSTS|LDL|STL|SHFL|WARPGROUP|FENCE)"
+                               r"(?:\.[A-Z0-9x]+)*)\b")
+    print(template, ctype, counts)
+    hgmma = "HGMMA.64x64x16.F32" + (".BF16" if ctype == "__nv_bfloat16" else "")
+    assert counts.get(hgmma, 0) >= t.BK // 16, counts
+    for needed in ("WARPGROUP.ARRIVE", "WARPGROUP.DEPBAR.LE", "FENCE.VIEW.ASYNC.S"):
+        assert counts.get(needed, 0) > 0, (needed, counts)
+    assert any(k.startswith("LDGSTS") for k in counts), counts
+    assert not any(k.startswith(("HMMA", "LDSM", "LDL", "STL", "SHFL")) for k in counts), counts
+    emulated = nvrtc_sass(source_name, "sm_90")[f"{template}<{ctype}>"]
+    assert "HGMMA" not in emulated and "HMMA.16816.F32" in emulated
 
 
 @_needs_cuobjdump

@@ -151,11 +151,11 @@ CONV_IDS = [p.name for p in ALL_CONV_PROBLEMS]
 POOL_IDS = [p.name for p in ALL_POOL_PROBLEMS]
 VERSIONS = ["v1", "v2"]  # every op has both (kernels.VERSIONS; checked below)
 # Versions some ops have beyond these, each with its own dtypes and test below.
-# Tensor cores (*_tensor_core, *_tf32); v4 is v3 on NHWC arrays (also tests/test_nhwc.py);
-# bgrad v3 sums NHWC dy (here through NCHW arrays, every dtype; tests/test_bgrad_nhwc.py);
-# max-pool v3 is vectorized (every max-pool test).
-EXTRA_VERSIONS = {"fprop": ["v3", "v4"], "dgrad": ["v3", "v4"], "wgrad": ["v3", "v4"],
-                  "bgrad": ["v3"], "pool_fwd": ["v3"], "pool_bwd": ["v3"]}
+# Tensor cores (*_tensor_core, *_tf32); v4 is v3 on NHWC arrays and v5 v4 on wgmma (also
+# tests/test_nhwc.py); bgrad v3 sums NHWC dy (here through NCHW arrays, every dtype;
+# tests/test_bgrad_nhwc.py); max-pool v3 is vectorized (every max-pool test).
+EXTRA_VERSIONS = {"fprop": ["v3", "v4", "v5"], "dgrad": ["v3", "v4", "v5"],
+                  "wgrad": ["v3", "v4"], "bgrad": ["v3"], "pool_fwd": ["v3"], "pool_bwd": ["v3"]}
 POOL_VERSIONS = VERSIONS + ["v3"]  # what every max-pool test runs, on every dtype
 
 
@@ -179,11 +179,11 @@ def test_conv2d_fprop(rt, version, problem, dtype):
 
 @pytest.mark.parametrize("dtype", SIXTEEN_BIT, ids=lambda d: d.name)
 @pytest.mark.parametrize("problem", ALL_CONV_PROBLEMS, ids=CONV_IDS)
-@pytest.mark.parametrize("version", ["v3", "v4"])
+@pytest.mark.parametrize("version", ["v3", "v4", "v5"])
 def test_conv2d_fprop_tensor_core(rt, version, problem, dtype):
-    """fprop v3 and v4 (v3 on NHWC copies; mma.sync m16n8k16; on the CPU runtime its shuffle
-    emulation with the same per-lane fragment layouts: tests/test_tensor_core.py) over the
-    whole matrix, float16 and bfloat16."""
+    """fprop v3, v4 (v3 on NHWC copies) and v5 (v4 on wgmma; mma.sync m16n8k16; on the CPU
+    runtime its shuffle emulation with the same per-lane fragment layouts:
+    tests/test_tensor_core.py) over the whole matrix, float16 and bfloat16."""
     g, x, w, b, _ = conv_case(problem, dtype, "fprop")
     y = poisoned(rt, g.y_shape, dtype)
     kernels.conv2d_fprop(rt, g, on(rt, x), on(rt, w), None if b is None else on(rt, b), y,
@@ -246,10 +246,10 @@ def test_conv2d_dgrad(rt, version, problem, dtype):
 
 @pytest.mark.parametrize("dtype", SIXTEEN_BIT, ids=lambda d: d.name)
 @pytest.mark.parametrize("problem", ALL_CONV_PROBLEMS, ids=CONV_IDS)
-@pytest.mark.parametrize("version", ["v3", "v4"])
+@pytest.mark.parametrize("version", ["v3", "v4", "v5"])
 def test_conv2d_dgrad_tensor_core(rt, version, problem, dtype):
-    """dgrad v3 and v4 (v3 on NHWC copies; tensor cores, the shuffle emulation on the CPU
-    runtime), float16 and bfloat16."""
+    """dgrad v3, v4 (v3 on NHWC copies) and v5 (v4 on wgmma; tensor cores, the shuffle
+    emulation on the CPU runtime), float16 and bfloat16."""
     g, _, w, _, dy = conv_case(problem, dtype, "dgrad")
     dx = poisoned(rt, g.x_shape, dtype)
     kernels.conv2d_dgrad(rt, g, on(rt, dy), on(rt, w), dx, version=version)
@@ -642,8 +642,10 @@ def test_cupy_compile_options():
     pytest.importorskip("cupy", reason="CuPy is not installed")
     from gpuconv.runtime import cupy_rt
 
-    assert cupy_rt.compile_options("90") == ("-std=c++17", "-arch=sm_90")
+    # Compute capability 9.0 gets sm_90a's arch-specific features (wgmma: the v5 kernels).
+    assert cupy_rt.compile_options("90") == ("-std=c++17", "-arch=sm_90a")
     assert cupy_rt.arch_option("75") == "-arch=sm_75"
+    assert cupy_rt.arch_option("80") == "-arch=sm_80"
     # A device newer than NVRTC knows is compiled for the newest architecture NVRTC has.
     from cupy.cuda import nvrtc
     newest = max(nvrtc.getSupportedArchs())

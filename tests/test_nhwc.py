@@ -419,3 +419,72 @@ def test_autotune_keeps_channels_last_choices_apart():
     plain = kernels.autotune_key("GPU", "fprop", np.float16, RESNET_3X3)
     nhwc = kernels.autotune_key("GPU", "fprop", np.float16, RESNET_3X3, layout="nhwc")
     assert nhwc == plain.replace("|fprop|", "|fprop/nhwc|")
+
+
+# ----------------------------------------------------------------------------------------
+# v5: fprop and dgrad v4 on wgmma (sm_90a; emulated here with mma.m16n8k16 over the same
+# shared-memory coordinates: mma.cuh's WgmmaTile, the layout the descriptors describe)
+
+V5_OPS = ["fprop", "dgrad"]
+
+
+@pytest.mark.parametrize("problem", PROBLEMS + [RESNET], ids=IDS + [RESNET.name])
+@pytest.mark.parametrize("dtype", SIXTEEN_BIT, ids=lambda d: d.name)
+@pytest.mark.parametrize("op", V5_OPS)
+def test_v5_against_the_reference(op, dtype, problem):
+    out, expected, _ = run_nhwc(get_runtime("emulator"), problem, dtype, version="v5", op=op)
+    assert compare(out, expected, dtype), f"{op} v5 {problem.name} {dtype.name}"
+
+
+@pytest.mark.parametrize("operand", ["x", "w"])
+@pytest.mark.parametrize("op", V5_OPS)
+def test_v5_with_a_misaligned_operand_takes_the_element_loads(op, operand):
+    offsets = {"x_offset": 1} if operand == "x" else {"w_offset": 1}
+    out, expected, _ = run_nhwc(get_runtime("emulator"), PROBLEMS[0], np.dtype(np.float16),
+                                version="v5", op=op, **offsets)
+    assert compare(out, expected, np.float16)
+
+
+@pytest.mark.parametrize("op", V5_OPS)
+def test_v5_gives_v4s_bits_where_v4_sums_alike(op):
+    """v5 multiplies the same tiles in the same k16 order as v4 (the emulation runs
+    mma.m16n8k16 per warp over each k16 slice), so on the CPU runtime its results are v4's,
+    bit for bit: the core-matrix layout and the warpgroup rows are an exact re-arrangement."""
+    rt = get_runtime("emulator")
+    v4, _, _ = run_nhwc(rt, RESNET, np.dtype(np.float16), version="v4", op=op)
+    v5, _, _ = run_nhwc(rt, RESNET, np.dtype(np.float16), version="v5", op=op)
+    assert v4.tobytes() == v5.tobytes()
+
+
+@pytest.mark.parametrize("op", V5_OPS)
+def test_swapping_two_lanes_breaks_v5(op):
+    out, expected, _ = run_nhwc(_emulator_built_with(*SWAP), RESNET, np.dtype(np.float16),
+                                version="v5", op=op)
+    assert not compare(out, expected, np.float16), f"{op} v5, lanes 1, 5 swapped: matched"
+
+
+@pytest.mark.parametrize("op", V5_OPS)
+def test_dropping_the_barrier_breaks_v5(op, monkeypatch):
+    rt = _emulator_built_with("-DGPUCONV_TEST_DROP_SYNC=10")
+    broken = []
+    for order in ("forward", "greedy"):
+        monkeypatch.setenv("GPUCONV_CPU_FIBER_ORDER", order)
+        out, expected, _ = run_nhwc(rt, RESNET, np.dtype(np.float16), version="v5", op=op)
+        broken.append(not compare(out, expected, np.float16))
+    assert any(broken), f"{op} v5 without barrier 10 still matched"
+
+
+def test_v5_is_for_16_bit_types_and_never_picked_by_the_heuristic(monkeypatch):
+    monkeypatch.delenv(kernels.ENV_TF32, raising=False)
+    for op in V5_OPS:
+        names = kernels.name_expressions(f"conv2d_{op}.cu")
+        assert {f"conv2d_{op}_v5_nhwc_wgmma<{t}>" for t in ("__half", "__nv_bfloat16")} <= set(names)
+        assert not any(n.startswith(f"conv2d_{op}_v5_nhwc_wgmma<f") for n in names)
+        with pytest.raises(ValueError, match="float16"):
+            kernels.select_version(op, RESNET_3X3, np.float32, version="v5")
+        for arch in (None, 80, 90):
+            assert kernels.heuristic_version(op, RESNET_3X3, np.float16, arch, "nhwc") != "v5"
+        # autotune times it only where it runs as wgmma (sm_90a on compute capability 9.0)
+        assert kernels.runs_well_here(op, "v5", np.float16, 90)
+        assert not kernels.runs_well_here(op, "v5", np.float16, 80)
+        assert not kernels.runs_well_here(op, "v5", np.float16, None)

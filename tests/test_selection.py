@@ -89,15 +89,17 @@ def test_heuristic_pools_take_v2_unless_a_plane_is_too_large():
 
 
 def test_a_plane_past_2_to_the_31_pixels_keeps_the_conv_gemms_off():
-    """The fprop / dgrad GEMM kernels (v2, v3, v4) split a GEMM row into image and in-plane
-    index with a 32-bit in-plane part: a plane of 2^31 pixels or more goes to v1."""
+    """The fprop / dgrad GEMM kernels (v2 to v5) split a GEMM row into image and in-plane
+    index with a 32-bit in-plane part, and the wgrad GEMMs (v2 to v4) walk their pixels as
+    32-bit (n, p, q) digits (P*Q in int): a plane of 2^31 pixels or more goes to v1."""
     huge = conv2d_geometry((1, 16, 46341, 46341), (16, 16, 1, 1))  # 46341^2 > 2^31 pixels
-    for op in ("fprop", "dgrad"):
-        for version in ("v2", "v3", "v4"):
+    for op in ("fprop", "dgrad", "wgrad"):
+        for version in kernels.VERSIONS[op][1:]:
             assert "32-bit in-plane" in kernels.unsupported_reason(op, version, huge), (op, version)
         assert kernels.heuristic_version(op, huge, np.float16, 90) == "v1"
     fine = conv2d_geometry((1, 16, 46340, 46340), (16, 16, 1, 1))   # 46340^2 < 2^31
-    assert all(kernels.supports(op, v, fine) for op in ("fprop", "dgrad") for v in ("v2", "v4"))
+    assert all(kernels.supports(op, v, fine) for op in ("fprop", "dgrad", "wgrad")
+               for v in kernels.VERSIONS[op][1:])
 
 
 def test_heuristic_never_picks_an_unsupported_version():

@@ -127,9 +127,11 @@ def build_units(source: str, names: tuple, runtime: str = "emulator", options: t
         else:
             import cupy
 
-            cc = cupy.cuda.Device().compute_capability
+            from gpuconv.runtime import cupy_rt
+
+            cc = cupy.cuda.Device().compute_capability  # sm_90a on 9.0, as the runtime
             _modules[key] = cupy.RawModule(code=source,
-                                           options=("-std=c++17", f"-arch=sm_{cc}") + options,
+                                           options=cupy_rt.compile_options(cc) + options,
                                            name_expressions=names)
     return _modules[key]
 

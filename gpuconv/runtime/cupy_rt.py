@@ -26,10 +26,13 @@ def _cupy():
 
 
 def arch_option(compute_capability: str) -> str:
-    """``-arch=sm_XY`` for a device's compute capability ('90' -> '-arch=sm_90').
+    """``-arch=sm_XY`` for a device's compute capability ('80' -> '-arch=sm_80'); '90' ->
+    ``-arch=sm_90a``, whose arch-specific features (wgmma) the v5 kernels use (a binary for
+    sm_90a runs on compute capability 9.0 only, which is the device it is built for).
 
     NVRTC can only target architectures it knows; a device newer than the NVRTC library is
-    compiled for the newest one NVRTC supports (the binary still runs there), as CuPy does.
+    compiled for the newest one NVRTC supports (the binary still runs there), as CuPy does,
+    and then never with the 'a' features.
     """
     from cupy.cuda import nvrtc
 
@@ -38,9 +41,10 @@ def arch_option(compute_capability: str) -> str:
         supported = [a for a in nvrtc.getSupportedArchs() if a <= arch]
     except Exception:  # an NVRTC without nvrtcGetSupportedArchs: trust the device
         supported = []
+    device = arch
     if supported:
         arch = max(supported)
-    return f"-arch=sm_{arch}"
+    return f"-arch=sm_{arch}a" if arch == device == 90 else f"-arch=sm_{arch}"
 
 
 def compile_options(compute_capability: str) -> tuple[str, ...]:

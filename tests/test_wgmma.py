@@ -1,0 +1,142 @@
+"""wgmma (cuda/mma.cuh: WgmmaTile, wgmma_m64nNk16) without a Hopper GPU.
+
+The v5 kernels multiply on wgmma, the warpgroup MMA of sm_90a, whose operands are read from
+shared memory through matrix descriptors. Off sm_90a (here: the CPU runtime) mma.cuh emulates
+it, each warp running mma.m16n8k16 over the shared-memory coordinates the descriptors
+describe. These tests pin down the two facts that emulation rests on, from the PTX ISA:
+
+* the shared-memory layout: WgmmaTile::at is the ISA's canonical K-major layout without
+  swizzling, ((8, m), (T, 2k)) : ((T, SBO), (1, LBO)) in CuTe terms, written here
+  independently from the ISA's table;
+* the accumulator layout: warp w of the warpgroup holds rows 16w .. 16w + 15 of D, register
+  4j + e at row 16w + g (+8 for e >= 2), column 8j + 2t + (e & 1) (g = lane / 4, t = lane %
+  4): a unit kernel's raw registers, placed by that rule on the host, must give A * B.
+
+Swapping two lanes (-DGPUCONV_TEST_SWAP_LANES) must break it. Tests marked ``gpu`` run the
+same unit kernel on a GPU (wgmma itself on compute capability 9.0). The v5 kernels
+themselves: tests/test_nhwc.py, tests/test_kernels.py; their SASS (HGMMA on sm_90a):
+tests/test_compile.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gpuconv.dtypes import bfloat16
+from gpuconv.sources import source_text
+
+from test_kernels import rng_for
+from test_tensor_core import SWAP, _arrays, build_units, runtime  # noqa: F401 (fixture)
+
+ROWS, N, K = 64, 64, 16  # one m64n64k16
+
+WGMMA_UNIT = r"""
+// D (64 x 64, f32) = A (64 x 16, row-major) * B, with B given as Bt (64 x 16: row n holds
+// column n of B, K-major) — one warpgroup (128 threads). A and Bt go into shared tiles at
+// WgmmaTile<64, 16>::at; at[row * 16 + kk] records where. out[thread * 32 + r] = this
+// thread's accumulator register r (d[r / 4][r % 4]), in the instruction's own order.
+template <typename T>
+__global__ void wgmma_unit(const unsigned short* A, const unsigned short* Bt, float* out,
+                           int* at) {
+    typedef WgmmaTile<64, 16> Tile;
+    __shared__ __align__(128) unsigned short a_tile[64 * 16];
+    __shared__ __align__(128) unsigned short b_tile[64 * 16];
+    for (int e = threadIdx.x; e < 64 * 16; e += 128) {
+        const int row = e / 16, kk = e % 16;
+        a_tile[Tile::at(row, kk)] = A[e];
+        b_tile[Tile::at(row, kk)] = Bt[e];
+        at[e] = Tile::at(row, kk);
+    }
+#if GPUCONV_WGMMA_PTX
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");  // stores -> async proxy
+#endif
+    __syncthreads();
+    float d[8][4];
+    for (int j = 0; j < 8; ++j)
+        for (int e = 0; e < 4; ++e) d[j][e] = 0.0f;
+    wgmma_fence_operands<64>(d);
+    wgmma_fence();
+    wgmma_m64nNk16<T, Tile, Tile, 64>(d, a_tile, b_tile);
+    wgmma_commit_and_wait();
+    wgmma_fence_operands<64>(d);
+    for (int r = 0; r < 32; ++r) out[threadIdx.x * 32 + r] = d[r / 4][r % 4];
+}
+"""
+UNIT = {np.dtype(np.float16): "wgmma_unit<__half>", bfloat16: "wgmma_unit<__nv_bfloat16>"}
+
+
+def run_wgmma_unit(where, A, Bt, options=()):
+    """(raw registers (128, 32), at (64, 16)) of the unit kernel on runtime ``where``."""
+    xp, back = _arrays(where)
+    source = source_text("common.cuh") + "\n" + source_text("mma.cuh") + "\n" + WGMMA_UNIT
+    module = build_units(source, tuple(UNIT.values()), where, options)
+    out = xp.full((128, 32), np.nan, np.float32)
+    at = xp.full((ROWS, K), -1, np.int32)
+    module.get_function(UNIT[A.dtype])((1,), (128,), (
+        xp.asarray(A.view(np.uint16)), xp.asarray(Bt.view(np.uint16)), out, at))
+    return back(out), back(at)
+
+
+def place_by_the_isa(registers: np.ndarray) -> np.ndarray:
+    """D (64 x 64) from each thread's registers by the PTX ISA's m64nNk16 D layout."""
+    D = np.full((ROWS, N), np.nan, np.float32)
+    for thread in range(128):
+        warp, lane = divmod(thread, 32)
+        g, t = divmod(lane, 4)
+        for r in range(N // 2):
+            j, e = divmod(r, 4)
+            D[16 * warp + g + 8 * (e >= 2), 8 * j + 2 * t + (e & 1)] = registers[thread, r]
+    return D
+
+
+def canonical_k_major_offset(row: int, kk: int, lbo_bytes: int, sbo_bytes: int) -> int:
+    """The PTX ISA's K-major, no-swizzle canonical layout ((8, m), (T, 2k)) : ((T, SBO),
+    (1, LBO)) for 16-bit elements (T = 8 per 16 bytes), as an element offset."""
+    T = 8
+    return ((row % 8) * T + (row // 8) * (sbo_bytes // 2)
+            + (kk % T) + (kk // T) * (lbo_bytes // 2))
+
+
+@pytest.mark.parametrize("dtype", list(UNIT), ids=lambda d: d.name)
+def test_wgmma_gives_a_times_b_in_the_isa_d_layout(runtime, dtype):  # noqa: F811
+    rng = rng_for("wgmma unit")
+    A = rng.uniform(-1, 1, (ROWS, K)).astype(dtype)
+    Bt = rng.uniform(-1, 1, (N, K)).astype(dtype)
+    registers, _ = run_wgmma_unit(runtime, A, Bt)
+    expected = A.astype(np.float64) @ Bt.astype(np.float64).T
+    np.testing.assert_allclose(place_by_the_isa(registers), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_wgmma_tile_is_the_isa_canonical_layout():
+    A = np.zeros((ROWS, K), np.float16)
+    _, at = run_wgmma_unit("emulator", A, A)
+    lbo, sbo = 128, K * 16  # WgmmaTile<64, 16>: LBO = 128 bytes, SBO = BK * 16 bytes
+    expected = np.array([[canonical_k_major_offset(r, kk, lbo, sbo) for kk in range(K)]
+                         for r in range(ROWS)])
+    np.testing.assert_array_equal(at, expected)
+    assert sorted(at.ravel()) == list(range(ROWS * K))  # a permutation: no element shared
+
+
+def test_wgmma_emulation_sees_every_element():
+    """One-hot A and Bt: each D element is one product, so a fragment element read from the
+    wrong core matrix (or row, or lane) shows."""
+    rng = rng_for("wgmma one-hot")
+    for _ in range(6):
+        A = np.zeros((ROWS, K), np.float16)
+        Bt = np.zeros((N, K), np.float16)
+        row, kk, col = rng.integers(0, ROWS), rng.integers(0, K), rng.integers(0, N)
+        A[row, kk], Bt[col, kk] = 3.0, 5.0
+        registers, _ = run_wgmma_unit("emulator", A, Bt)
+        expected = np.zeros((ROWS, N), np.float32)
+        expected[row, col] = 15.0
+        np.testing.assert_array_equal(place_by_the_isa(registers), expected)
+
+
+def test_swapping_two_lanes_breaks_the_wgmma_emulation():
+    rng = rng_for("wgmma swap")
+    A = rng.uniform(-1, 1, (ROWS, K)).astype(np.float16)
+    Bt = rng.uniform(-1, 1, (N, K)).astype(np.float16)
+    registers, _ = run_wgmma_unit("emulator", A, Bt, SWAP)
+    expected = A.astype(np.float64) @ Bt.astype(np.float64).T
+    assert not np.allclose(place_by_the_isa(registers), expected, rtol=1e-3, atol=1e-3)
