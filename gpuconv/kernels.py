@@ -782,15 +782,21 @@ def conv2d_fprop(rt, g, x, w, b, y, version: str | None = None) -> None:
     _fprop_launch(rt, g, v, x, w, b, y)
 
 
+def _on_nchw_copies(rt, launch, inputs, out) -> None:
+    """An NCHW version on channels-last arrays: launch(*NCHW copies of ``inputs``, an NCHW
+    result), then the result copied into ``out`` (NHWC order, like the inputs)."""
+    xp = rt.xp
+    nchw = [xp.ascontiguousarray(a.transpose(0, 3, 1, 2)) for a in inputs]
+    result = xp.empty(tuple(out.shape[i] for i in (0, 3, 1, 2)), out.dtype)
+    launch(*nchw, result)
+    out[...] = result.transpose(0, 2, 3, 1)
+
+
 def _fprop_nhwc_any(rt, g, version, x, w, b, y) -> None:
     if ("fprop", version) in NHWC_VERSIONS:
         _fprop_nhwc_launch(rt, g, x, w, b, y, version)
         return
-    xp = rt.xp  # an NCHW version: convert to NCHW and back
-    y_nchw = xp.empty(g.y_shape, y.dtype)
-    _fprop_launch(rt, g, version, xp.ascontiguousarray(x.transpose(0, 3, 1, 2)),
-                  xp.ascontiguousarray(w.transpose(0, 3, 1, 2)), b, y_nchw)
-    y[...] = y_nchw.transpose(0, 2, 3, 1)
+    _on_nchw_copies(rt, lambda x, w, y: _fprop_launch(rt, g, version, x, w, b, y), [x, w], y)
 
 
 def conv2d_fprop_nhwc(rt, g, x, w, b, y, version: str | None = None) -> None:
@@ -854,11 +860,7 @@ def _dgrad_nhwc_any(rt, g, version, dy, w, dx) -> None:
     if ("dgrad", version) in NHWC_VERSIONS:
         _dgrad_nhwc_launch(rt, g, dy, _dgrad_v4_filters(rt.xp, g, w, "nhwc"), dx, version)
         return
-    xp = rt.xp  # an NCHW version: convert to NCHW and back
-    dx_nchw = xp.empty(g.x_shape, dx.dtype)
-    _dgrad_launch(rt, g, version, xp.ascontiguousarray(dy.transpose(0, 3, 1, 2)),
-                  xp.ascontiguousarray(w.transpose(0, 3, 1, 2)), dx_nchw)
-    dx[...] = dx_nchw.transpose(0, 2, 3, 1)
+    _on_nchw_copies(rt, lambda dy, w, dx: _dgrad_launch(rt, g, version, dy, w, dx), [dy, w], dx)
 
 
 def conv2d_dgrad_nhwc(rt, g, dy, w, dx, version: str | None = None) -> None:
@@ -916,11 +918,7 @@ def _wgrad_nhwc_any(rt, g, version, x, dy, dw) -> None:
     if version == "v4":
         _wgrad_gemm_launch(rt, g, "v4", x, dy, dw)
         return
-    xp = rt.xp  # an NCHW version: convert to NCHW and back
-    dw_nchw = xp.empty(g.w_shape, dw.dtype)
-    _wgrad_launch(rt, g, version, xp.ascontiguousarray(x.transpose(0, 3, 1, 2)),
-                  xp.ascontiguousarray(dy.transpose(0, 3, 1, 2)), dw_nchw)
-    dw[...] = dw_nchw.transpose(0, 2, 3, 1)
+    _on_nchw_copies(rt, lambda x, dy, dw: _wgrad_launch(rt, g, version, x, dy, dw), [x, dy], dw)
 
 
 def conv2d_wgrad_nhwc(rt, g, x, dy, dw, version: str | None = None) -> None:
