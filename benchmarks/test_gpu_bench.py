@@ -39,9 +39,10 @@ def _sync():
     cupy.cuda.Device().synchronize()
 
 
-# CUDA-core versions in float32; tensor-core versions in float16 (v4: NCHW arrays, so its
-# layout conversions are timed too).
-CONV_VERSIONS = [("v1", np.float32), ("v2", np.float32), ("v3", np.float16), ("v4", np.float16)]
+# CUDA-core versions in float32; tensor-core versions in float16 (v4 and v5: NCHW arrays, so
+# their layout conversions are timed too; v5 is wgmma on compute capability 9.0 only).
+CONV_VERSIONS = [("v1", np.float32), ("v2", np.float32), ("v3", np.float16), ("v4", np.float16),
+                 ("v5", np.float16)]
 
 
 @pytest.mark.parametrize("version,dtype", CONV_VERSIONS,
