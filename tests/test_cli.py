@@ -58,12 +58,15 @@ def test_check_runs_every_kernel_version_on_a_kernel_runtime():
     assert failed == 0
     assert {("conv2d", "float32", "v1"), ("conv2d", "float32", "v2"),
             ("conv2d", "float16", "v3"), ("conv2d_weight", "float16", "v3")} <= versions
-    # Each kernel in its own layout: v4 (NHWC) on channels-last arrays only, where float64
-    # (no v4) runs gpuconv's own choice ("auto").
+    # Each kernel in its own layout: v4 and v5 (NHWC; v5 16-bit only) on channels-last arrays
+    # only, where float64 (neither) runs gpuconv's own choice ("auto").
     assert {("conv2d_channels_last", "float16", "v4"), ("conv2d_channels_last", "float32", "v4"),
+            ("conv2d_channels_last", "float16", "v5"),
             ("conv2d_channels_last", "float64", "auto")} <= versions
-    assert not any(op == "conv2d" and kernel == "v4" for op, _, kernel in versions)
-    assert {kernel for op, _, kernel in versions if op == "conv2d_channels_last"} == {"v4", "auto"}
+    assert not any(op == "conv2d" and kernel in ("v4", "v5") for op, _, kernel in versions)
+    assert not any(dtype == "float32" and kernel == "v5" for _, dtype, kernel in versions)
+    assert {kernel for op, _, kernel in versions
+            if op == "conv2d_channels_last"} == {"v4", "v5", "auto"}
     # Tensor cores (v3, v4): 16-bit types, and float32 on TF32 checked against the TF32
     # error bound (tolerance column "+tf32"); never float64.
     assert {("conv2d", "float32", "v3"), ("conv2d_weight", "float32", "v3")} <= versions
