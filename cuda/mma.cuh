@@ -1028,8 +1028,8 @@ __device__ __forceinline__ void mma_nhwc_gemm(const T* src, const Window& window
 //
 // Emulation (the CPU runtime; sm_75 to sm_90 without the 'a' features): each warp multiplies
 // its own 16 rows. Per k16 slice it reads its A fragment and each n8 block's B fragment from
-// shared memory at the layout's coordinates (the descriptor's arithmetic: WgmmaTile::at) and
-// runs mma_m16n8k16 (the instruction on sm_80+, the shuffle emulation elsewhere). A kernel that
+// shared memory where the slices' descriptors put them (wgmma_descriptor_offset: the
+// canonical layout with the LBO / SBO the descriptor encodes) and runs mma_m16n8k16 (the instruction on sm_80+, the shuffle emulation elsewhere). A kernel that
 // puts a piece in the wrong core matrix, or hands the epilogue the wrong rows, gets the same
 // wrong answer from the emulation as from the tensor cores.
 
@@ -1048,14 +1048,21 @@ template <int ROWS, int BK> struct WgmmaTile {
     }
 };
 
-#if GPUCONV_WGMMA_PTX
-__device__ __forceinline__ unsigned long long wgmma_descriptor(const void* start, int lbo,
-                                                               int sbo) {
-    const unsigned long long addr = (unsigned long long)__cvta_generic_to_shared(start);
-    return ((addr & 0x3FFFFull) >> 4) | ((unsigned long long)((lbo & 0x3FFFF) >> 4) << 16) |
+// wgmma_descriptor(start, lbo, sbo): the matrix descriptor of a K-major, unswizzled slice
+// starting at shared-memory byte address `start`. wgmma_descriptor_offset(desc, row, kk): the
+// byte offset from the slice's start of its element (row, kk), as the descriptor lays the
+// canonical layout out (16-bit elements): what the emulation reads through, so that the
+// descriptor's LBO / SBO fields (not only WgmmaTile::at) decide what it multiplies.
+__device__ __forceinline__ unsigned long long wgmma_descriptor(unsigned long long start,
+                                                               int lbo, int sbo) {
+    return ((start & 0x3FFFFull) >> 4) | ((unsigned long long)((lbo & 0x3FFFF) >> 4) << 16) |
            ((unsigned long long)((sbo & 0x3FFFF) >> 4) << 32);
 }
-#endif
+__device__ __forceinline__ int wgmma_descriptor_offset(unsigned long long desc, int row,
+                                                       int kk) {
+    const int lbo = (int)((desc >> 16) & 0x3FFF) << 4, sbo = (int)((desc >> 32) & 0x3FFF) << 4;
+    return (row / 8) * sbo + (kk / 8) * lbo + (row % 8) * 16 + (kk % 8) * 2;
+}
 
 // Pin each accumulator register in place around the asynchronous wgmma (the compiler must
 // neither read it early nor move writes across the fence / wait).
@@ -1081,8 +1088,10 @@ __device__ __forceinline__ void wgmma_m64nNk16(float (&d)[N / 8][4], const unsig
     static_assert(sizeof(T) == 2, "wgmma_m64nNk16 multiplies 16-bit operands");
     static_assert(N == 64, "the instruction shape spelled out below");
 #if GPUCONV_WGMMA_PTX
-    const unsigned long long desc_a = wgmma_descriptor(a, ATile::LBO, ATile::SBO);
-    const unsigned long long desc_b = wgmma_descriptor(b, BTile::LBO, BTile::SBO);
+    const unsigned long long desc_a =
+        wgmma_descriptor(__cvta_generic_to_shared(a), ATile::LBO, ATile::SBO);
+    const unsigned long long desc_b =
+        wgmma_descriptor(__cvta_generic_to_shared(b), BTile::LBO, BTile::SBO);
     // scale-d = 1 (accumulate), A and B unscaled (1), both K-major (imm-trans 0).
 #define GPUCONV_WGMMA_ASM(TYPES)                                                              \
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"                                  \
@@ -1100,19 +1109,23 @@ __device__ __forceinline__ void wgmma_m64nNk16(float (&d)[N / 8][4], const unsig
         GPUCONV_WGMMA_ASM("f16.f16");
 #undef GPUCONV_WGMMA_ASM
 #else
+    // Descriptors of the two slices, their starts taken as offset 0 from a and b.
+    const unsigned long long desc_a = wgmma_descriptor(0, ATile::LBO, ATile::SBO);
+    const unsigned long long desc_b = wgmma_descriptor(0, BTile::LBO, BTile::SBO);
     const int warp = (int)(threadIdx.x / 32) % 4;  // warp within the warpgroup
     const int lane = fragment_lane();
     const int g = lane >> 2, t = lane & 3, row = 16 * warp + g;
-    auto word = [](const unsigned short* tile, int index) {  // two elements, low one first
-        return *reinterpret_cast<const unsigned*>(tile + index);
+    // The word holding elements (row, kk) and (row, kk + 1) of a slice, low one first.
+    auto word = [](const unsigned short* slice, unsigned long long desc, int row, int kk) {
+        return *reinterpret_cast<const unsigned*>(reinterpret_cast<const char*>(slice) +
+                                                  wgmma_descriptor_offset(desc, row, kk));
     };
-    const unsigned af[4] = {word(a, ATile::at(row, 2 * t)), word(a, ATile::at(row + 8, 2 * t)),
-                            word(a, ATile::at(row, 2 * t + 8)),
-                            word(a, ATile::at(row + 8, 2 * t + 8))};
+    const unsigned af[4] = {word(a, desc_a, row, 2 * t), word(a, desc_a, row + 8, 2 * t),
+                            word(a, desc_a, row, 2 * t + 8), word(a, desc_a, row + 8, 2 * t + 8)};
 #pragma unroll
     for (int j = 0; j < N / 8; ++j) {
-        const unsigned bf[2] = {word(b, BTile::at(8 * j + g, 2 * t)),
-                                word(b, BTile::at(8 * j + g, 2 * t + 8))};
+        const unsigned bf[2] = {word(b, desc_b, 8 * j + g, 2 * t),
+                                word(b, desc_b, 8 * j + g, 2 * t + 8)};
         mma_m16n8k16<T>(d[j], af, bf);
     }
 #endif

@@ -209,15 +209,15 @@ def test_swapping_two_lanes_breaks_v4(op, dtype):
     assert not compare(out, expected, dtype, bound=bound), f"{op} v4, lanes 1, 5 swapped: matched"
 
 
-@pytest.mark.parametrize("stages", [3, 2])
-@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("op,stages", [("fprop", 3), ("dgrad", 3), ("wgrad", 3), ("fprop", 2)])
 def test_dropping_a_barrier_breaks_v4(op, stages, monkeypatch):
     """As for v3 (tests/test_tensor_core.py): without mma_multistage's one barrier per tile
     (id 10) the result is wrong in at least one fiber order; with it, right in every order.
     v4's tiles are both copied before the math, so in the round-robin orders its warps stay
     in step without it; the greedy order runs warp 0 through its tiles first. Built with the
-    default 3 stages and with 2 (-DMMA_COPY_STAGES=2: the pipeline's stage arithmetic for
-    any depth)."""
+    default 3 stages and, for fprop, with 2 (-DMMA_COPY_STAGES=2: the pipeline's stage
+    arithmetic is not tied to one depth; each such build is a CPU-runtime compile of its own,
+    so one op carries it)."""
     barrier = 10
     depth = [] if stages == kernels.MMA_COPY_STAGES else [f"-DMMA_COPY_STAGES={stages}"]
     with_barrier = _emulator_built_with(*depth) if depth else get_runtime("emulator")

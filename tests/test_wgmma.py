@@ -62,20 +62,37 @@ __global__ void wgmma_unit(const unsigned short* A, const unsigned short* Bt, fl
     wgmma_fence_operands<64>(d);
     for (int r = 0; r < 32; ++r) out[threadIdx.x * 32 + r] = d[r / 4][r % 4];
 }
+
+// Descriptor i of (start[i], lbo[i], sbo[i]); offset[i] = where it puts element (7, 9).
+__global__ void wgmma_descriptor_unit(const long long* start, const int* lbo, const int* sbo,
+                                      unsigned long long* desc, int* offset, int count) {
+    for (int i = threadIdx.x; i < count; i += blockDim.x) {
+        desc[i] = wgmma_descriptor((unsigned long long)start[i], lbo[i], sbo[i]);
+        offset[i] = wgmma_descriptor_offset(desc[i], 7, 9);
+    }
+}
+
+// out[0] = GPUCONV_WGMMA_PTX as this module was compiled: 1 where wgmma is the instruction.
+__global__ void wgmma_probe(int* out) { out[0] = GPUCONV_WGMMA_PTX; }
 """
 UNIT = {np.dtype(np.float16): "wgmma_unit<__half>", bfloat16: "wgmma_unit<__nv_bfloat16>"}
+NAMES = tuple(UNIT.values()) + ("wgmma_descriptor_unit", "wgmma_probe")
 
 
 def run_wgmma_unit(where, A, Bt, options=()):
     """(raw registers (128, 32), at (64, 16)) of the unit kernel on runtime ``where``."""
     xp, back = _arrays(where)
-    source = source_text("common.cuh") + "\n" + source_text("mma.cuh") + "\n" + WGMMA_UNIT
-    module = build_units(source, tuple(UNIT.values()), where, options)
+    module = unit_module(where, options)
     out = xp.full((128, 32), np.nan, np.float32)
     at = xp.full((ROWS, K), -1, np.int32)
     module.get_function(UNIT[A.dtype])((1,), (128,), (
         xp.asarray(A.view(np.uint16)), xp.asarray(Bt.view(np.uint16)), out, at))
     return back(out), back(at)
+
+
+def unit_module(where, options=()):
+    source = source_text("common.cuh") + "\n" + source_text("mma.cuh") + "\n" + WGMMA_UNIT
+    return build_units(source, NAMES, where, options)
 
 
 def place_by_the_isa(registers: np.ndarray) -> np.ndarray:
@@ -140,3 +157,43 @@ def test_swapping_two_lanes_breaks_the_wgmma_emulation():
     registers, _ = run_wgmma_unit("emulator", A, Bt, SWAP)
     expected = A.astype(np.float64) @ Bt.astype(np.float64).T
     assert not np.allclose(place_by_the_isa(registers), expected, rtol=1e-3, atol=1e-3)
+
+
+def test_wgmma_descriptor_has_the_isa_bit_fields():
+    """The PTX ISA's "Matrix Descriptor Format": bits 13-0 the start address, 29-16 the
+    leading dimension byte offset, 45-32 the stride dimension byte offset, each encoded as
+    (x & 0x3FFFF) >> 4; base offset (51-49) and swizzle mode (63-62) 0 here (no swizzle);
+    every other bit 0. And the offset the emulation reads element (7, 9) at: row 7 of the first
+    row group, K core matrix 1, element 1 = 7 * 16 + LBO + 2 bytes."""
+    cases = [(0, 128, 512), (0x1230, 128, 256), (0x3FFF0, 16, 0x3FFF0), (0x40010, 256, 1024),
+             (227 * 1024 - 16, 128, 8192)]
+    start = np.array([c[0] for c in cases], np.int64)
+    lbo = np.array([c[1] for c in cases], np.int32)
+    sbo = np.array([c[2] for c in cases], np.int32)
+    desc = np.zeros(len(cases), np.uint64)
+    offset = np.zeros(len(cases), np.int32)
+    unit_module("emulator").get_function("wgmma_descriptor_unit")(
+        (1,), (32,), (start, lbo, sbo, desc, offset, np.int32(len(cases))))
+    for (s, lb, sb), d, off in zip(cases, desc.tolist(), offset.tolist()):
+        encode = lambda x: (x & 0x3FFFF) >> 4  # noqa: E731
+        assert d & 0x3FFF == encode(s)
+        assert (d >> 16) & 0x3FFF == encode(lb)
+        assert (d >> 32) & 0x3FFF == encode(sb)
+        assert d & ~((0x3FFF) | (0x3FFF << 16) | (0x3FFF << 32)) == 0  # base offset, swizzle: 0
+        assert off == 7 * 16 + encode(lb) * 16 + 2
+
+
+@pytest.mark.gpu
+def test_the_gpu_runtime_builds_wgmma_on_compute_capability_9():
+    """The v5 kernels multiply with wgmma only in a module built for sm_90a: the GPU
+    runtime's compile options (through CuPy, which adds arch options of its own) must give
+    that on compute capability 9.0, and the emulation elsewhere."""
+    from gpuconv.runtime import cuda_available
+    if not cuda_available():
+        pytest.skip("no CUDA device visible to CuPy (or CuPy not installed)")
+    import cupy
+
+    out = cupy.zeros(1, np.int32)
+    unit_module("cuda").get_function("wgmma_probe")((1,), (1,), (out,))
+    expected = 1 if cupy.cuda.Device().compute_capability == "90" else 0
+    assert int(out.get()[0]) == expected
