@@ -839,12 +839,19 @@ __device__ __forceinline__ void mma_kmajor_tile_product(
 // Loaders that copy straight into shared memory (cp.async): filter rows, NHWC pixels.
 //
 // Where a tile's element (row, kk) lives in its stage: Layout::at(row, kk) (an element index;
-// kk a multiple of 16 bytes' worth is the start of a 16-byte piece). MmaPaddedRows: the mma.sync
-// tiles' reduction-contiguous rows padded by MmaTile<T>::skew; the wgmma tiles have their own
-// (WgmmaTile, below).
+// kk a multiple of 16 bytes' worth is the start of a 16-byte piece); and which piece thread
+// tid of a pass copies: Layout::piece(tid, PIECES_PER_ROW, row, piece) (row within the pass's
+// rows, piece = kk / its 16 bytes). MmaPaddedRows: the mma.sync tiles' reduction-contiguous
+// rows padded by MmaTile<T>::skew, neighbouring threads on neighbouring pieces of a row; the
+// wgmma tiles have their own (WgmmaTile, below).
 template <typename T, int BK> struct MmaPaddedRows {
     enum { PITCH = BK + MmaTile<T>::skew };
     static __device__ __forceinline__ int at(int row, int kk) { return row * PITCH + kk; }
+    static __device__ __forceinline__ void piece(int tid, int pieces_per_row, int& row,
+                                                 int& piece) {
+        row = tid / pieces_per_row;
+        piece = tid % pieces_per_row;
+    }
 };
 
 // MmaRowsLoader<T, BN, BK, THREADS>: a B operand stored as rows of a row-major matrix, each
@@ -869,8 +876,9 @@ struct MmaRowsLoader {
                                          int tid) {
         w = w_;
         Kgemm = Kgemm_;
-        n_local = tid / (BK / PER_THREAD);
-        kk_local = (tid % (BK / PER_THREAD)) * PER_THREAD;
+        int piece;
+        Layout::piece(tid, BK / PER_THREAD, n_local, piece);
+        kk_local = piece * PER_THREAD;
         kk_first = kk_local;
         col_valid = n_local < rows_left;
         w_row = col_valid ? w + (long long)(first_row + n_local) * Kgemm : w;
@@ -931,8 +939,9 @@ struct MmaNhwcLoader {
                                          int Cg_, int R, int S_, int tid) {
         src = src_; window = window_; Cg = Cg_; S = S_;
         Kgemm = R * S * Cg;
-        row0 = tid / PIECES_PER_ROW;
-        kk_local = (tid % PIECES_PER_ROW) * PIECE;
+        int piece;
+        Layout::piece(tid, PIECES_PER_ROW, row0, piece);
+        kk_local = piece * PIECE;
         kk_first = kk_local;
 #pragma unroll
         for (int i = 0; i < PASSES; ++i) rows[i] = window.row(m_block + row0 + i * ROWS_PER_PASS);
@@ -1045,6 +1054,17 @@ template <int ROWS, int BK> struct WgmmaTile {
     // Element index of (row, kk): row group, core matrix along K, row in it, element in the row.
     static __device__ __forceinline__ int at(int row, int kk) {
         return (row / 8) * (SBO / 2) + (kk / 8) * (LBO / 2) + (row % 8) * 8 + kk % 8;
+    }
+    // Thread tid's piece: each 8 * pieces_per_row threads take one row group, the 8 rows of a
+    // piece column first. A 16-byte shared store is served 8 threads at a time; these 8 write
+    // the 8 rows of one core matrix, 8 different bank groups (8 threads along one row would
+    // land LBO = 128 bytes apart: one bank group, a 4-way conflict for BK = 32). A warp still
+    // fetches whole rows' pieces from global memory.
+    static __device__ __forceinline__ void piece(int tid, int pieces_per_row, int& row,
+                                                 int& piece) {
+        const int group = tid / (8 * pieces_per_row), in_group = tid % (8 * pieces_per_row);
+        row = 8 * group + in_group % 8;
+        piece = in_group / 8;
     }
 };
 

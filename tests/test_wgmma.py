@@ -72,11 +72,21 @@ __global__ void wgmma_descriptor_unit(const long long* start, const int* lbo, co
     }
 }
 
+// Thread t's piece of a 64 x 32 WgmmaTile stage (4 pieces per row): row[t], byte[t] (offset).
+__global__ void wgmma_piece_unit(int* row, int* byte) {
+    for (int t = 0; t < 256; ++t) {
+        int r, piece;
+        WgmmaTile<64, 32>::piece(t, 4, r, piece);
+        row[t] = r;
+        byte[t] = 2 * WgmmaTile<64, 32>::at(r, 8 * piece);
+    }
+}
+
 // out[0] = GPUCONV_WGMMA_PTX as this module was compiled: 1 where wgmma is the instruction.
 __global__ void wgmma_probe(int* out) { out[0] = GPUCONV_WGMMA_PTX; }
 """
 UNIT = {np.dtype(np.float16): "wgmma_unit<__half>", bfloat16: "wgmma_unit<__nv_bfloat16>"}
-NAMES = tuple(UNIT.values()) + ("wgmma_descriptor_unit", "wgmma_probe")
+NAMES = tuple(UNIT.values()) + ("wgmma_descriptor_unit", "wgmma_piece_unit", "wgmma_probe")
 
 
 def run_wgmma_unit(where, A, Bt, options=()):
@@ -181,6 +191,21 @@ def test_wgmma_descriptor_has_the_isa_bit_fields():
         assert (d >> 32) & 0x3FFF == encode(sb)
         assert d & ~((0x3FFF) | (0x3FFF << 16) | (0x3FFF << 32)) == 0  # base offset, swizzle: 0
         assert off == 7 * 16 + encode(lb) * 16 + 2
+
+
+def test_wgmma_loaders_pieces_cover_the_stage_without_bank_conflicts():
+    """The loaders' thread -> piece map for a wgmma stage (WgmmaTile::piece): every 16-byte piece
+    of the 64 x 32 tile exactly once, and each 8 consecutive threads (what one 16-byte shared
+    store serves at a time) on 8 different 16-byte bank groups; each warp on 8 whole rows."""
+    row = np.zeros(256, np.int32)
+    offset = np.zeros(256, np.int32)
+    unit_module("emulator").get_function("wgmma_piece_unit")((1,), (1,), (row, offset))
+    assert sorted(offset.tolist()) == list(range(0, 64 * 32 * 2, 16))
+    for first in range(0, 256, 8):
+        assert len({(o // 16) % 8 for o in offset[first:first + 8]}) == 8, first
+    for warp in range(8):
+        rows = row[32 * warp:32 * warp + 32]
+        assert sorted(set(rows.tolist())) == list(range(8 * warp, 8 * warp + 8))
 
 
 @pytest.mark.gpu
