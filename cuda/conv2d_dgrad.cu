@@ -538,6 +538,20 @@ struct DgradV4Window {
     }
 };
 
+// The NHWC kernels' epilogue (v4, v5): dx[pixel m][channel] = acc, rounded once, for GEMM
+// column col of the tile whose first channel (within group g) is c_block. Guards: pixels past
+// M and channels past the group's end are not written.
+template <typename T> struct DgradNhwcStore {
+    T* dx;
+    long long M;
+    int C, Cg, g, c_block;
+    __device__ __forceinline__ void operator()(long long m, int col, float v) const {
+        const int c = c_block + col;
+        if (m >= M || c >= Cg) return;
+        dx[m * C + g * Cg + c] = from_acc<T>(v);
+    }
+};
+
 // Grid: x = GEMM row tiles (ceil(N*H*W / BM)), y = channel tiles (ceil(C/groups / BN)),
 // z = groups. Block: DGRAD_V3_THREADS threads (1-D).
 template <typename T>
@@ -560,16 +574,10 @@ conv2d_dgrad_v4_nhwc_mma(const T* __restrict__ dy, const T* __restrict__ w_t,
     const int c_block = blockIdx.y * BN;  // first channel of this tile, within the group
     const DgradV4Window window{M, (long long)H * W, K, W, P, Q, pad_h, pad_w, stride_h,
                                stride_w, dilation_h, dilation_w, g * Kg};
-    // dy's pixels times the rows of w_t (channels g*Cg + c_block, ...); then dx[pixel m]
-    // [channel], rounded once. Guards: pixels past M and channels past the group's end are
-    // not written.
+    // dy's pixels times the rows of w_t (channels g*Cg + c_block, ...)
     mma_nhwc_gemm<T, BM, BN, BK, WM, WN>(dy, window, Kg, R, S, w_t, g * Cg + c_block,
                                          Cg - c_block, a_smem, b_smem,
-                                         [&](long long m, int col, float v) {
-        const int c = c_block + col;
-        if (m >= M || c >= Cg) return;
-        dx[m * C + g * Cg + c] = from_acc<T>(v);
-    });
+                                         DgradNhwcStore<T>{dx, M, C, Cg, g, c_block});
 }
 
 // ---------------------------------------------------------------------------------------
@@ -593,13 +601,8 @@ conv2d_dgrad_v5_nhwc_wgmma(const T* __restrict__ dy, const T* __restrict__ w_t,
     const int c_block = blockIdx.y * BN;  // first channel of this tile, within the group
     const DgradV4Window window{M, (long long)H * W, K, W, P, Q, pad_h, pad_w, stride_h,
                                stride_w, dilation_h, dilation_w, g * Kg};
-    // As v4: dx[pixel m][channel], rounded once; guards as there.
     wgmma_nhwc_gemm<T, BM, BN, BK>(dy, window, Kg, R, S, w_t, g * Cg + c_block, Cg - c_block,
-                                   a_smem, b_smem, [&](long long m, int col, float v) {
-        const int c = c_block + col;
-        if (m >= M || c >= Cg) return;
-        dx[m * C + g * Cg + c] = from_acc<T>(v);
-    });
+                                   a_smem, b_smem, DgradNhwcStore<T>{dx, M, C, Cg, g, c_block});
 }
 
 // Standalone `nvcc -cubin -arch=sm_90 -Xptxas -v cuda/conv2d_dgrad.cu`: taking each

@@ -531,6 +531,24 @@ struct FpropV4Window {
     }
 };
 
+// The NHWC kernels' epilogue (v4, v5): y[pixel m][filter] = acc + bias, rounded once, for
+// GEMM column col of the tile whose first filter (within group g) is k_block. Guards: pixels
+// past M and filters past the group's end are not written (b may be a 1-element dummy: read
+// for real filters only).
+template <typename T> struct FpropNhwcStore {
+    T* y;
+    const T* b;
+    int has_bias;
+    long long M;
+    int K, Kg, g, k_block;
+    __device__ __forceinline__ void operator()(long long m, int col, float v) const {
+        const int k = k_block + col;
+        if (m >= M || k >= Kg) return;
+        const int filter = g * Kg + k;
+        y[m * K + filter] = from_acc<T>(v + (has_bias ? to_acc(b[filter]) : 0.0f));
+    }
+};
+
 // Grid: x = GEMM row tiles (ceil(N*P*Q / BM)), y = filter tiles (ceil(K/groups / BN)),
 // z = groups. Block: FPROP_V3_THREADS threads (1-D).
 template <typename T>
@@ -554,16 +572,10 @@ conv2d_fprop_v4_nhwc_mma(const T* __restrict__ x, const T* __restrict__ w,
     const int k_block = blockIdx.y * BN;  // first filter of this tile, within the group
     const FpropV4Window window{M, (long long)P * Q, C, H, W, Q, pad_h, pad_w, stride_h,
                                stride_w, dilation_h, dilation_w, g * Cg};
-    // x's pixels times the filter rows g*Kg + k_block, ...; then y[pixel m][filter] = acc +
-    // bias, rounded once. Guards: pixels past M and filters past the group's end are not
-    // written (b may be a 1-element dummy: read for real filters only).
+    // x's pixels times the filter rows g*Kg + k_block, ...
     mma_nhwc_gemm<T, BM, BN, BK, WM, WN>(x, window, Cg, R, S, w, g * Kg + k_block, Kg - k_block,
-                                         a_smem, b_smem, [&](long long m, int col, float v) {
-        const int k = k_block + col;
-        if (m >= M || k >= Kg) return;
-        const int filter = g * Kg + k;
-        y[m * K + filter] = from_acc<T>(v + (has_bias ? to_acc(b[filter]) : 0.0f));
-    });
+                                         a_smem, b_smem,
+                                         FpropNhwcStore<T>{y, b, has_bias, M, K, Kg, g, k_block});
 }
 
 // ---------------------------------------------------------------------------------------
@@ -591,14 +603,9 @@ conv2d_fprop_v5_nhwc_wgmma(const T* __restrict__ x, const T* __restrict__ w,
     const int k_block = blockIdx.y * BN;  // first filter of this tile, within the group
     const FpropV4Window window{M, (long long)P * Q, C, H, W, Q, pad_h, pad_w, stride_h,
                                stride_w, dilation_h, dilation_w, g * Cg};
-    // As v4: y[pixel m][filter] = acc + bias, rounded once; guards as there.
     wgmma_nhwc_gemm<T, BM, BN, BK>(x, window, Cg, R, S, w, g * Kg + k_block, Kg - k_block,
-                                   a_smem, b_smem, [&](long long m, int col, float v) {
-        const int k = k_block + col;
-        if (m >= M || k >= Kg) return;
-        const int filter = g * Kg + k;
-        y[m * K + filter] = from_acc<T>(v + (has_bias ? to_acc(b[filter]) : 0.0f));
-    });
+                                   a_smem, b_smem,
+                                   FpropNhwcStore<T>{y, b, has_bias, M, K, Kg, g, k_block});
 }
 
 // Standalone `nvcc -cubin -arch=sm_90 -Xptxas -v cuda/conv2d_fprop.cu`: taking each
