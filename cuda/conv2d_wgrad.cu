@@ -54,6 +54,9 @@
 //                              dw (K, R, S, C/groups); rows (r, s, c), c innermost. Both
 //                              operands are copied by cp.async into reduction-major stages
 //                              and transposed by ldmatrix.trans as fragments are read.
+//   conv2d_wgrad_v5_nhwc_wgmma<T> (T = __half or __nv_bfloat16)
+//                              v4 on wgmma (sm_90a): the stages in the MN-major core-matrix
+//                              layout, both operands read by wgmma through descriptors.
 
 #include "common.cuh"
 #include "mma.cuh"
@@ -699,16 +702,16 @@ conv2d_wgrad_v3_mma(const T* __restrict__ x, const T* __restrict__ dy, T* __rest
 //
 // T: __half, __nv_bfloat16, or float (TF32, BK = WGRAD_TF32_BK). Deterministic as v3.
 
-// Operand A of v4, k-major (a stage is [BK pixels][BM taps]): A[j][m] =
-// x[n, p*stride_h - pad_h + r*dilation_h, q*stride_w - pad_w + s*dilation_w, g*Cg + c] for
-// j = (n, p, q), m = (r, s, c). Thread t copies piece t % PIECES_PER_ROW (PIECE consecutive
-// taps: a fixed (r, s, c..c+PIECE-1)) of tile rows t / PIECES_PER_ROW + i * ROWS_PER_PASS:
-// neighbouring threads fetch neighbouring channels of one pixel.
-template <typename T, int BM, int BK, int THREADS>
+// Operand A of v4 and v5, reduction-major (the BK pixels of a stage each hold BM taps):
+// A[j][m] = x[n, p*stride_h - pad_h + r*dilation_h, q*stride_w - pad_w + s*dilation_w, g*Cg + c]
+// for j = (n, p, q), m = (r, s, c), element (m, j) of a stage at Layout::at(m, j) (v4:
+// MmaKMajorRows; v5: WgmmaMnTile). Thread t copies piece t % PIECES_PER_ROW (PIECE
+// consecutive taps: a fixed (r, s, c..c+PIECE-1)) of the stage's pixels t / PIECES_PER_ROW +
+// i * ROWS_PER_PASS: neighbouring threads fetch neighbouring channels of one pixel.
+template <typename T, int BM, int BK, int THREADS, class Layout = MmaKMajorRows<T, BM>>
 struct WgradV4XLoader {
     enum { COPIES = 1, PIECE = 16 / sizeof(T), PIECES_PER_ROW = BM / PIECE,
-           ROWS_PER_PASS = THREADS / PIECES_PER_ROW, PASSES = BK / ROWS_PER_PASS,
-           PITCH = BM + MmaKMajorTile<T>::skew };
+           ROWS_PER_PASS = THREADS / PIECES_PER_ROW, PASSES = BK / ROWS_PER_PASS };
     static_assert(BM % PIECE == 0 && THREADS % PIECES_PER_ROW == 0 && BK % ROWS_PER_PASS == 0,
                   "A stage split into 16-byte pieces");
     const T* x;
@@ -760,7 +763,7 @@ struct WgradV4XLoader {
     __device__ __forceinline__ void load(typename MmaKMajorTile<T>::type* tile) {
 #pragma unroll
         for (int i = 0; i < PASSES; ++i) {
-            auto* dst = tile + (row_local + i * ROWS_PER_PASS) * PITCH + m_local;
+            auto* dst = tile + Layout::at(m_local, row_local + i * ROWS_PER_PASS);
             if (vector_ok) {
                 // PIECE channels of one tap, wholly inside the taps (CRS % PIECE == 0) or out.
                 const long long at = m_first < CRS ? tap(i, r, s, c) : -1;
@@ -782,14 +785,14 @@ struct WgradV4XLoader {
     }
 };
 
-// Operand B of v4, k-major ([BK pixels][BN filters]): B[j][k] = dy[j, g*Kg + k] (pixel j =
-// (n, p, q) is row j of dy seen as (N*P*Q, K)). Thread t copies piece t % PIECES_PER_ROW
-// (PIECE consecutive filters) of tile rows t / PIECES_PER_ROW + i * ROWS_PER_PASS.
-template <typename T, int BN, int BK, int THREADS>
+// Operand B of v4 and v5, reduction-major (BK pixels of BN filters): B[j][k] = dy[j, g*Kg + k]
+// (pixel j = (n, p, q) is row j of dy seen as (N*P*Q, K)), element (k, j) of a stage at
+// Layout::at(k, j). Thread t copies piece t % PIECES_PER_ROW (PIECE consecutive filters) of
+// the stage's pixels t / PIECES_PER_ROW + i * ROWS_PER_PASS.
+template <typename T, int BN, int BK, int THREADS, class Layout = MmaKMajorRows<T, BN>>
 struct WgradV4DyLoader {
     enum { COPIES = 1, PIECE = 16 / sizeof(T), PIECES_PER_ROW = BN / PIECE,
-           ROWS_PER_PASS = THREADS / PIECES_PER_ROW, PASSES = BK / ROWS_PER_PASS,
-           PITCH = BN + MmaKMajorTile<T>::skew };
+           ROWS_PER_PASS = THREADS / PIECES_PER_ROW, PASSES = BK / ROWS_PER_PASS };
     static_assert(BN % PIECE == 0 && THREADS % PIECES_PER_ROW == 0 && BK % ROWS_PER_PASS == 0,
                   "B stage split into 16-byte pieces");
     const T* dy;
@@ -813,7 +816,7 @@ struct WgradV4DyLoader {
     __device__ __forceinline__ void load(typename MmaKMajorTile<T>::type* tile) {
 #pragma unroll
         for (int i = 0; i < PASSES; ++i) {
-            auto* dst = tile + (row_local + i * ROWS_PER_PASS) * PITCH + k_local;
+            auto* dst = tile + Layout::at(k_local, row_local + i * ROWS_PER_PASS);
             const long long jj = j + i * ROWS_PER_PASS;
             const T* row = dy_piece + jj * K;
             if (vector_ok) {
@@ -873,6 +876,51 @@ conv2d_wgrad_v4_nhwc_mma(const T* __restrict__ x, const T* __restrict__ dy,
                                 k_block);
 }
 
+// ---------------------------------------------------------------------------------------
+// v5: v4 on wgmma, the warpgroup MMA of sm_90a (Hopper): the same loaders, tiles, grid, split
+// rule and second pass, with both stages in the PTX ISA's MN-major core-matrix layout
+// (mma.cuh: WgmmaMnTile: a 16-byte piece of 8 channels or 8 filters of one pixel is one row of
+// a core matrix) and each of the two warpgroups multiplying its 64 taps of the 128 x 64 tile
+// straight out of shared memory (wgmma.mma_async m64n64k16 with both operands transposed,
+// imm-trans 1: no ldmatrix, no fragments in registers). float16 / bfloat16 only (the ISA
+// transposes 16-bit operands only). Off sm_90a the wgmma is emulated with mma.m16n8k16 over
+// the same shared-memory coordinates. Deterministic as v3.
+template <typename T>
+__global__ void __launch_bounds__(WGRAD_V3_THREADS, WGRAD_V3_LAUNCH_MIN_BLOCKS)
+conv2d_wgrad_v5_nhwc_wgmma(const T* __restrict__ x, const T* __restrict__ dy,
+                           T* __restrict__ dw, float* __restrict__ workspace, int splits, int N,
+                           int C, int H, int W, int K, int R, int S, int P, int Q, int pad_h,
+                           int pad_w, int stride_h, int stride_w, int dilation_h,
+                           int dilation_w, int groups) {
+    static_assert(sizeof(T) == 2, "conv2d_wgrad_v5_nhwc_wgmma: 16-bit types");
+    constexpr int BM = WGRAD_V3_BM, BN = WGRAD_V3_BN, BK = WGRAD_V3_BK;
+    static_assert(BM / 64 * 128 == WGRAD_V3_THREADS, "two warpgroups: v3's threads");
+    typedef WgmmaMnTile<BM, BK> ATile;
+    typedef WgmmaMnTile<BN, BK> BTile;
+    __shared__ __align__(128) unsigned short a_smem[MMA_COPY_STAGES][ATile::ELEMENTS];
+    __shared__ __align__(128) unsigned short b_smem[MMA_COPY_STAGES][BTile::ELEMENTS];
+
+    const int Cg = C / groups, Kg = K / groups, CRS = Cg * R * S;
+    const int g = blockIdx.z / splits, split = blockIdx.z % splits;
+    const int m_block = blockIdx.x * BM;  // first (r, s, c) row of this tile
+    const int k_block = blockIdx.y * BN;  // first filter of this tile, within the group
+    const long long NPQ = (long long)N * P * Q;
+    long long tile_begin, tile_end;       // this split's reduction tiles
+    split_range(div_up(NPQ, BK), splits, split, tile_begin, tile_end);
+
+    WgradV4XLoader<T, BM, BK, WGRAD_V3_THREADS, ATile> a;
+    a.init(x, tile_begin * BK, m_block, N, C, H, W, R, S, P, Q, pad_h, pad_w, stride_h,
+           stride_w, dilation_h, dilation_w, g, Cg, threadIdx.x);
+    WgradV4DyLoader<T, BN, BK, WGRAD_V3_THREADS, BTile> b;
+    b.init(dy, tile_begin * BK, g * Kg + k_block, Kg - k_block, Kg, K, NPQ, threadIdx.x);
+
+    const int count = tile_end > tile_begin ? (int)(tile_end - tile_begin) : 0;
+    float acc[1][BN / 8][4];  // this warp's 16 taps x BN filters
+    wgmma_tile_product<T, BM, BN, BK, ATile, BTile>(a, b, count, acc, a_smem, b_smem);
+    wgrad_mma_store<BM, 16, BN>(acc, dw, workspace, splits, split, g, Kg, K, CRS, m_block,
+                                k_block);
+}
+
 // Standalone `nvcc -cubin -arch=sm_90 -Xptxas -v cuda/conv2d_wgrad.cu`: taking each
 // instance's address makes nvcc compile it, so ptxas reports every kernel. NVRTC and the CPU
 // runtime get their instances from name expressions (gpuconv/kernels.py) instead.
@@ -907,7 +955,9 @@ void* conv2d_wgrad_instance(int i) {
                                (void*)conv2d_wgrad_v3_mma<float>,
                                (void*)conv2d_wgrad_v4_nhwc_mma<__half>,
                                (void*)conv2d_wgrad_v4_nhwc_mma<__nv_bfloat16>,
-                               (void*)conv2d_wgrad_v4_nhwc_mma<float>};
+                               (void*)conv2d_wgrad_v4_nhwc_mma<float>,
+                               (void*)conv2d_wgrad_v5_nhwc_wgmma<__half>,
+                               (void*)conv2d_wgrad_v5_nhwc_wgmma<__nv_bfloat16>};
     return instances[i];
 }
 #endif

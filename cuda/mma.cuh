@@ -29,13 +29,15 @@
 //   mma_gemm_mainloop            the v3 kernels' double-buffered shared-memory tile loop
 //   mma_stage_tile               their epilogue's staging of the rounded tile (+ bias)
 //   mma_each_element             each accumulator with its tile row and column (direct epilogues)
-//   WgmmaTile, wgmma_m64nNk16, wgmma_tile_product, wgmma_nhwc_gemm   the warpgroup MMA of
-//                                  sm_90a (wgmma, both operands from shared memory through
-//                                  descriptors) and the v5 kernels' tile loop; emulated with
-//                                  mma_m16n8k16 elsewhere (at the end of the file)
-//   MmaKMajorTile, mma_kmajor_tile_product   mma_tile_product from reduction-major stages
-//                                  (rows = reduction steps), transposed as fragments are read
-//                                  (ldmatrix .trans; TF32: shared loads): wgrad v4
+//   WgmmaTile, WgmmaMnTile, wgmma_m64nNk16, wgmma_tile_product, wgmma_nhwc_gemm   the
+//                                  warpgroup MMA of sm_90a (wgmma, both operands from shared
+//                                  memory through descriptors, K-major or MN-major) and the v5
+//                                  kernels' tile loop; emulated with mma_m16n8k16 elsewhere
+//                                  (at the end of the file)
+//   MmaKMajorTile, MmaKMajorRows, mma_kmajor_tile_product   mma_tile_product from
+//                                  reduction-major stages (rows = reduction steps), transposed
+//                                  as fragments are read (ldmatrix .trans; TF32: shared
+//                                  loads): wgrad v4
 //   MmaRowsLoader                a B operand of reduction-contiguous rows (cp.async pieces)
 //   MmaNhwcLoader                an A operand of channels-last pixels (cp.async pieces)
 //   mma_nhwc_gemm                the NHWC kernels' loaders + tile product + epilogue walk
@@ -753,6 +755,15 @@ template <> struct MmaKMajorTile<float> {
     enum { skew = 8 };
 };
 
+// MmaKMajorRows<T, ROWS>: where a reduction-major stage keeps element (row, kk) (row: the
+// GEMM row or column, kk: the reduction step): one padded row of ROWS + skew elements per kk.
+// The wgrad loaders' default Layout; with at(row, kk) for a piece's first row (8 halves or 4
+// floats along the rows).
+template <typename T, int ROWS> struct MmaKMajorRows {
+    enum { PITCH = ROWS + MmaKMajorTile<T>::skew };
+    static __device__ __forceinline__ int at(int row, int kk) { return kk * PITCH + row; }
+};
+
 // mma_kmajor_tile_product<T, BM, BN, BK, WM, WN>(a, b, tiles, acc, a_smem, b_smem): what
 // mma_tile_product computes (acc = the block's tile product over `tiles` reduction tiles),
 // from k-major stages filled by two copying loaders (COPIES: a.load(stage), b.load(stage)).
@@ -1017,14 +1028,22 @@ __device__ __forceinline__ void mma_nhwc_gemm(const T* src, const Window& window
 // -arch=sm_90a defines __CUDA_ARCH_FEAT_SM90_ALL; gpuconv's GPU runtime compiles for sm_90a on
 // devices of compute capability 9.0, cupy_rt.arch_option).
 //
-// Shared-memory layout (PTX ISA, "Shared Memory Matrix Layout": K-major, no swizzling): a tile
-// is made of core matrices of 8 rows x 16 bytes, each stored as 128 contiguous bytes, row by
-// row; core matrices adjacent along K lie LBO bytes apart, those adjacent along the rows (M
-// for A, N for B) SBO bytes apart: in CuTe terms ((8, m), (T, 2k)) : ((T, SBO), (1, LBO))
-// elements, T = 8 16-bit elements in 16 bytes. WgmmaTile<ROWS, BK> puts a group of 8 rows'
-// core matrices side by side along K (LBO = 128) and the row groups one after another
-// (SBO = BK * 16 bytes). A 16-byte loader piece (8 consecutive kk of one row) is one row of one
-// core matrix: at(row, kk) for kk % 8 == 0.
+// Shared-memory layouts (PTX ISA, "Shared Memory Matrix Layout", no swizzling), in units of
+// core matrices of 128 contiguous bytes (T = 8 16-bit elements make 16 bytes):
+//   K-major (imm-trans 0): a core matrix is 8 rows x 16 bytes (8 kk), row by row; core
+//     matrices adjacent along K lie LBO bytes apart, those adjacent along the rows (M for A,
+//     N for B) SBO bytes apart: in CuTe terms ((8, m), (T, 2k)) : ((T, SBO), (1, LBO)).
+//     WgmmaTile<ROWS, BK> puts a group of 8 rows' core matrices side by side along K
+//     (LBO = 128) and the row groups one after another (SBO = BK * 16 bytes). A 16-byte loader
+//     piece (8 consecutive kk of one row) is one row of one core matrix: at(row, kk) for
+//     kk % 8 == 0. (fprop, dgrad: pieces run along the reduction.)
+//   MN-major (imm-trans 1, "transposed"; 16-bit types only): a core matrix is 8 kk x 16 bytes
+//     (8 rows), kk by kk; core matrices adjacent along K lie LBO bytes apart, those adjacent
+//     along the rows SBO bytes apart: ((T, 1, m), (8, k)) : ((1, T, SBO), (T, LBO)).
+//     WgmmaMnTile<ROWS, BK>: LBO = 128, SBO = BK * 16 + 16 (see there). A 16-byte piece is 8
+//     consecutive rows at one kk: at(row, kk) for row % 8 == 0. (wgrad: pieces run along the
+//     GEMM rows and columns, a pixel's channels and filters; what mma_kmajor_tile_product
+//     calls a reduction-major, "k-major" stage, the ISA calls MN-major.)
 //
 // Matrix descriptor (PTX ISA, "Matrix Descriptor Format"): bits 0-13 the start address, 16-29
 // LBO, 32-45 SBO, each as (x & 0x3FFFF) >> 4; bits 49-51 the base offset (0 without swizzle);
@@ -1050,7 +1069,7 @@ __device__ __forceinline__ void mma_nhwc_gemm(const T* src, const Window& window
 
 template <int ROWS, int BK> struct WgmmaTile {
     static_assert(ROWS % 8 == 0 && BK % 16 == 0, "whole core matrices; k16 slices");
-    enum { LBO = 128, SBO = BK * 16, ELEMENTS = ROWS * BK };  // bytes; 16-bit elements
+    enum { MN_MAJOR = 0, LBO = 128, SBO = BK * 16, ELEMENTS = ROWS * BK };  // bytes; elements
     // Element index of (row, kk): row group, core matrix along K, row in it, element in the row.
     static __device__ __forceinline__ int at(int row, int kk) {
         return (row / 8) * (SBO / 2) + (kk / 8) * (LBO / 2) + (row % 8) * 8 + kk % 8;
@@ -1068,20 +1087,58 @@ template <int ROWS, int BK> struct WgmmaTile {
     }
 };
 
-// wgmma_descriptor(start, lbo, sbo): the matrix descriptor of a K-major, unswizzled slice
-// starting at shared-memory byte address `start`. wgmma_descriptor_offset(desc, row, kk): the
+// WgmmaMnTile<ROWS, BK>: an MN-major stage (above). Its row groups lie SBO = BK * 16 + 16
+// bytes apart, not BK * 16: a 16-byte shared store is served 8 threads at a time, and the
+// wgrad loaders give 8 consecutive threads 8 neighbouring pieces of one pixel (8 consecutive
+// row groups at one kk: one coalesced 128-byte read). Unpadded, those 8 pieces would be BK * 16
+// bytes apart, all in one 16-byte bank group (an 8-way conflict); 16 bytes more per row group
+// puts them in 8 different bank groups. The ISA allows any SBO (a multiple of 16).
+template <int ROWS, int BK> struct WgmmaMnTile {
+    static_assert(ROWS % 8 == 0 && BK % 16 == 0, "whole core matrices; k16 slices");
+    enum { MN_MAJOR = 1, LBO = 128, SBO = BK * 16 + 16, ELEMENTS = ROWS / 8 * (SBO / 2) };
+    // Element index of (row, kk): row group, core matrix along K, kk in it, element in the kk.
+    static __device__ __forceinline__ int at(int row, int kk) {
+        return (row / 8) * (SBO / 2) + (kk / 8) * (LBO / 2) + (kk % 8) * 8 + row % 8;
+    }
+};
+
+// wgmma_descriptor(start, lbo, sbo): the matrix descriptor of an unswizzled slice starting at
+// shared-memory byte address `start` (the same fields for K-major and MN-major slices: the
+// instruction's imm-trans says which). wgmma_descriptor_offset<MN_MAJOR>(desc, row, kk): the
 // byte offset from the slice's start of its element (row, kk), as the descriptor lays the
 // canonical layout out (16-bit elements): what the emulation reads through, so that the
-// descriptor's LBO / SBO fields (not only WgmmaTile::at) decide what it multiplies.
+// descriptor's LBO / SBO fields (not only the tiles' at) decide what it multiplies.
 __device__ __forceinline__ unsigned long long wgmma_descriptor(unsigned long long start,
                                                                int lbo, int sbo) {
     return ((start & 0x3FFFFull) >> 4) | ((unsigned long long)((lbo & 0x3FFFF) >> 4) << 16) |
            ((unsigned long long)((sbo & 0x3FFFF) >> 4) << 32);
 }
+template <bool MN_MAJOR = false>
 __device__ __forceinline__ int wgmma_descriptor_offset(unsigned long long desc, int row,
                                                        int kk) {
     const int lbo = (int)((desc >> 16) & 0x3FFF) << 4, sbo = (int)((desc >> 32) & 0x3FFF) << 4;
-    return (row / 8) * sbo + (kk / 8) * lbo + (row % 8) * 16 + (kk % 8) * 2;
+    const int in_core = MN_MAJOR ? (kk % 8) * 16 + (row % 8) * 2 : (row % 8) * 16 + (kk % 8) * 2;
+    return (row / 8) * sbo + (kk / 8) * lbo + in_core;
+}
+
+// The emulation's fragment word of a slice: elements (row, kk) and (row, kk + 1), the low one
+// first, where the descriptor puts them: one 32-bit word K-major; MN-major, two 16-bit
+// elements 16 bytes apart.
+template <bool MN_MAJOR>
+__device__ __forceinline__ unsigned wgmma_fragment_word(const unsigned short* slice,
+                                                        unsigned long long desc, int row,
+                                                        int kk) {
+    const char* base = reinterpret_cast<const char*>(slice);
+    if constexpr (MN_MAJOR) {
+        const unsigned lo = *reinterpret_cast<const unsigned short*>(
+            base + wgmma_descriptor_offset<true>(desc, row, kk));
+        const unsigned hi = *reinterpret_cast<const unsigned short*>(
+            base + wgmma_descriptor_offset<true>(desc, row, kk + 1));
+        return lo | hi << 16;
+    } else {
+        return *reinterpret_cast<const unsigned*>(base +
+                                                  wgmma_descriptor_offset(desc, row, kk));
+    }
 }
 
 // Pin each accumulator register in place around the asynchronous wgmma (the compiler must
@@ -1101,7 +1158,8 @@ __device__ __forceinline__ void wgmma_fence_operands(float (&d)[N / 8][4]) {
 // wgmma_m64nNk16<T, ATile, BTile, N>(d, a, b): d (this warp's 16 rows of the warpgroup's
 // 64 x N accumulators) += A * B over one k16 slice; a = the slice's first element of the
 // warpgroup's first row (&stage[ATile::at(row0, ks)], row0 and ks multiples of 8), b = that of
-// B's first row. All 128 threads of the warpgroup, converged. N = 64.
+// B's first row. Each tile's MN_MAJOR is the instruction's imm-trans for it. All 128 threads
+// of the warpgroup, converged. N = 64.
 template <typename T, class ATile, class BTile, int N>
 __device__ __forceinline__ void wgmma_m64nNk16(float (&d)[N / 8][4], const unsigned short* a,
                                                const unsigned short* b) {
@@ -1112,17 +1170,18 @@ __device__ __forceinline__ void wgmma_m64nNk16(float (&d)[N / 8][4], const unsig
         wgmma_descriptor(__cvta_generic_to_shared(a), ATile::LBO, ATile::SBO);
     const unsigned long long desc_b =
         wgmma_descriptor(__cvta_generic_to_shared(b), BTile::LBO, BTile::SBO);
-    // scale-d = 1 (accumulate), A and B unscaled (1), both K-major (imm-trans 0).
+    // scale-d = 1 (accumulate), A and B unscaled (1), imm-trans-a / -b: the tiles' MN_MAJOR.
 #define GPUCONV_WGMMA_ASM(TYPES)                                                              \
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"                                  \
                  "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPES " "                     \
                  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "   \
                  "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, " \
-                 "%31}, %32, %33, p, 1, 1, 0, 0;\n}\n"                                       \
+                 "%31}, %32, %33, p, 1, 1, %34, %35;\n}\n"                                   \
                  : GPUCONV_WGMMA_D8(0), GPUCONV_WGMMA_D8(1), GPUCONV_WGMMA_D8(2),             \
                    GPUCONV_WGMMA_D8(3), GPUCONV_WGMMA_D8(4), GPUCONV_WGMMA_D8(5),             \
                    GPUCONV_WGMMA_D8(6), GPUCONV_WGMMA_D8(7)                                   \
-                 : "l"(desc_a), "l"(desc_b))
+                 : "l"(desc_a), "l"(desc_b), "n"((int)ATile::MN_MAJOR),                     \
+                   "n"((int)BTile::MN_MAJOR))
     if constexpr (is_bfloat16<T>::value)
         GPUCONV_WGMMA_ASM("bf16.bf16");
     else
@@ -1135,17 +1194,15 @@ __device__ __forceinline__ void wgmma_m64nNk16(float (&d)[N / 8][4], const unsig
     const int warp = (int)(threadIdx.x / 32) % 4;  // warp within the warpgroup
     const int lane = fragment_lane();
     const int g = lane >> 2, t = lane & 3, row = 16 * warp + g;
-    // The word holding elements (row, kk) and (row, kk + 1) of a slice, low one first.
-    auto word = [](const unsigned short* slice, unsigned long long desc, int row, int kk) {
-        return *reinterpret_cast<const unsigned*>(reinterpret_cast<const char*>(slice) +
-                                                  wgmma_descriptor_offset(desc, row, kk));
-    };
-    const unsigned af[4] = {word(a, desc_a, row, 2 * t), word(a, desc_a, row + 8, 2 * t),
-                            word(a, desc_a, row, 2 * t + 8), word(a, desc_a, row + 8, 2 * t + 8)};
+    constexpr bool A_MN = ATile::MN_MAJOR, B_MN = BTile::MN_MAJOR;
+    const unsigned af[4] = {wgmma_fragment_word<A_MN>(a, desc_a, row, 2 * t),
+                            wgmma_fragment_word<A_MN>(a, desc_a, row + 8, 2 * t),
+                            wgmma_fragment_word<A_MN>(a, desc_a, row, 2 * t + 8),
+                            wgmma_fragment_word<A_MN>(a, desc_a, row + 8, 2 * t + 8)};
 #pragma unroll
     for (int j = 0; j < N / 8; ++j) {
-        const unsigned bf[2] = {word(b, desc_b, 8 * j + g, 2 * t),
-                                word(b, desc_b, 8 * j + g, 2 * t + 8)};
+        const unsigned bf[2] = {wgmma_fragment_word<B_MN>(b, desc_b, 8 * j + g, 2 * t),
+                                wgmma_fragment_word<B_MN>(b, desc_b, 8 * j + g, 2 * t + 8)};
         mma_m16n8k16<T>(d[j], af, bf);
     }
 #endif
@@ -1166,21 +1223,21 @@ __device__ __forceinline__ void wgmma_commit_and_wait() {
 #endif
 }
 
-// wgmma_tile_product<T, BM, BN, BK>(a, b, tiles, acc, a_smem, b_smem): acc = the block's BM x BN
-// tile product over `tiles` reduction tiles of BK, on wgmma: BM / 64 warpgroups, warpgroup i
-// owning rows 64i .. 64i + 63 (acc: this warp's 16 of them, all BN columns). Stages in
-// WgmmaTile layouts, filled by two copying loaders (their Layout: WgmmaTile<BM, BK> and
-// WgmmaTile<BN, BK>) through mma_multistage, which also makes the copies visible to the
-// tensor cores' (async proxy) reads. Each tile's BK / 16 wgmmas are one group, waited for
-// before the next barrier: a stage is never refilled under a running wgmma.
-template <typename T, int BM, int BN, int BK, class ALoader, class BLoader, int STAGES>
-__device__ __forceinline__ void wgmma_tile_product(ALoader& a, BLoader& b, int tiles,
-                                                   float (&acc)[1][BN / 8][4],
-                                                   unsigned short (&a_smem)[STAGES][BM * BK],
-                                                   unsigned short (&b_smem)[STAGES][BN * BK]) {
+// wgmma_tile_product<T, BM, BN, BK[, ATile, BTile]>(a, b, tiles, acc, a_smem, b_smem): acc =
+// the block's BM x BN tile product over `tiles` reduction tiles of BK, on wgmma: BM / 64
+// warpgroups, warpgroup i owning rows 64i .. 64i + 63 (acc: this warp's 16 of them, all BN
+// columns). Stages in the layouts ATile and BTile (K-major WgmmaTile by default, or
+// WgmmaMnTile), filled by two copying loaders with the same Layouts through mma_multistage,
+// which also makes the copies visible to the tensor cores' (async proxy) reads. Each tile's
+// BK / 16 wgmmas are one group, waited for before the next barrier: a stage is never refilled
+// under a running wgmma.
+template <typename T, int BM, int BN, int BK, class ATile = WgmmaTile<BM, BK>,
+          class BTile = WgmmaTile<BN, BK>, class ALoader, class BLoader, int STAGES>
+__device__ __forceinline__ void wgmma_tile_product(
+    ALoader& a, BLoader& b, int tiles, float (&acc)[1][BN / 8][4],
+    unsigned short (&a_smem)[STAGES][ATile::ELEMENTS],
+    unsigned short (&b_smem)[STAGES][BTile::ELEMENTS]) {
     static_assert(BM % 64 == 0, "warpgroups of 64 rows");
-    typedef WgmmaTile<BM, BK> ATile;
-    typedef WgmmaTile<BN, BK> BTile;
     const int row0 = (int)(threadIdx.x / 128) * 64;  // this warpgroup's first row
 #pragma unroll
     for (int j = 0; j < BN / 8; ++j)

@@ -12,8 +12,8 @@ max-pool); fprop, dgrad and wgrad also have ``v3``, the implicit GEMM on tensor 
 shuffle emulation elsewhere), and ``v4``, v3 on channels-last (NHWC) tensors: run as they
 are by :func:`conv2d_fprop_nhwc` / :func:`conv2d_dgrad_nhwc` / :func:`conv2d_wgrad_nhwc`,
 converted to NHWC and back by :func:`conv2d_fprop` / :func:`conv2d_dgrad` /
-:func:`conv2d_wgrad`; fprop and dgrad ``v5``, v4 on wgmma (the warpgroup MMA of sm_90a; emulated
-elsewhere), float16 and bfloat16; bgrad ``v3`` sums channels-last dy as it is (:func:`conv2d_bgrad_nhwc`;
+:func:`conv2d_wgrad`; fprop, dgrad and wgrad ``v5``, v4 on wgmma (the warpgroup MMA of sm_90a;
+emulated elsewhere), float16 and bfloat16; bgrad ``v3`` sums channels-last dy as it is (:func:`conv2d_bgrad_nhwc`;
 :func:`conv2d_bgrad` converts NCHW dy to NHWC for it); max-pool's ``v3`` is v2 vectorized
 (``POOL_V3_VEC`` consecutive outputs per thread, vector stores).
 Which one runs is decided per call, first match wins:
@@ -81,6 +81,7 @@ TEMPLATES = {
     ("wgrad", "v2"): ("conv2d_wgrad.cu", "conv2d_wgrad_v2_implicit_gemm"),
     ("wgrad", "v3"): ("conv2d_wgrad.cu", "conv2d_wgrad_v3_mma"),  # tensor cores, 16-bit only
     ("wgrad", "v4"): ("conv2d_wgrad.cu", "conv2d_wgrad_v4_nhwc_mma"),  # v3 on NHWC tensors
+    ("wgrad", "v5"): ("conv2d_wgrad.cu", "conv2d_wgrad_v5_nhwc_wgmma"),  # v4 on wgmma (sm_90a)
     ("bgrad", "v1"): ("conv2d_wgrad.cu", "conv2d_bgrad_v1_direct"),
     ("bgrad", "v2"): ("conv2d_wgrad.cu", "conv2d_bgrad_v2_tree"),
     ("bgrad", "v3"): ("conv2d_wgrad.cu", "conv2d_bgrad_v3_nhwc"),  # channels-last dy
@@ -110,20 +111,22 @@ TEMPLATE_DTYPES.update({f"conv2d_{op}_v4_nhwc_mma": SIXTEEN_BIT
 for _template in TEMPLATE_DTYPES:
     TEMPLATE_DTYPES[_template] += (np.dtype(np.float32),)
 # The wgmma kernels (v5): float16 and bfloat16 only.
-TEMPLATE_DTYPES.update({f"conv2d_{op}_v5_nhwc_wgmma": SIXTEEN_BIT for op in ("fprop", "dgrad")})
+TEMPLATE_DTYPES.update({f"conv2d_{op}_v5_nhwc_wgmma": SIXTEEN_BIT
+                        for op in ("fprop", "dgrad", "wgrad")})
 TF32_BK = 16  # FPROP_TF32_BK, DGRAD_TF32_BK, WGRAD_TF32_BK: v3's float32 reduction tiles
 # Versions that run on tensor cores: the heuristic and autotune consider them only on devices
 # of compute capability >= TENSOR_CORE_MIN_ARCH (on others, and on the CPU runtime, the
 # kernel runs a slow shuffle emulation of the mma: right, but only for explicit requests).
 TENSOR_CORE_VERSIONS = {("fprop", "v3"), ("fprop", "v4"), ("dgrad", "v3"), ("dgrad", "v4"),
-                        ("wgrad", "v3"), ("wgrad", "v4"), ("fprop", "v5"), ("dgrad", "v5")}
+                        ("wgrad", "v3"), ("wgrad", "v4"), ("fprop", "v5"), ("dgrad", "v5"),
+                        ("wgrad", "v5")}
 # The versions on wgmma (sm_90a): real only on devices of compute capability WGMMA_ARCH (the GPU
 # runtime compiles for sm_90a there); elsewhere an emulation, right but slow.
-WGMMA_VERSIONS = {("fprop", "v5"), ("dgrad", "v5")}
+WGMMA_VERSIONS = {("fprop", "v5"), ("dgrad", "v5"), ("wgrad", "v5")}
 WGMMA_ARCH = 90
 # The versions that take channels-last (NHWC) arrays (the others NCHW ones).
 NHWC_VERSIONS = {("fprop", "v4"), ("dgrad", "v4"), ("wgrad", "v4"), ("bgrad", "v3"),
-                 ("fprop", "v5"), ("dgrad", "v5")}
+                 ("fprop", "v5"), ("dgrad", "v5"), ("wgrad", "v5")}
 TENSOR_CORE_MIN_ARCH = 80
 # Ops with one kernel version so far (v1): nothing to select, so they stay out of OPS /
 # TEMPLATES. (op, version) -> (source, template); each op family's section near the end of
@@ -198,7 +201,7 @@ class MmaTiles:
 FPROP_V3 = MmaTiles("FPROP_V3", BM=128, BN=64, BK=32, WM=32, WN=32, min_blocks=2)
 DGRAD_V3 = MmaTiles("DGRAD_V3", BM=128, BN=64, BK=32, WM=32, WN=32, min_blocks=2)
 # wgrad v3's GEMM is the transpose of v2's: rows (c, r, s), columns the group's filters; v4
-# (NHWC) has v3's tiles, with rows (r, s, c).
+# (NHWC) and v5 (v4 on wgmma) have v3's tiles, with rows (r, s, c).
 WGRAD_V3 = MmaTiles("WGRAD_V3", BM=128, BN=64, BK=32, WM=32, WN=32, min_blocks=2)
 # The v4 kernels' pipeline depth (MMA_COPY_STAGES in mma.cuh): both tiles copied by cp.async,
 # up to MMA_COPY_STAGES - 1 tiles in flight during the math.
@@ -321,15 +324,16 @@ def _gemm_shape(op: str, g) -> tuple[int, int, int]:
 
 def _wgrad_gemm(g, version: str) -> tuple[tuple[int, int, int], "GemmTiles | MmaTiles"]:
     """(M, N, K) of one group's wgrad GEMM as ``version`` runs it, and its tiles: v2 has rows
-    = filters and columns = (c, r, s); v3 and v4 the transpose (v4's rows in (r, s, c) order)."""
+    = filters and columns = (c, r, s); v3, v4 and v5 the transpose (v4's and v5's rows in
+    (r, s, c) order)."""
     M, Ncols, Kred = _gemm_shape("wgrad", g)
-    if version in ("v3", "v4"):
+    if version in ("v3", "v4", "v5"):
         return (Ncols, M, Kred), WGRAD_V3
     return (M, Ncols, Kred), WGRAD_V2
 
 
 def wgrad_splits(g, version: str = "v2") -> int:
-    """How many pieces wgrad v2 / v3 / v4 splits its N*P*Q reduction into (split-K): enough blocks
+    """How many pieces wgrad v2 to v5 splits its N*P*Q reduction into (split-K): enough blocks
     for about ``WGRAD_SPLIT_TARGET_BLOCKS``, at least ``WGRAD_MIN_TILES_PER_SPLIT`` BK-tiles per
     piece, no empty piece, and groups*splits within the grid's z limit. A pure function of the
     geometry (and the version's tiles), so the summation order (and every bit of dw) is the
@@ -372,7 +376,8 @@ def unsupported_reason(op: str, version: str, g) -> str | None:
         tiles = {("fprop", "v2"): FPROP_V2, ("dgrad", "v2"): DGRAD_V2, ("wgrad", "v2"): WGRAD_V2,
                  ("fprop", "v3"): FPROP_V3, ("fprop", "v4"): FPROP_V3, ("dgrad", "v3"): DGRAD_V3,
                  ("dgrad", "v4"): DGRAD_V3, ("fprop", "v5"): FPROP_V3, ("dgrad", "v5"): DGRAD_V3,
-                 ("wgrad", "v3"): WGRAD_V3, ("wgrad", "v4"): WGRAD_V3}[(op, version)]
+                 ("wgrad", "v3"): WGRAD_V3, ("wgrad", "v4"): WGRAD_V3,
+                 ("wgrad", "v5"): WGRAD_V3}[(op, version)]
         M, Ncols, Kred = _gemm_shape(op, g)
         if op == "wgrad":
             (M, Ncols, Kred), _ = _wgrad_gemm(g, version)
@@ -508,7 +513,7 @@ def heuristic_version(op: str, g, dtype=None, arch: int | None = None,
       channels-last (``layout='nhwc'``): it runs them as they are, where every other version
       needs a conversion to NCHW and back. On NCHW arrays v4 would need the conversions
       itself, so the heuristic never picks it there (autotune may, if it measures it faster).
-    * Never fprop / dgrad v5 (wgmma): it has not been timed on a GPU yet; autotune times it on
+    * Never fprop / dgrad / wgrad v5 (wgmma): not timed on a GPU yet; autotune times it on
       devices of compute capability 9.0 (where it runs as wgmma), ``version='v5'`` runs it.
     * wgrad: v2 (split-K GEMM) when the reduction N*P*Q is long (>= 256: v1 would run it
       serially in one thread per dw element, with only K*C/groups*R*S threads - a few thousand
@@ -876,10 +881,10 @@ def _wgrad_launch(rt, g, version, x, dy, dw) -> None:
     if version == "v1":
         _launch(rt, "conv2d_wgrad.cu", "conv2d_wgrad_v1_direct", dw.dtype,
                 g.K * g.C_per_group * g.R * g.S, [x, dy, dw] + _conv_sizes(g))
-    elif version == "v4":  # channels-last kernel: NCHW in and out, converted here (and counted)
+    elif ("wgrad", version) in NHWC_VERSIONS:  # NCHW in and out, converted here (and counted)
         xp = rt.xp
         dw_krsc = xp.empty((g.K, g.R, g.S, g.C_per_group), dw.dtype)
-        _wgrad_gemm_launch(rt, g, "v4", xp.ascontiguousarray(x.transpose(0, 2, 3, 1)),
+        _wgrad_gemm_launch(rt, g, version, xp.ascontiguousarray(x.transpose(0, 2, 3, 1)),
                            xp.ascontiguousarray(dy.transpose(0, 2, 3, 1)), dw_krsc)
         dw[...] = dw_krsc.transpose(0, 3, 1, 2)
     else:
@@ -887,8 +892,8 @@ def _wgrad_launch(rt, g, version, x, dy, dw) -> None:
 
 
 def _wgrad_gemm_launch(rt, g, version, x, dy, dw) -> None:
-    """wgrad v2 / v3 (NCHW arrays) or v4 (x (N,H,W,C), dy (N,P,Q,K), dw (K,R,S,C/groups)).
-    v2: grid (filter tiles of K/groups, column tiles of C/groups*R*S, groups*splits); v3 and v4
+    """wgrad v2 / v3 (NCHW arrays) or v4 / v5 (x (N,H,W,C), dy (N,P,Q,K), dw (K,R,S,C/groups)).
+    v2: grid (filter tiles of K/groups, column tiles of C/groups*R*S, groups*splits); v3 to v5
     (tensor cores) the transpose: (tap tiles, filter tiles, groups*splits). With splits > 1
     each block writes a partial sum into a workspace (accumulator dtype) and a second,
     grid-stride kernel adds the partials in split order into dw."""
@@ -915,16 +920,16 @@ def conv2d_wgrad(rt, g, x, dy, dw, version: str | None = None) -> None:
 
 
 def _wgrad_nhwc_any(rt, g, version, x, dy, dw) -> None:
-    if version == "v4":
-        _wgrad_gemm_launch(rt, g, "v4", x, dy, dw)
+    if ("wgrad", version) in NHWC_VERSIONS:
+        _wgrad_gemm_launch(rt, g, version, x, dy, dw)
         return
     _on_nchw_copies(rt, lambda x, dy, dw: _wgrad_launch(rt, g, version, x, dy, dw), [x, dy], dw)
 
 
 def conv2d_wgrad_nhwc(rt, g, x, dy, dw, version: str | None = None) -> None:
     """conv2d_wgrad on channels-last arrays: dw (K,R,S,C/groups) from x (N,H,W,C) and
-    dy (N,P,Q,K), all C-contiguous. v4 runs them as they are; any other version converts them
-    to NCHW and back (selection: layout 'nhwc')."""
+    dy (N,P,Q,K), all C-contiguous. v4 and v5 run them as they are; any other version converts
+    them to NCHW and back (selection: layout 'nhwc')."""
     if g.N == 0:
         return
     v = select_version("wgrad", g, dw.dtype, rt, version,

@@ -77,6 +77,21 @@ def test_check_runs_every_kernel_version_on_a_kernel_runtime():
     assert not any(row[-2].endswith("+tf32") for row in rows if row not in tf32_rows)
 
 
+def test_check_runs_every_v5_on_channels_last_16_bit_arrays():
+    """The wgmma kernels (fprop, dgrad and wgrad v5) are in gpuconv check's channels-last
+    checks, float16 and bfloat16 only, and never in the NCHW ones."""
+    from gpuconv.checking import kernel_versions
+    from gpuconv.dtypes import bfloat16
+    from gpuconv.problems import CONV_PROBLEMS
+
+    problem = next(p for p in CONV_PROBLEMS if p.name == "resnet_3x3_layer")
+    for op in ("conv2d", "conv2d_input", "conv2d_weight"):
+        for dtype in (np.float16, bfloat16):
+            assert "v5" in kernel_versions(f"{op}_channels_last", problem, dtype), op
+            assert "v5" not in kernel_versions(op, problem, dtype), op
+        assert "v5" not in kernel_versions(f"{op}_channels_last", problem, np.float32), op
+
+
 def test_check_runs_max_pool_v3_on_every_dtype():
     """gpuconv check has rows for the vectorized max-pool (v3, forward and backward)."""
     out = io.StringIO()

@@ -548,7 +548,18 @@ def test_tf32_tile_sizes_match_the_python_mirror():
 
 # template -> (source, tile mirror)
 WGMMA_KERNELS = {"conv2d_fprop_v5_nhwc_wgmma": ("conv2d_fprop.cu", kernels.FPROP_V3),
-                 "conv2d_dgrad_v5_nhwc_wgmma": ("conv2d_dgrad.cu", kernels.DGRAD_V3)}
+                 "conv2d_dgrad_v5_nhwc_wgmma": ("conv2d_dgrad.cu", kernels.DGRAD_V3),
+                 "conv2d_wgrad_v5_nhwc_wgmma": ("conv2d_wgrad.cu", kernels.WGRAD_V3)}
+# wgrad v5 reads both operands MN-major (transposed): WgmmaMnTile, whose row groups of 8 are
+# BK * 16 + 16 bytes apart; fprop and dgrad K-major (WgmmaTile, BK * 16 bytes).
+MN_MAJOR_V5 = {"conv2d_wgrad_v5_nhwc_wgmma"}
+
+
+def v5_stage_bytes(template: str, t) -> int:
+    """Shared memory of one v5 stage pair (the A and B tiles)."""
+    if template in MN_MAJOR_V5:
+        return (t.BM + t.BN) // 8 * (t.BK * 16 + 16)
+    return (t.BM + t.BN) * t.BK * 2
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -566,7 +577,7 @@ def test_v5_fits_its_launch_bounds(template, arch):
     for r in mine:
         print(f"{r.kernel} {arch}: {r.registers} registers (limit {limit}), {r.smem} B smem")
         assert r.registers <= limit and r.spill_stores == r.spill_loads == 0
-        assert r.smem == kernels.MMA_COPY_STAGES * (t.BM + t.BN) * t.BK * 2
+        assert r.smem == kernels.MMA_COPY_STAGES * v5_stage_bytes(template, t)
 
 
 @_needs_cuobjdump
@@ -576,8 +587,9 @@ def test_sass_v5_runs_wgmma_on_sm90a(template, ctype, tmp_path):
     """sm_90a: HGMMA.64x64x16.F32 (wgmma m64n64k16, .BF16 for bfloat16), BK/16 per tile, between
     WARPGROUP.ARRIVE (wgmma.fence) and WARPGROUP.DEPBAR (wgmma.wait_group); FENCE.VIEW.ASYNC.S
     (fence.proxy.async: the copies made visible to the tensor cores); both tiles copied by
-    LDGSTS; no ldmatrix, no mma.sync, no local memory, no shuffles. sm_90 without the 'a'
-    features: the emulation on mma.sync (HMMA), no HGMMA."""
+    LDGSTS; no ldmatrix, no mma.sync, no local memory, no shuffles; wgrad's both operands
+    transposed (.tnspA.tnspB: imm-trans 1, MN-major), fprop's and dgrad's neither. sm_90
+    without the 'a' features: the emulation on mma.sync (HMMA), no HGMMA."""
     source_name, t = WGMMA_KERNELS[template]
     sass = nvrtc_sass(source_name, "sm_90a")[f"{template}<{ctype}>"]
     counts = sass_counts(sass, r"\b((?:HGMMA|HMMA|LDSM|LDGSTS|LDL|STL|SHFL|WARPGROUP|FENCE)"
@@ -589,6 +601,10 @@ def test_sass_v5_runs_wgmma_on_sm90a(template, ctype, tmp_path):
         assert counts.get(needed, 0) > 0, (needed, counts)
     assert any(k.startswith("LDGSTS") for k in counts), counts
     assert not any(k.startswith(("HMMA", "LDSM", "LDL", "STL", "SHFL")) for k in counts), counts
+    hgmma_lines = [line for line in sass.splitlines() if "HGMMA" in line]
+    transposed = [".tnspA.tnspB" in line for line in hgmma_lines]
+    assert all(transposed) if template in MN_MAJOR_V5 else not any("tnsp" in line
+                                                                   for line in hgmma_lines)
     emulated = nvrtc_sass(source_name, "sm_90")[f"{template}<{ctype}>"]
     assert "HGMMA" not in emulated and "HMMA.16816.F32" in emulated
 

@@ -155,7 +155,7 @@ VERSIONS = ["v1", "v2"]  # every op has both (kernels.VERSIONS; checked below)
 # tests/test_nhwc.py); bgrad v3 sums NHWC dy (here through NCHW arrays, every dtype;
 # tests/test_bgrad_nhwc.py); max-pool v3 is vectorized (every max-pool test).
 EXTRA_VERSIONS = {"fprop": ["v3", "v4", "v5"], "dgrad": ["v3", "v4", "v5"],
-                  "wgrad": ["v3", "v4"], "bgrad": ["v3"], "pool_fwd": ["v3"], "pool_bwd": ["v3"]}
+                  "wgrad": ["v3", "v4", "v5"], "bgrad": ["v3"], "pool_fwd": ["v3"], "pool_bwd": ["v3"]}
 POOL_VERSIONS = VERSIONS + ["v3"]  # what every max-pool test runs, on every dtype
 
 
@@ -272,10 +272,10 @@ def test_conv2d_wgrad(rt, version, problem, dtype):
 
 @pytest.mark.parametrize("dtype", SIXTEEN_BIT, ids=lambda d: d.name)
 @pytest.mark.parametrize("problem", ALL_CONV_PROBLEMS, ids=CONV_IDS)
-@pytest.mark.parametrize("version", ["v3", "v4"])
+@pytest.mark.parametrize("version", ["v3", "v4", "v5"])
 def test_conv2d_wgrad_tensor_core(rt, version, problem, dtype):
-    """wgrad v3 and v4 (v3 on NHWC copies; tensor cores, split-K; shuffle emulation on the
-    CPU runtime), float16 and bfloat16."""
+    """wgrad v3, v4 (v3 on NHWC copies) and v5 (v4 on wgmma; tensor cores, split-K; shuffle
+    emulation on the CPU runtime), float16 and bfloat16."""
     g, x, _, _, dy = conv_case(problem, dtype, "wgrad")
     dw = poisoned(rt, g.w_shape, dtype)
     kernels.conv2d_wgrad(rt, g, on(rt, x), on(rt, dy), dw, version=version)

@@ -422,10 +422,11 @@ def test_autotune_keeps_channels_last_choices_apart():
 
 
 # ----------------------------------------------------------------------------------------
-# v5: fprop and dgrad v4 on wgmma (sm_90a; emulated here with mma.m16n8k16 over the same
-# shared-memory coordinates: mma.cuh's WgmmaTile, the layout the descriptors describe)
+# v5: fprop, dgrad and wgrad v4 on wgmma (sm_90a; emulated here with mma.m16n8k16 over the
+# same shared-memory coordinates: mma.cuh's WgmmaTile (fprop, dgrad: K-major) and WgmmaMnTile
+# (wgrad: MN-major, both operands transposed), the layouts the descriptors describe)
 
-V5_OPS = ["fprop", "dgrad"]
+V5_OPS = ["fprop", "dgrad", "wgrad"]
 
 
 @pytest.mark.parametrize("problem", PROBLEMS + [RESNET], ids=IDS + [RESNET.name])
@@ -449,7 +450,8 @@ def test_v5_with_a_misaligned_operand_takes_the_element_loads(op, operand):
 def test_v5_gives_v4s_bits_where_v4_sums_alike(op):
     """v5 multiplies the same tiles in the same k16 order as v4 (the emulation runs
     mma.m16n8k16 per warp over each k16 slice), so on the CPU runtime its results are v4's,
-    bit for bit: the core-matrix layout and the warpgroup rows are an exact re-arrangement."""
+    bit for bit: the core-matrix layouts and the warpgroup rows are an exact re-arrangement
+    (wgrad: with the same split-K and second pass)."""
     rt = get_runtime("emulator")
     v4, _, _ = run_nhwc(rt, RESNET, np.dtype(np.float16), version="v4", op=op)
     v5, _, _ = run_nhwc(rt, RESNET, np.dtype(np.float16), version="v5", op=op)
