@@ -39,9 +39,11 @@ def _sync():
     cupy.cuda.Device().synchronize()
 
 
-# CUDA-core versions in float32; tensor-core versions in float16 (v4 and v5: NCHW arrays, so
-# their layout conversions are timed too; v5 is wgmma on compute capability 9.0 only).
-CONV_VERSIONS = [("v1", np.float32), ("v2", np.float32), ("v3", np.float16), ("v4", np.float16),
+# CUDA-core versions (v2 in each tile configuration) in float32; tensor-core versions in
+# float16 (v4 and v5: NCHW arrays, so their layout conversions are timed too; v5 is wgmma on
+# compute capability 9.0 only).
+CONV_VERSIONS = [("v1", np.float32), ("v2", np.float32), ("v2:128x128", np.float32),
+                 ("v2:64x32", np.float32), ("v3", np.float16), ("v4", np.float16),
                  ("v5", np.float16)]
 
 
@@ -55,7 +57,7 @@ def test_conv(benchmark, rt, layer, n, op, version, dtype):
     g = conv2d_geometry((n, layer.C, layer.H, layer.W),
                         (layer.K, layer.C // layer.groups, layer.R, layer.S),
                         stride=layer.stride, padding=layer.padding, groups=layer.groups)
-    if version not in kernels.VERSIONS[op]:
+    if version not in kernels.variants(op):
         pytest.skip(f"{op} has no {version}")
     if not kernels.supports(op, version, g):
         pytest.skip(kernels.unsupported_reason(op, version, g))

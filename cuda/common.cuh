@@ -17,6 +17,7 @@
 //     without a division per step
 //   * gemm_mainloop: the double-buffered shared-memory tile loop shared by the v2 implicit-GEMM
 //     kernels (conv2d fprop, dgrad, wgrad); each kernel brings loaders that know its operands
+//   * GemmV2Tiles, GemmV2Config: the tile configurations of fprop and dgrad v2
 //
 // This file is included (inlined by gpuconv/sources.py) by every .cu file; it includes nothing.
 
@@ -312,6 +313,27 @@ __device__ __forceinline__ void gemm_mainloop(ALoader& a, BLoader& b, long long 
         block_sync(2);
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Tile configurations of the fprop / dgrad v2 kernels (their CFG template argument;
+// kernels.py's FPROP_V2_CONFIGS / DGRAD_V2_CONFIGS mirror them, the selection picks one per
+// shape). GemmV2Tiles: one configuration; THREADS follows from the tiles.
+//   CFG 0  the kernel's own -D defaults (128 x 64 x 8, 8 x 4 per thread): the general case.
+//   CFG 1  128 x 128 x 8, 8 x 8 per thread: 4 FMAs per value read from shared memory (8 x 4:
+//          2.7), for large GEMMs. 64 accumulators and the loaders' state take about 170
+//          registers (sm_90): one block (8 warps) per SM, latency hidden by the tile's ILP.
+//   CFG 2  64 x 32 x 8, 4 x 4 per thread (128 threads, 4 blocks per SM): 4 times the blocks
+//          of CFG 0, for GEMMs too small to fill the device with 128 x 64 tiles.
+// Every configuration keeps BK = 8 and each thread's fixed reduction order, so all give the
+// same bits. MIN_BLOCKS: resident blocks per SM the register budget must allow.
+template <int BM_, int BN_, int BK_, int TM_, int TN_, int MIN_BLOCKS_>
+struct GemmV2Tiles {
+    enum { BM = BM_, BN = BN_, BK = BK_, TM = TM_, TN = TN_, MIN_BLOCKS = MIN_BLOCKS_,
+           THREADS = (BM_ / TM_) * (BN_ / TN_) };
+};
+template <int CFG, class Default> struct GemmV2Config : Default {};
+template <class Default> struct GemmV2Config<1, Default> : GemmV2Tiles<128, 128, 8, 8, 8, 1> {};
+template <class Default> struct GemmV2Config<2, Default> : GemmV2Tiles<64, 32, 8, 4, 4, 4> {};
 
 // ---------------------------------------------------------------------------------------
 // 5-D index helpers (conv3d: NCDHW x/dx, NKOPQ y/dy, K(C/groups)TRS w/dw), built on the 4-D

@@ -29,7 +29,8 @@
 //                              likewise) when that division is exact and in range, else zero; so
 //                              every dx element is one thread's fixed-order sum: deterministic,
 //                              no atomics. Tiles as fprop v2 (128 x 64 x 8, 8 x 4 per thread,
-//                              double-buffered; common.cuh: gemm_mainloop), one group per grid z.
+//                              double-buffered; common.cuh: gemm_mainloop; other tiles through
+//                              the CFG template argument, GemmV2Config), one group per grid z.
 //                              Limits: with stride s > 1 about (1 - 1/s^2) of the reduction
 //                              multiplies zeros (no per-phase decomposition yet); kernels.py
 //                              keeps v1 for depthwise and tiny problems; K/groups*R*S < 2^31,
@@ -68,7 +69,6 @@
 #ifndef DGRAD_V2_MIN_BLOCKS
 #define DGRAD_V2_MIN_BLOCKS 2  // resident blocks per SM the register budget must allow
 #endif
-#define DGRAD_V2_THREADS ((DGRAD_V2_BM / DGRAD_V2_TM) * (DGRAD_V2_BN / DGRAD_V2_TN))
 
 template <typename T>
 __global__ void conv2d_dgrad_v1_direct(const T* __restrict__ dy, const T* __restrict__ w,
@@ -226,16 +226,21 @@ struct DgradWLoader {
 };
 
 // Grid: x = GEMM row tiles (ceil(N*H*W / BM)), y = channel tiles (ceil(C/groups / BN)),
-// z = groups. Block: DGRAD_V2_THREADS threads (1-D).
-template <typename T>
-__global__ void __launch_bounds__(DGRAD_V2_THREADS, DGRAD_V2_MIN_BLOCKS)
+// z = groups. Block: Tiles::THREADS threads (1-D).
+// CFG: the tile configuration (common.cuh: GemmV2Config; 0 = the DGRAD_V2_* defaults).
+typedef GemmV2Tiles<DGRAD_V2_BM, DGRAD_V2_BN, DGRAD_V2_BK, DGRAD_V2_TM, DGRAD_V2_TN, DGRAD_V2_MIN_BLOCKS>
+    DgradV2Defaults;
+template <typename T, int CFG = 0>
+__global__ void __launch_bounds__(GemmV2Config<CFG, DgradV2Defaults>::THREADS,
+                                  GemmV2Config<CFG, DgradV2Defaults>::MIN_BLOCKS)
 conv2d_dgrad_v2_implicit_gemm(const T* __restrict__ dy, const T* __restrict__ w,
                               T* __restrict__ dx, int N, int C, int H, int W, int K, int R,
                               int S, int P, int Q, int pad_h, int pad_w, int stride_h,
                               int stride_w, int dilation_h, int dilation_w, int groups) {
     typedef typename accumulator<T>::type Acc;
-    constexpr int BM = DGRAD_V2_BM, BN = DGRAD_V2_BN, BK = DGRAD_V2_BK;
-    constexpr int TM = DGRAD_V2_TM, TN = DGRAD_V2_TN, THREADS = DGRAD_V2_THREADS;
+    typedef GemmV2Config<CFG, DgradV2Defaults> Tiles;
+    constexpr int BM = Tiles::BM, BN = Tiles::BN, BK = Tiles::BK;
+    constexpr int TM = Tiles::TM, TN = Tiles::TN, THREADS = Tiles::THREADS;
     const int Cg = C / groups, Kg = K / groups, g = blockIdx.z;
     const long long HW = (long long)H * W;
     const long long M = (long long)N * HW;
@@ -615,9 +620,17 @@ void* conv2d_dgrad_instance(int i) {
                                (void*)conv2d_dgrad_v1_direct<float>,
                                (void*)conv2d_dgrad_v1_direct<double>,
                                (void*)conv2d_dgrad_v2_implicit_gemm<__half>,
+                               (void*)conv2d_dgrad_v2_implicit_gemm<__half, 1>,
+                               (void*)conv2d_dgrad_v2_implicit_gemm<__half, 2>,
                                (void*)conv2d_dgrad_v2_implicit_gemm<__nv_bfloat16>,
+                               (void*)conv2d_dgrad_v2_implicit_gemm<__nv_bfloat16, 1>,
+                               (void*)conv2d_dgrad_v2_implicit_gemm<__nv_bfloat16, 2>,
                                (void*)conv2d_dgrad_v2_implicit_gemm<float>,
+                               (void*)conv2d_dgrad_v2_implicit_gemm<float, 1>,
+                               (void*)conv2d_dgrad_v2_implicit_gemm<float, 2>,
                                (void*)conv2d_dgrad_v2_implicit_gemm<double>,
+                               (void*)conv2d_dgrad_v2_implicit_gemm<double, 1>,
+                               (void*)conv2d_dgrad_v2_implicit_gemm<double, 2>,
                                (void*)conv2d_dgrad_v3_mma<__half>,
                                (void*)conv2d_dgrad_v3_mma<__nv_bfloat16>,
                                (void*)conv2d_dgrad_v3_mma<float>,

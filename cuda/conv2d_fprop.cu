@@ -25,7 +25,8 @@
 //                              (C/groups*R*S); the im2col matrix is never built, its tiles are
 //                              gathered from x into shared memory. Block tile BM x BN x BK
 //                              (128 x 64 x 8), register tile TM x TN (8 x 4) per thread,
-//                              double-buffered shared memory (common.cuh: gemm_mainloop), one
+//                              double-buffered shared memory (common.cuh: gemm_mainloop); other
+//                              tiles through the CFG template argument (GemmV2Config), one
 //                              group per grid z. Every geometry works (partial tiles are
 //                              guarded), but a group with few filters wastes most of a BN-wide
 //                              tile: kernels.py keeps v1 for depthwise and tiny problems.
@@ -66,7 +67,6 @@
 #ifndef FPROP_V2_MIN_BLOCKS
 #define FPROP_V2_MIN_BLOCKS 2  // resident blocks per SM the register budget must allow
 #endif
-#define FPROP_V2_THREADS ((FPROP_V2_BM / FPROP_V2_TM) * (FPROP_V2_BN / FPROP_V2_TN))
 
 template <typename T>
 __global__ void conv2d_fprop_v1_direct(const T* __restrict__ x, const T* __restrict__ w,
@@ -213,17 +213,22 @@ struct FpropWLoader {
 };
 
 // Grid: x = GEMM row tiles (ceil(N*P*Q / BM)), y = filter tiles (ceil(K/groups / BN)),
-// z = groups. Block: FPROP_V2_THREADS threads (1-D).
-template <typename T>
-__global__ void __launch_bounds__(FPROP_V2_THREADS, FPROP_V2_MIN_BLOCKS)
+// z = groups. Block: Tiles::THREADS threads (1-D).
+// CFG: the tile configuration (common.cuh: GemmV2Config; 0 = the FPROP_V2_* defaults).
+typedef GemmV2Tiles<FPROP_V2_BM, FPROP_V2_BN, FPROP_V2_BK, FPROP_V2_TM, FPROP_V2_TN, FPROP_V2_MIN_BLOCKS>
+    FpropV2Defaults;
+template <typename T, int CFG = 0>
+__global__ void __launch_bounds__(GemmV2Config<CFG, FpropV2Defaults>::THREADS,
+                                  GemmV2Config<CFG, FpropV2Defaults>::MIN_BLOCKS)
 conv2d_fprop_v2_implicit_gemm(const T* __restrict__ x, const T* __restrict__ w,
                               const T* __restrict__ b, int has_bias, T* __restrict__ y, int N,
                               int C, int H, int W, int K, int R, int S, int P, int Q, int pad_h,
                               int pad_w, int stride_h, int stride_w, int dilation_h,
                               int dilation_w, int groups) {
     typedef typename accumulator<T>::type Acc;
-    constexpr int BM = FPROP_V2_BM, BN = FPROP_V2_BN, BK = FPROP_V2_BK;
-    constexpr int TM = FPROP_V2_TM, TN = FPROP_V2_TN, THREADS = FPROP_V2_THREADS;
+    typedef GemmV2Config<CFG, FpropV2Defaults> Tiles;
+    constexpr int BM = Tiles::BM, BN = Tiles::BN, BK = Tiles::BK;
+    constexpr int TM = Tiles::TM, TN = Tiles::TN, THREADS = Tiles::THREADS;
     const int Cg = C / groups, Kg = K / groups, g = blockIdx.z;
     const long long PQ = (long long)P * Q;
     const long long M = (long long)N * PQ;
@@ -618,9 +623,17 @@ void* conv2d_fprop_instance(int i) {
                                (void*)conv2d_fprop_v1_direct<float>,
                                (void*)conv2d_fprop_v1_direct<double>,
                                (void*)conv2d_fprop_v2_implicit_gemm<__half>,
+                               (void*)conv2d_fprop_v2_implicit_gemm<__half, 1>,
+                               (void*)conv2d_fprop_v2_implicit_gemm<__half, 2>,
                                (void*)conv2d_fprop_v2_implicit_gemm<__nv_bfloat16>,
+                               (void*)conv2d_fprop_v2_implicit_gemm<__nv_bfloat16, 1>,
+                               (void*)conv2d_fprop_v2_implicit_gemm<__nv_bfloat16, 2>,
                                (void*)conv2d_fprop_v2_implicit_gemm<float>,
+                               (void*)conv2d_fprop_v2_implicit_gemm<float, 1>,
+                               (void*)conv2d_fprop_v2_implicit_gemm<float, 2>,
                                (void*)conv2d_fprop_v2_implicit_gemm<double>,
+                               (void*)conv2d_fprop_v2_implicit_gemm<double, 1>,
+                               (void*)conv2d_fprop_v2_implicit_gemm<double, 2>,
                                (void*)conv2d_fprop_v3_mma<__half>,
                                (void*)conv2d_fprop_v3_mma<__nv_bfloat16>,
                                (void*)conv2d_fprop_v3_mma<float>,

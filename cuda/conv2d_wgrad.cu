@@ -714,6 +714,7 @@ struct WgradV4XLoader {
            ROWS_PER_PASS = THREADS / PIECES_PER_ROW, PASSES = BK / ROWS_PER_PASS };
     static_assert(BM % PIECE == 0 && THREADS % PIECES_PER_ROW == 0 && BK % ROWS_PER_PASS == 0,
                   "A stage split into 16-byte pieces");
+    static_assert(Layout::MN_MAJOR, "a piece is 8 (4) consecutive rows at one pixel");
     const T* x;
     int row_local, m_local;
     int m_first, CRS;             // the piece's first tap (GEMM row) and the taps per group
@@ -795,6 +796,7 @@ struct WgradV4DyLoader {
            ROWS_PER_PASS = THREADS / PIECES_PER_ROW, PASSES = BK / ROWS_PER_PASS };
     static_assert(BN % PIECE == 0 && THREADS % PIECES_PER_ROW == 0 && BK % ROWS_PER_PASS == 0,
                   "B stage split into 16-byte pieces");
+    static_assert(Layout::MN_MAJOR, "a piece is 8 (4) consecutive filters at one pixel");
     const T* dy;
     const T* dy_piece;     // dy + the piece's first filter (pixel 0)
     int row_local, k_local, K;

@@ -760,7 +760,8 @@ template <> struct MmaKMajorTile<float> {
 // The wgrad loaders' default Layout; with at(row, kk) for a piece's first row (8 halves or 4
 // floats along the rows).
 template <typename T, int ROWS> struct MmaKMajorRows {
-    enum { PITCH = ROWS + MmaKMajorTile<T>::skew };
+    // MN_MAJOR: 8 consecutive rows at one kk are contiguous (a piece), as in WgmmaMnTile.
+    enum { MN_MAJOR = 1, PITCH = ROWS + MmaKMajorTile<T>::skew };
     static __device__ __forceinline__ int at(int row, int kk) { return kk * PITCH + row; }
 };
 
@@ -856,7 +857,7 @@ __device__ __forceinline__ void mma_kmajor_tile_product(
 // rows padded by MmaTile<T>::skew, neighbouring threads on neighbouring pieces of a row; the
 // wgmma tiles have their own (WgmmaTile, below).
 template <typename T, int BK> struct MmaPaddedRows {
-    enum { PITCH = BK + MmaTile<T>::skew };
+    enum { MN_MAJOR = 0, PITCH = BK + MmaTile<T>::skew };  // pieces run along kk
     static __device__ __forceinline__ int at(int row, int kk) { return row * PITCH + kk; }
     static __device__ __forceinline__ void piece(int tid, int pieces_per_row, int& row,
                                                  int& piece) {
@@ -878,6 +879,7 @@ template <typename T, int BN, int BK, int THREADS, class Layout = MmaPaddedRows<
 struct MmaRowsLoader {
     enum { PER_THREAD = 16 / sizeof(T) };
     static_assert(BN * BK == THREADS * PER_THREAD, "B tile split");
+    static_assert(!Layout::MN_MAJOR, "a piece is 8 consecutive kk of one row");
     const T* w;                   // w itself (a valid address for zero-byte copies)
     const T* w_row;               // this thread's row (w itself past rows_left)
     bool col_valid, vector_ok;
@@ -937,6 +939,7 @@ struct MmaNhwcLoader {
            ROWS_PER_PASS = THREADS / PIECES_PER_ROW, PASSES = BM / ROWS_PER_PASS };
     static_assert(BK % PIECE == 0 && THREADS % PIECES_PER_ROW == 0 &&
                   BM % ROWS_PER_PASS == 0, "A tile split into 16-byte pieces");
+    static_assert(!Layout::MN_MAJOR, "a piece is 8 consecutive kk of one row");
     const T* src;
     Window window;
     typename Window::Row rows[PASSES];

@@ -294,7 +294,7 @@ def run_case(layer, n, op, g, dtype, rt, args, torch) -> dict:
         record["bytes"] = pool_bytes(g, op, np.dtype(dtype).itemsize)
     chosen = kernels.select_version(kop, g, dtype, rt, layout=layout)
     record["gpuconv_version"] = chosen
-    versions = [v for v in kernels.VERSIONS[kop] if kernels.supports(kop, v, g)
+    versions = [v for v in kernels.variants(kop) if kernels.supports(kop, v, g)
                 and kernels.dtype_unsupported_reason(kop, v, dtype) is None] \
         if args.all_versions else [chosen]
     for v in versions:

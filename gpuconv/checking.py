@@ -781,7 +781,7 @@ def kernel_versions(op: str, problem, dtype) -> tuple:
     # ones (elsewhere they would run the same kernels through layout copies). Where none
     # fits, gpuconv's own choice (version None) runs.
     nhwc = op.endswith("_channels_last")
-    return tuple(v for v in kernels.VERSIONS[kop] if kernels.supports(kop, v, g)
+    return tuple(v for v in kernels.variants(kop) if kernels.supports(kop, v, g)
                  and kernels.dtype_unsupported_reason(kop, v, dtype) is None
                  and ((kop, v) in kernels.NHWC_VERSIONS) == nhwc)
 

@@ -15,7 +15,9 @@ converted to NHWC and back by :func:`conv2d_fprop` / :func:`conv2d_dgrad` /
 :func:`conv2d_wgrad`; fprop, dgrad and wgrad ``v5``, v4 on wgmma (the warpgroup MMA of sm_90a;
 emulated elsewhere), float16 and bfloat16; bgrad ``v3`` sums channels-last dy as it is (:func:`conv2d_bgrad_nhwc`;
 :func:`conv2d_bgrad` converts NCHW dy to NHWC for it); max-pool's ``v3`` is v2 vectorized
-(``POOL_V3_VEC`` consecutive outputs per thread, vector stores).
+(``POOL_V3_VEC`` consecutive outputs per thread, vector stores). fprop and dgrad v2 also come
+in other tile configurations, asked for as versions of their own: ``'v2:128x128'`` and
+``'v2:64x32'`` (``TILE_CONFIGS``, ``variants``; ``'v2'`` is 128x64).
 Which one runs is decided per call, first match wins:
 
 1. the ``version=`` argument of the launcher (``'v1'``, ``'v2'``, ...);
@@ -170,15 +172,30 @@ class GemmTiles:
     TM: int          # GEMM rows per thread
     TN: int          # GEMM columns per thread
     min_blocks: int  # __launch_bounds__ minimum resident blocks per SM
+    config: int = 0  # the kernel's CFG template argument (0: the .cu file's -D defaults)
 
     @property
     def threads(self) -> int:
         return (self.BM // self.TM) * (self.BN // self.TN)
 
+    @property
+    def shape(self) -> str:
+        return f"{self.BM}x{self.BN}"
+
 
 FPROP_V2 = GemmTiles("FPROP_V2", BM=128, BN=64, BK=8, TM=8, TN=4, min_blocks=2)
 DGRAD_V2 = GemmTiles("DGRAD_V2", BM=128, BN=64, BK=8, TM=8, TN=4, min_blocks=2)
 WGRAD_V2 = GemmTiles("WGRAD_V2", BM=64, BN=64, BK=16, TM=4, TN=4, min_blocks=2)
+# Tile configurations: fprop and dgrad v2 also come with other tiles, the CFG template argument
+# of their kernels (common.cuh: GemmV2Config, whose table these mirror). A configuration is
+# asked for as the version "v2:<BM>x<BN>" ("v2" itself: CFG 0); all give the same bits (BK 8,
+# each thread's fixed reduction order). 128x128: 8 x 8 per thread, 4 FMAs per shared-memory
+# value, one block per SM; 64x32: 4 x 4 per thread, 128 threads, 4x the blocks of 128x64.
+V2_LARGE = dict(BM=128, BN=128, BK=8, TM=8, TN=8, min_blocks=1, config=1)
+V2_SMALL = dict(BM=64, BN=32, BK=8, TM=4, TN=4, min_blocks=4, config=2)
+TILE_CONFIGS = {(op, "v2"): (default, GemmTiles(default.prefix, **V2_LARGE),
+                              GemmTiles(default.prefix, **V2_SMALL))
+                for op, default in (("fprop", FPROP_V2), ("dgrad", DGRAD_V2))}
 
 
 @dataclass(frozen=True)
@@ -225,20 +242,24 @@ WGRAD_SPLIT_TARGET_BLOCKS = 264
 WGRAD_MIN_TILES_PER_SPLIT = 4
 
 
-def name_expression(kernel: str, dtype) -> str:
-    """``'conv2d_fprop_v1_direct<float>'`` for a kernel template and a NumPy dtype."""
+def name_expression(kernel: str, dtype, config: int = 0) -> str:
+    """``'conv2d_fprop_v1_direct<float>'`` for a kernel template and a NumPy dtype (and
+    ``'conv2d_fprop_v2_implicit_gemm<float, 1>'`` for tile configuration 1)."""
     try:
-        return f"{kernel}<{CUDA_TYPES[np.dtype(dtype)]}>"
+        ctype = CUDA_TYPES[np.dtype(dtype)]
     except KeyError:
         raise TypeError(f"no kernel instance for dtype {np.dtype(dtype)}; supported: "
                         f"{[str(d) for d in CUDA_TYPES]}") from None
+    return f"{kernel}<{ctype}, {config}>" if config else f"{kernel}<{ctype}>"
 
 
 def name_expressions(source_name: str) -> tuple[str, ...]:
     """Every instance kernels.py can request from one source file."""
-    return tuple(name_expression(kernel, dtype)
+    configs = {TEMPLATES[key][1]: [t.config for t in tiles] for key, tiles in TILE_CONFIGS.items()}
+    return tuple(name_expression(kernel, dtype, config)
                  for kernel in KERNELS[source_name] for dtype in CUDA_TYPES
-                 if dtype in TEMPLATE_DTYPES.get(kernel, CUDA_TYPES))
+                 if dtype in TEMPLATE_DTYPES.get(kernel, CUDA_TYPES)
+                 for config in configs.get(kernel, [0]))
 
 
 def all_instances() -> list[tuple[str, str]]:
@@ -285,8 +306,10 @@ def _launch_grid(rt, op: str, version: str, dtype, grid: tuple, block: tuple, ar
     """Launch the kernel of (op, version) on an explicit grid and block."""
     if min(grid) == 0:
         return
-    source, kernel = TEMPLATES[(op, version)]
-    rt.function(source, name_expression(kernel, dtype))(grid, block, tuple(args))
+    base, tiles = split_version(op, version)
+    source, kernel = TEMPLATES[(op, base)]
+    config = tiles.config if tiles is not None else 0
+    rt.function(source, name_expression(kernel, dtype, config))(grid, block, tuple(args))
 
 
 def _conv_sizes(g) -> list:
@@ -364,16 +387,38 @@ def bgrad_splits(g) -> int:
     return max(1, _cdiv(rows, per))  # the kernel's chunks: per rows each, none empty
 
 
-def unsupported_reason(op: str, version: str, g) -> str | None:
-    """Why ``version`` of ``op`` cannot run geometry ``g`` (None: it can)."""
+def variants(op: str) -> tuple[str, ...]:
+    """Every version of ``op`` with every tile configuration: ``('v1', 'v2', 'v2:128x128',
+    'v2:64x32', 'v3', ...)`` (a version's first configuration is the version itself)."""
+    out: list[str] = []
+    for version in VERSIONS[op]:
+        out.append(version)
+        out += [f"{version}:{t.shape}" for t in TILE_CONFIGS.get((op, version), ())[1:]]
+    return tuple(out)
+
+
+def split_version(op: str, version: str) -> tuple[str, "GemmTiles | None"]:
+    """(version, its tiles) of a version string: ``'v2:128x128'`` -> ``('v2', <128x128>)``;
+    ``'v2'`` -> ``('v2', <its default tiles>)`` where it has tile configurations, else
+    ``(version, None)``. ValueError for a version or configuration ``op`` does not have."""
     if op not in OPS:
         raise ValueError(f"op must be one of {OPS}, got {op!r}")
-    if version not in VERSIONS[op]:
-        raise ValueError(f"{op} has versions {VERSIONS[op]}, got {version!r}")
+    if version not in variants(op):
+        raise ValueError(f"{op} has versions {variants(op)}, got {version!r}")
+    base, _, shape = version.partition(":")
+    configs = TILE_CONFIGS.get((op, base))
+    if configs is None:
+        return base, None
+    return base, next(t for t in configs if t.shape == shape) if shape else configs[0]
+
+
+def unsupported_reason(op: str, version: str, g) -> str | None:
+    """Why ``version`` of ``op`` cannot run geometry ``g`` (None: it can)."""
+    version, config_tiles = split_version(op, version)
     if version == "v1":
         return None
     if op in ("fprop", "dgrad", "wgrad"):
-        tiles = {("fprop", "v2"): FPROP_V2, ("dgrad", "v2"): DGRAD_V2, ("wgrad", "v2"): WGRAD_V2,
+        tiles = config_tiles or {("wgrad", "v2"): WGRAD_V2,
                  ("fprop", "v3"): FPROP_V3, ("fprop", "v4"): FPROP_V3, ("dgrad", "v3"): DGRAD_V3,
                  ("dgrad", "v4"): DGRAD_V3, ("fprop", "v5"): FPROP_V3, ("dgrad", "v5"): DGRAD_V3,
                  ("wgrad", "v3"): WGRAD_V3, ("wgrad", "v4"): WGRAD_V3,
@@ -417,11 +462,24 @@ def supports(op: str, version: str, g) -> bool:
 
 def dtype_unsupported_reason(op: str, version: str, dtype) -> str | None:
     """Why ``version`` of ``op`` has no instance for ``dtype`` (None: it has, or dtype None)."""
-    allowed = TEMPLATE_DTYPES.get(TEMPLATES[(op, version)][1])
+    allowed = TEMPLATE_DTYPES.get(TEMPLATES[(op, split_version(op, version)[0])][1])
     if dtype is None or allowed is None or np.dtype(dtype) in allowed:
         return None
     return (f"{op} {version} exists for {[d.name for d in allowed]} only, "
             f"not {np.dtype(dtype).name}")
+
+
+def device_sms(rt) -> int | None:
+    """The multiprocessor count of the current device of a 'cuda' runtime; None for other
+    runtimes or when CuPy cannot tell."""
+    if getattr(rt, "name", None) != "cuda":
+        return None
+    try:
+        import cupy
+
+        return int(cupy.cuda.Device().attributes["MultiProcessorCount"])
+    except Exception:
+        return None
 
 
 def device_arch(rt) -> int | None:
@@ -497,8 +555,19 @@ def tensor_core_suits(op: str, g) -> bool:
     return Ncols >= 32 and Kred >= 64 and M >= 256
 
 
+def v2_small_tiles_suit(op: str, g, sms: int | None) -> bool:
+    """fprop / dgrad v2's 64x32 tiles instead of 128x64: when 128x64 tiles would leave some of
+    the device's ``sms`` multiprocessors without a block (a small GEMM; 64x32 gives 4x the
+    blocks). Never without ``sms`` (the CPU runtime)."""
+    if sms is None or (op, "v2") not in TILE_CONFIGS:
+        return False
+    M, Ncols, _ = _gemm_shape(op, g)
+    default = TILE_CONFIGS[(op, "v2")][0]
+    return _cdiv(M, default.BM) * _cdiv(Ncols, default.BN) * g.groups < sms
+
+
 def heuristic_version(op: str, g, dtype=None, arch: int | None = None,
-                      layout: str = "nchw") -> str:
+                      layout: str = "nchw", sms: int | None = None) -> str:
     """The version the heuristic picks for ``op`` on geometry ``g`` (no measurement).
 
     * fprop / dgrad: v2 (implicit GEMM) when one group's GEMM fills a tile reasonably: at least
@@ -513,6 +582,10 @@ def heuristic_version(op: str, g, dtype=None, arch: int | None = None,
       channels-last (``layout='nhwc'``): it runs them as they are, where every other version
       needs a conversion to NCHW and back. On NCHW arrays v4 would need the conversions
       itself, so the heuristic never picks it there (autotune may, if it measures it faster).
+    * fprop / dgrad v2's tile configuration: ``'v2:64x32'`` when 128x64 tiles would leave some
+      of the device's ``sms`` multiprocessors idle (:func:`v2_small_tiles_suit`), else
+      ``'v2'`` (128x64). Never ``'v2:128x128'`` (8 x 8 per thread, one block per SM): not
+      timed on a GPU yet; autotune times it.
     * Never fprop / dgrad / wgrad v5 (wgmma): not timed on a GPU yet; autotune times it on
       devices of compute capability 9.0 (where it runs as wgmma), ``version='v5'`` runs it.
     * wgrad: v2 (split-K GEMM) when the reduction N*P*Q is long (>= 256: v1 would run it
@@ -546,6 +619,10 @@ def heuristic_version(op: str, g, dtype=None, arch: int | None = None,
         # float16 / bfloat16 on sm_80+ (dtype and arch given): tensor cores
         nhwc = layout == "nhwc" and (op, "v4") in NHWC_VERSIONS and supports(op, "v4", g)
         return "v4" if nhwc else "v3"
+    if pick == "v2" and v2_small_tiles_suit(op, g, sms):
+        small = f"v2:{TILE_CONFIGS[(op, 'v2')][2].shape}"
+        if supports(op, small, g):
+            return small
     return pick if supports(op, pick, g) else "v1"
 
 
@@ -571,8 +648,8 @@ def env_versions() -> dict[str, str]:
         else:
             out.update({op: item for op in OPS})
     for op, version in out.items():
-        if version not in VERSIONS[op]:
-            raise ValueError(f"{ENV_VERSION}: {op} has versions {VERSIONS[op]}, got {version!r}")
+        if version not in variants(op):
+            raise ValueError(f"{ENV_VERSION}: {op} has versions {variants(op)}, got {version!r}")
     return out
 
 
@@ -586,9 +663,9 @@ def use_versions(**versions):
     $GPUCONV_KERNEL_VERSION, but local to the thread or task. ``gpuconv check`` uses it to run
     every version of every kernel."""
     for op, version in versions.items():
-        if op not in OPS or version not in VERSIONS[op]:
+        if op not in OPS or version not in variants(op):
             raise ValueError(f"use_versions: unknown op or version {op}={version!r}; versions: "
-                             f"{VERSIONS}")
+                             f"{ {o: variants(o) for o in OPS} }")
     token = _forced_versions.set({**_forced_versions.get(), **versions})
     try:
         yield
@@ -621,7 +698,7 @@ def select_version(op: str, g, dtype=None, rt=None, version: str | None = None,
     if (launch is not None and rt is not None and getattr(rt, "name", None) == "cuda"
             and os.environ.get(ENV_AUTOTUNE, "") not in ("", "0")):
         return autotune(op, g, dtype, rt, launch, layout)
-    return heuristic_version(op, g, dtype, device_arch(rt), layout)
+    return heuristic_version(op, g, dtype, device_arch(rt), layout, device_sms(rt))
 
 
 # ----------------------------------------------------------------------------------------
@@ -717,12 +794,12 @@ def autotune(op: str, g, dtype, rt, launch, layout: str = "nchw") -> str:
     path = autotune_cache_path()
     cached = _read_cache_file(path).get(key)
     arch = device_arch(rt)
-    if (cached in VERSIONS[op] and supports(op, cached, g)
+    if (cached in variants(op) and supports(op, cached, g)
             and runs_well_here(op, cached, dtype, arch)):
         with _tune_lock:
             _tune_memory[key] = cached
         return cached
-    candidates = [v for v in VERSIONS[op]
+    candidates = [v for v in variants(op)
                   if supports(op, v, g) and runs_well_here(op, v, dtype, arch)]
     if len(candidates) == 1:  # nothing to choose between: no timing, no file entry
         return candidates[0]
@@ -761,9 +838,9 @@ def _fprop_launch(rt, g, version, x, w, b, y) -> None:
         M, Ncols, _ = _gemm_shape("fprop", g)
         grid, block = _gemm_grid(FPROP_V3, M, Ncols, g.groups)
         _launch_grid(rt, "fprop", version, y.dtype, grid, block, args)
-    else:  # v2: grid (row tiles of N*P*Q, filter tiles of K/groups, groups)
+    else:  # v2 (any tile configuration): grid (row tiles of N*P*Q, filter tiles, groups)
         M, Ncols, _ = _gemm_shape("fprop", g)
-        grid, block = _gemm_grid(FPROP_V2, M, Ncols, g.groups)
+        grid, block = _gemm_grid(split_version("fprop", version)[1], M, Ncols, g.groups)
         _launch_grid(rt, "fprop", version, y.dtype, grid, block, args)
 
 
@@ -829,9 +906,9 @@ def _dgrad_launch(rt, g, version, dy, w, dx) -> None:
         M, Ncols, _ = _gemm_shape("dgrad", g)
         grid, block = _gemm_grid(DGRAD_V3, M, Ncols, g.groups)
         _launch_grid(rt, "dgrad", version, dx.dtype, grid, block, args)
-    else:  # v2: grid (row tiles of N*H*W, channel tiles of C/groups, groups)
+    else:  # v2 (any tile configuration): grid (row tiles of N*H*W, channel tiles, groups)
         M, Ncols, _ = _gemm_shape("dgrad", g)
-        grid, block = _gemm_grid(DGRAD_V2, M, Ncols, g.groups)
+        grid, block = _gemm_grid(split_version("dgrad", version)[1], M, Ncols, g.groups)
         _launch_grid(rt, "dgrad", version, dx.dtype, grid, block, args)
 
 

@@ -157,6 +157,9 @@ def _demangle(names: list[str]) -> dict[str, str]:
         return {}
     out = subprocess.run([filt], input="\n".join(names), capture_output=True, text=True)
     readable = [re.sub(r"\(.*", "", line).replace("void ", "") for line in out.stdout.splitlines()]
+    # A defaulted template argument shows in the mangled name: <float, 0> is kernels.py's
+    # <float> (the v2 kernels' tile configuration 0).
+    readable = [re.sub(r", 0>$", ">", name) for name in readable]
     return dict(zip(names, readable))
 
 
@@ -247,6 +250,21 @@ def test_tile_sizes_match_the_python_mirror():
     assert pool["POOL_V3_VEC"] == kernels.POOL_V3_VEC
 
 
+def test_v2_tile_configurations_match_the_python_mirror():
+    """common.cuh's GemmV2Config table (CFG 1, 2) against kernels.TILE_CONFIGS; CFG 0 is each
+    kernel's -D defaults (above)."""
+    text = source_path("common.cuh").read_text()
+    table = {int(m.group(1)): tuple(int(v) for v in m.group(2).split(","))
+             for m in re.finditer(r"struct GemmV2Config<(\d+), Default> : GemmV2Tiles<([\d, ]+)>",
+                                  text)}
+    for (op, _), configs in kernels.TILE_CONFIGS.items():
+        assert configs[0].config == 0 and configs[0] == getattr(kernels, f"{op.upper()}_V2")
+        assert sorted(t.config for t in configs[1:]) == sorted(table), op
+        for t in configs[1:]:
+            assert table[t.config] == (t.BM, t.BN, t.BK, t.TM, t.TN, t.min_blocks), (op, t)
+            assert t.BK == configs[0].BK  # the same reduction order: the same bits
+
+
 def test_fast_kernels_declare_launch_bounds():
     for template, (source, _, _) in LAUNCH_BOUNDS.items():
         text = source_path(source).read_text()
@@ -258,20 +276,25 @@ def test_fast_kernels_declare_launch_bounds():
 def test_fast_kernels_fit_their_launch_bounds(source_name, arch):
     """No spills, and registers x threads x minimum blocks within the register file."""
     rows, _ = nvrtc_compile(source_name, arch)
+    configs = {kernels.TEMPLATES[key][1]: tiles for key, tiles in kernels.TILE_CONFIGS.items()}
     checked = 0
     for r in rows:
-        template, _, dtype = r.kernel.partition("<")
+        template, _, args = r.kernel.partition("<")
         if template not in LAUNCH_BOUNDS:
             continue
         _, threads, min_blocks = LAUNCH_BOUNDS[template]
-        blocks = min_blocks[dtype.rstrip(">")]
+        dtype, _, config = args.rstrip(">").partition(", ")
+        blocks = min_blocks[dtype]
+        if config:  # a tile configuration (kernels.TILE_CONFIGS) has its own launch bounds
+            tiles = configs[template][int(config)]
+            threads, blocks = tiles.threads, tiles.min_blocks
         limit = min(255, REGISTER_FILE // (threads * blocks))
         assert r.registers <= limit, f"{r.kernel} {arch}: {r.registers} registers > {limit}"
         assert r.spill_stores == r.spill_loads == 0, f"{r.kernel} {arch} spills"
         assert r.smem <= 48 * 1024, f"{r.kernel}: {r.smem} bytes of static shared memory"
         checked += 1
     assert checked == len(kernels.CUDA_TYPES) * sum(
-        1 for s, _, _ in LAUNCH_BOUNDS.values() if s == source_name)
+        len(configs.get(t, (None,))) for t, (s, _, _) in LAUNCH_BOUNDS.items() if s == source_name)
 
 
 def find_cuobjdump() -> str | None:
@@ -366,10 +389,12 @@ def lds_counts(sass: str) -> dict[str, int]:
 @_needs_cuobjdump
 @pytest.mark.parametrize("source_name", sorted(GEMM_V2))
 def test_sass_gemm_v2_reads_shared_memory_128_bits_at_a_time(source_name, tmp_path):
-    template, tiles = GEMM_V2[source_name]
+    template, default = GEMM_V2[source_name]
     sass = nvrtc_sass(source_name, "sm_90")
-    for dtype in ("__half", "float", "double"):
-        kernel = f"{template}<{dtype}>"
+    configs = next((t for key, t in kernels.TILE_CONFIGS.items()
+                    if kernels.TEMPLATES[key][1] == template), (default,))
+    for dtype, tiles in ((d, t) for d in ("__half", "float", "double") for t in configs):
+        kernel = f"{template}<{dtype}, {tiles.config}>" if tiles.config else f"{template}<{dtype}>"
         counts = lds_counts(sass[kernel])
         print(kernel, counts)
         # The unrolled inner loop: BK steps x (TM + TN)/4 fragments, one LDS.128 each (two

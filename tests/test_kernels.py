@@ -257,6 +257,32 @@ def test_conv2d_dgrad_tensor_core(rt, version, problem, dtype):
                  what=f"dgrad {version} {problem.name}")
 
 
+# fprop and dgrad v2's other tile configurations (kernels.TILE_CONFIGS: "v2:128x128",
+# "v2:64x32"): the same reduction order per output as v2's 128 x 64, so the same bits.
+V2_CONFIGS = [v for v in kernels.variants("fprop") if v.startswith("v2:")]
+
+
+@pytest.mark.parametrize("dtype", [np.dtype(np.float32), np.dtype(np.float16)],
+                         ids=lambda d: d.name)
+@pytest.mark.parametrize("problem", ALL_CONV_PROBLEMS, ids=CONV_IDS)
+@pytest.mark.parametrize("version", V2_CONFIGS)
+@pytest.mark.parametrize("op", ["fprop", "dgrad"])
+def test_conv2d_v2_tile_configurations_give_v2s_bits(rt, op, version, problem, dtype):
+    g, x, w, b, dy = conv_case(problem, dtype, op)
+    out = {}
+    for v in ("v2", version):
+        if op == "fprop":
+            out[v] = poisoned(rt, g.y_shape, dtype)
+            kernels.conv2d_fprop(rt, g, on(rt, x), on(rt, w), None if b is None else on(rt, b),
+                                 out[v], version=v)
+        else:
+            out[v] = poisoned(rt, g.x_shape, dtype)
+            kernels.conv2d_dgrad(rt, g, on(rt, dy), on(rt, w), out[v], version=v)
+    expected = reference.conv2d(x, w, b, g) if op == "fprop" else reference.conv2d_input(dy, w, g)
+    assert_close(host(out[version]), expected, dtype, what=f"{op} {version} {problem.name}")
+    assert host(out[version]).tobytes() == host(out["v2"]).tobytes()
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("problem", ALL_CONV_PROBLEMS, ids=CONV_IDS)
 @pytest.mark.parametrize("version", VERSIONS)
@@ -678,14 +704,14 @@ DROPPED = [("fprop", 1), ("fprop", 2), ("dgrad", 1), ("dgrad", 2), ("wgrad", 1),
            ("bgrad", 3), ("bgrad", 4)]
 
 
-def _run_op(rt, op, g, x, w, b, dy):
+def _run_op(rt, op, g, x, w, b, dy, version="v2"):
     if op == "fprop":
         out = poisoned(rt, g.y_shape, x.dtype)
-        kernels.conv2d_fprop(rt, g, x, w, b, out, version="v2")
+        kernels.conv2d_fprop(rt, g, x, w, b, out, version=version)
         return out, reference.conv2d(x, w, b, g)
     if op == "dgrad":
         out = poisoned(rt, g.x_shape, x.dtype)
-        kernels.conv2d_dgrad(rt, g, dy, w, out, version="v2")
+        kernels.conv2d_dgrad(rt, g, dy, w, out, version=version)
         return out, reference.conv2d_input(dy, w, g)
     if op == "wgrad":
         out = poisoned(rt, g.w_shape, x.dtype)
@@ -696,14 +722,21 @@ def _run_op(rt, op, g, x, w, b, dy):
     return out, reference.conv2d_bias(dy)
 
 
-@pytest.mark.parametrize("op,barrier", DROPPED, ids=[f"{o}-sync{b}" for o, b in DROPPED])
-def test_dropping_a_barrier_breaks_v2(op, barrier):
+# ... and the v2 tile configurations' main loop (the same gemm_mainloop, other tiles).
+DROPPED_CONFIGS = [(op, barrier, version) for op in ("fprop", "dgrad") for barrier in (1, 2)
+                   for version in V2_CONFIGS]
+
+
+@pytest.mark.parametrize("op,barrier,version", [(o, b, "v2") for o, b in DROPPED] + DROPPED_CONFIGS,
+                         ids=[f"{o}-sync{b}" for o, b in DROPPED]
+                         + [f"{o}-sync{b}-{v}" for o, b, v in DROPPED_CONFIGS])
+def test_dropping_a_barrier_breaks_v2(op, barrier, version):
     """Built without barrier ``barrier`` (GPUCONV_TEST_DROP_SYNC), the v2 kernel computes wrong
     results on the CPU runtime; the normal build of the same launch is right."""
     problem = next(p for p in CONV_PROBLEMS if p.name == "resnet_3x3_layer")
     g, x, w, b, dy = conv_case(problem, np.float32, "drop sync")
-    out, expected = _run_op(get_runtime("emulator"), op, g, x, w, b, dy)
-    assert_close(out, expected, np.float32, what=f"{op} v2 with every barrier")
-    out, expected = _run_op(_runtime_dropping_barrier(barrier), op, g, x, w, b, dy)
+    out, expected = _run_op(get_runtime("emulator"), op, g, x, w, b, dy, version)
+    assert_close(out, expected, np.float32, what=f"{op} {version} with every barrier")
+    out, expected = _run_op(_runtime_dropping_barrier(barrier), op, g, x, w, b, dy, version)
     assert not compare(out, expected, np.float32), (
-        f"{op} v2 without barrier {barrier} still matched the reference")
+        f"{op} {version} without barrier {barrier} still matched the reference")

@@ -437,10 +437,10 @@ def test_v5_against_the_reference(op, dtype, problem):
     assert compare(out, expected, dtype), f"{op} v5 {problem.name} {dtype.name}"
 
 
-@pytest.mark.parametrize("operand", ["x", "w"])
+@pytest.mark.parametrize("operand", ["first", "second"])  # fprop x, w; dgrad dy, w; wgrad x, dy
 @pytest.mark.parametrize("op", V5_OPS)
 def test_v5_with_a_misaligned_operand_takes_the_element_loads(op, operand):
-    offsets = {"x_offset": 1} if operand == "x" else {"w_offset": 1}
+    offsets = {"x_offset": 1} if operand == "first" else {"w_offset": 1}
     out, expected, _ = run_nhwc(get_runtime("emulator"), PROBLEMS[0], np.dtype(np.float16),
                                 version="v5", op=op, **offsets)
     assert compare(out, expected, np.float16)

@@ -22,11 +22,13 @@ class Recorder:
 
     def __init__(self, name="emulator"):
         self.name = name
-        self.launches = []
+        self.launches = []     # kernel templates
+        self.expressions = []  # full name expressions (dtype, tile configuration)
 
     def function(self, source_name, name_expression):
         def launch(grid, block, args):
             self.launches.append(name_expression.split("<")[0])
+            self.expressions.append(name_expression)
         return launch
 
 
@@ -74,6 +76,44 @@ STEM_POOL = pool2d_geometry((32, 64, 112, 112), 3, stride=2, padding=1)
 ], ids=["resnet_3x3", "resnet_1x1_batch1", "depthwise", "depthwise_small", "tiny"])
 def test_heuristic(g, expected):
     assert {op: kernels.heuristic_version(op, g) for op in expected} == expected
+
+
+def test_v2_tile_configurations_are_versions_of_their_own():
+    assert kernels.variants("fprop") == ("v1", "v2", "v2:128x128", "v2:64x32", "v3", "v4", "v5")
+    assert kernels.variants("dgrad")[:4] == ("v1", "v2", "v2:128x128", "v2:64x32")
+    assert kernels.variants("wgrad") == kernels.VERSIONS["wgrad"]  # none for wgrad (split-K)
+    base, tiles = kernels.split_version("fprop", "v2:128x128")
+    assert base == "v2"
+    assert (tiles.BM, tiles.BN, tiles.TM, tiles.TN, tiles.config) == (128, 128, 8, 8, 1)
+    assert kernels.split_version("dgrad", "v2")[1] == kernels.DGRAD_V2
+    assert kernels.split_version("fprop", "v3") == ("v3", None)
+    for op, bad in (("fprop", "v2:32x32"), ("fprop", "v3:128x128"), ("wgrad", "v2:128x128"),
+                    ("fprop", "v2:")):
+        with pytest.raises(ValueError, match="has versions"):
+            kernels.select_version(op, RESNET_3X3, np.float32, version=bad)
+    # each configuration is its own kernel instance: <T, CFG>
+    names = kernels.name_expressions("conv2d_fprop.cu")
+    assert {"conv2d_fprop_v2_implicit_gemm<float>", "conv2d_fprop_v2_implicit_gemm<float, 1>",
+            "conv2d_fprop_v2_implicit_gemm<double, 2>"} <= set(names)
+
+
+def test_heuristic_takes_small_v2_tiles_where_128x64_leaves_multiprocessors_idle():
+    """RESNET_1X1 (batch 1, 14 x 14): 2 x 4 = 8 blocks of 128 x 64 for 132 SMs: 64 x 32 tiles
+    (32 blocks); the batch-32 3 x 3 layer fills the device with 784 blocks: 128 x 64. No SM count
+    (the CPU runtime): 128 x 64. Never 128 x 128 (not timed yet)."""
+    h = kernels.heuristic_version
+    for op in ("fprop", "dgrad"):
+        assert h(op, RESNET_1X1, np.float32, 90, sms=132) == "v2:64x32"
+        assert h(op, RESNET_1X1, np.float32, 90, sms=8) == "v2"   # 8 blocks, 8 SMs: full
+        assert h(op, RESNET_1X1, np.float32, 90) == "v2"
+        assert h(op, RESNET_3X3, np.float32, 90, sms=132) == "v2"
+        assert h(op, RESNET_3X3, np.float16, 90, sms=132) == "v3"  # tensor cores first
+        assert h(op, RESNET_1X1, np.float16, 90, sms=132) == "v2:64x32"  # M = 196: no v3
+        assert h(op, TINY, np.float32, 90, sms=132) == "v1"
+        for g in (RESNET_1X1, RESNET_3X3, TINY, DEPTHWISE):
+            for sms in (None, 1, 132, 10**6):
+                assert h(op, g, np.float32, 90, sms=sms) != "v2:128x128"
+    assert h("wgrad", RESNET_1X1, np.float32, 90, sms=132) == "v2"
 
 
 def test_heuristic_pools_take_v2_unless_a_plane_is_too_large():
@@ -200,8 +240,10 @@ class FakeTimer:
     def __call__(self, rt, launch):
         first = len(rt.launches)
         launch()  # the candidate really is launched (on the recorder)
-        # its first kernel names it (a split-K second pass may follow)
+        # its first kernel names it (a split-K second pass may follow), with its tiles
         version = next((v for v in ("v3", "v2") if f"_{v}_" in rt.launches[first]), "v1")
+        config = {", 1>": ":128x128", ", 2>": ":64x32"}
+        version += next((c for e, c in config.items() if rt.expressions[first].endswith(e)), "")
         self.calls.append(version)
         return self.times[version]
 
@@ -210,7 +252,8 @@ class FakeTimer:
 def autotuning(monkeypatch):
     monkeypatch.setenv(kernels.ENV_AUTOTUNE, "1")
     monkeypatch.setattr(kernels, "_device_key", lambda rt: "Fake GPU sm_90")
-    timer = FakeTimer({"v1": 1.0, "v2": 3.0, "v3": 4.0})  # v1 "faster", against the heuristic
+    # v1 "faster", against the heuristic
+    timer = FakeTimer({"v1": 1.0, "v2": 3.0, "v2:128x128": 3.5, "v2:64x32": 3.2, "v3": 4.0})
     monkeypatch.setattr(kernels, "_time_launch", timer)
     return timer
 
@@ -219,11 +262,12 @@ def test_autotune_times_every_candidate_once_and_caches(autotuning, monkeypatch)
     rt = Recorder("cuda")
     a = A()
     kernels.conv2d_fprop(rt, RESNET_3X3, a, a, None, a)
-    assert sorted(autotuning.calls) == ["v1", "v2"]
+    # every version, v2 in each tile configuration
+    assert sorted(autotuning.calls) == ["v1", "v2", "v2:128x128", "v2:64x32"]
     assert rt.launches[-1] == "conv2d_fprop_v1_direct"  # the winner runs last
     # In memory: no timing the second time.
     kernels.conv2d_fprop(rt, RESNET_3X3, a, a, None, a)
-    assert len(autotuning.calls) == 2 and rt.launches[-1] == "conv2d_fprop_v1_direct"
+    assert len(autotuning.calls) == 4 and rt.launches[-1] == "conv2d_fprop_v1_direct"
     # On disk: a new process (memory cleared) reads the file, no timing.
     path = kernels.autotune_cache_path()
     data = json.loads(path.read_text())
@@ -231,13 +275,22 @@ def test_autotune_times_every_candidate_once_and_caches(autotuning, monkeypatch)
     assert data["entries"] == {key: "v1"}
     kernels.clear_autotune_memory()
     kernels.conv2d_fprop(rt, RESNET_3X3, a, a, None, a)
-    assert len(autotuning.calls) == 2
+    assert len(autotuning.calls) == 4
     # Another dtype, op or device is another entry.
     kernels.conv2d_fprop(rt, RESNET_3X3, A(np.float16), a, None, A(np.float16))
     monkeypatch.setattr(kernels, "_device_key", lambda rt: "Other GPU sm_80")
     kernels.conv2d_fprop(rt, RESNET_3X3, a, a, None, a)
-    assert len(autotuning.calls) == 6
+    assert len(autotuning.calls) == 12
     assert len(json.loads(path.read_text())["entries"]) == 3
+
+
+def test_autotune_can_pick_a_tile_configuration(autotuning):
+    autotuning.times["v2:128x128"] = 0.5
+    rt = Recorder("cuda")
+    kernels.conv2d_dgrad(rt, RESNET_3X3, A(), A(), A())
+    assert rt.expressions[-1] == "conv2d_dgrad_v2_implicit_gemm<float, 1>"
+    key = kernels.autotune_key("Fake GPU sm_90", "dgrad", np.float32, RESNET_3X3)
+    assert json.loads(kernels.autotune_cache_path().read_text())["entries"][key] == "v2:128x128"
 
 
 def test_autotune_times_max_pool_v3_too(autotuning):
@@ -282,6 +335,15 @@ def test_autotune_on_the_cpu_runtime_is_the_heuristic(autotuning):
     rt = Recorder("emulator")
     kernels.conv2d_fprop(rt, RESNET_3X3, A(), A(), None, A())
     assert autotuning.calls == [] and rt.launches == ["conv2d_fprop_v2_implicit_gemm"]
+
+
+def test_env_override_names_a_tile_configuration(monkeypatch):
+    monkeypatch.setenv(kernels.ENV_VERSION, "fprop=v2:128x128,dgrad=v2:64x32")
+    rt = Recorder()
+    kernels.conv2d_fprop(rt, RESNET_3X3, A(), A(), None, A())
+    kernels.conv2d_dgrad(rt, RESNET_3X3, A(np.float16), A(np.float16), A(np.float16))
+    assert rt.expressions == ["conv2d_fprop_v2_implicit_gemm<float, 1>",
+                              "conv2d_dgrad_v2_implicit_gemm<__half, 2>"]
 
 
 def test_explicit_versions_beat_autotune(autotuning, monkeypatch):

@@ -268,11 +268,12 @@ def test_wgmma_loaders_pieces_cover_the_stage_without_bank_conflicts():
 
 @pytest.mark.parametrize("rows", [128, 64], ids=["x_taps", "dy_filters"])
 def test_wgrad_v5_pieces_cover_the_mn_stages_without_bank_conflicts(rows):
-    """wgrad v5's loaders (WgradV4XLoader, WgradV4DyLoader with WgmmaMnTile<ROWS, 32>): thread
-    t copies piece t % (ROWS / 8) (8 rows) of pixel t / (ROWS / 8) (+ 256 / (ROWS / 8) per pass),
-    to at(8 * piece, pixel). Every 16-byte piece of the stage once; each 8 consecutive threads
-    (one 16-byte store phase, 128 contiguous bytes of one pixel in global memory) on 8
-    different bank groups: what WgmmaMnTile's 16 extra bytes per row group are for."""
+    """WgmmaMnTile<ROWS, 32>::at under the thread -> piece map that wgrad v5's loaders
+    document (WgradV4XLoader, WgradV4DyLoader: thread t copies piece t % (ROWS / 8), 8 rows,
+    of pixel t / (ROWS / 8), + 256 / (ROWS / 8) per pass, to at(8 * piece, pixel)): every
+    16-byte piece of the stage once; each 8 consecutive threads (one 16-byte store phase, 128
+    contiguous bytes of one pixel in global memory) on 8 different bank groups, which is what
+    WgmmaMnTile's 16 extra bytes per row group are for."""
     at128 = np.zeros(128 * 32, np.int32)
     at64 = np.zeros(64 * 32, np.int32)
     unit_module("emulator").get_function("wgmma_mn_at_unit")((1,), (128,), (at128, at64))
