@@ -316,12 +316,11 @@ __device__ __forceinline__ void gemm_mainloop(ALoader& a, BLoader& b, long long 
 
 // ---------------------------------------------------------------------------------------
 // Tile configurations of the fprop / dgrad v2 kernels (their CFG template argument;
-// kernels.py's FPROP_V2_CONFIGS / DGRAD_V2_CONFIGS mirror them, the selection picks one per
-// shape). GemmV2Tiles: one configuration; THREADS follows from the tiles.
+// kernels.py's TILE_CONFIGS mirrors them, the selection picks one per shape). GemmV2Tiles: one configuration; THREADS follows from the tiles.
 //   CFG 0  the kernel's own -D defaults (128 x 64 x 8, 8 x 4 per thread): the general case.
 //   CFG 1  128 x 128 x 8, 8 x 8 per thread: 4 FMAs per value read from shared memory (8 x 4:
-//          2.7), for large GEMMs. 64 accumulators and the loaders' state take about 170
-//          registers (sm_90): one block (8 warps) per SM, latency hidden by the tile's ILP.
+//          2.7), for large GEMMs. 64 accumulators and the loaders' state take 167 registers
+//          (float, sm_90, nvcc 13.0): one block (8 warps) per SM, latency hidden by the ILP.
 //   CFG 2  64 x 32 x 8, 4 x 4 per thread (128 threads, 4 blocks per SM): 4 times the blocks
 //          of CFG 0, for GEMMs too small to fill the device with 128 x 64 tiles.
 // Every configuration keeps BK = 8 and each thread's fixed reduction order, so all give the
@@ -331,7 +330,9 @@ struct GemmV2Tiles {
     enum { BM = BM_, BN = BN_, BK = BK_, TM = TM_, TN = TN_, MIN_BLOCKS = MIN_BLOCKS_,
            THREADS = (BM_ / TM_) * (BN_ / TN_) };
 };
-template <int CFG, class Default> struct GemmV2Config : Default {};
+template <int CFG, class Default> struct GemmV2Config : Default {
+    static_assert(CFG == 0, "fprop / dgrad v2 have tile configurations 0, 1 and 2");
+};
 template <class Default> struct GemmV2Config<1, Default> : GemmV2Tiles<128, 128, 8, 8, 8, 1> {};
 template <class Default> struct GemmV2Config<2, Default> : GemmV2Tiles<64, 32, 8, 4, 4, 4> {};
 

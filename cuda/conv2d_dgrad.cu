@@ -21,7 +21,7 @@
 //                              element, in a fixed order: deterministic, no atomics. Right for
 //                              every geometry; no shared-memory reuse, so it is memory-bound
 //                              and with stride > 1 most (r, s) taps are skipped.
-//   conv2d_dgrad_v2_implicit_gemm<T>
+//   conv2d_dgrad_v2_implicit_gemm<T, CFG = 0>
 //                              implicit GEMM on CUDA cores, as a gather: GEMM rows m = (n, h, w)
 //                              (M = N*H*W), columns = the group's channels (C/groups), reduction
 //                              (k, r, s) (K/groups*R*S). A tile element is dy[n, k, p, q] for the

@@ -19,7 +19,7 @@
 //                              from global memory. Simple and right for every geometry
 //                              (stride, asymmetric padding, dilation, groups, depthwise); no
 //                              data reuse through shared memory, so it is memory-bound.
-//   conv2d_fprop_v2_implicit_gemm<T>
+//   conv2d_fprop_v2_implicit_gemm<T, CFG = 0>
 //                              implicit GEMM on CUDA cores: GEMM rows m = (n, p, q) (M = N*P*Q),
 //                              columns = the group's filters (K/groups), reduction (c, r, s)
 //                              (C/groups*R*S); the im2col matrix is never built, its tiles are

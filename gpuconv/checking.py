@@ -750,8 +750,9 @@ CHECKS = {
 OPS = tuple(CHECKS)
 
 
-# The ops whose kernels come in several versions (gpuconv.kernels.VERSIONS): the check runs
-# each of them once per version the geometry and dtype allow.
+# The ops whose kernels come in several versions (gpuconv.kernels.variants: every version in
+# every tile configuration): the check runs each of them once per version the geometry and
+# dtype allow.
 KERNEL_OPS = {"conv2d": "fprop", "conv2d_channels_last": "fprop", "conv2d_input": "dgrad",
               "conv2d_input_channels_last": "dgrad", "conv2d_weight": "wgrad",
               "conv2d_weight_channels_last": "wgrad",

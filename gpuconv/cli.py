@@ -52,8 +52,9 @@ def check(runtime: str | None = None, ops=checking.OPS, dtypes=checking.DTYPES,
     op_width = max(len(op) for op, *_ in todo) if todo else 2
     name_width = max(len(problem.name) for _, _, problem, _ in todo) if todo else 7
     counter_width = 2 * len(str(len(todo))) + 3
+    kernel_width = max([6] + [len(version or "auto") for *_, version in todo])
     header = f"{'':>{counter_width}} {'op':<{op_width}} {'dtype':<8} {'problem':<{name_width}} " \
-             f"{'runtime':<9} {'kernel':<6} {'max error':>10} {'tolerance':>22}  result"
+             f"{'runtime':<9} {'kernel':<{kernel_width}} {'max error':>10} {'tolerance':>22}  result"
     print(header, file=out)
     failures = []
     start = time.perf_counter()
@@ -67,7 +68,7 @@ def check(runtime: str | None = None, ops=checking.OPS, dtypes=checking.DTYPES,
             except Exception as exc:  # a crash is a failure with its message, not an abort
                 error, ok, report, tol = float("nan"), False, f"{type(exc).__name__}: {exc}", "-"
             print(f"[{i:{len(str(len(todo)))}d}/{len(todo)}] {op:<{op_width}} {dtype.name:<8} "
-                  f"{problem.name:<{name_width}} {runtime:<9} {version or 'auto':<6} "
+                  f"{problem.name:<{name_width}} {runtime:<9} {version or 'auto':<{kernel_width}} "
                   f"{error:10.2e} {tol:>22}  {'pass' if ok else 'FAIL'}",
                   file=out, flush=True)
             if not ok:

@@ -22,9 +22,11 @@ Which one runs is decided per call, first match wins:
 
 1. the ``version=`` argument of the launcher (``'v1'``, ``'v2'``, ...);
 2. ``$GPUCONV_KERNEL_VERSION``: ``'v1'`` (every op) or ``'fprop=v1,wgrad=v2'`` (per op; op
-   names in ``OPS``);
-3. autotuning, with ``$GPUCONV_AUTOTUNE=1`` on the GPU only: every version that supports the
-   geometry is timed once with CUDA events per (device, op, dtype, geometry); the winner is
+   names in ``OPS``; a tile configuration per op, ``'fprop=v2:128x128'``, since only fprop and
+   dgrad have them);
+3. autotuning, with ``$GPUCONV_AUTOTUNE=1`` on the GPU only: every version (in every tile
+   configuration) that supports the geometry is timed once with CUDA events per (device, op,
+   dtype, geometry); the winner is
    cached in memory and in ``autotune.json`` in the cache folder (``$GPUCONV_CACHE_DIR``,
    else ``$XDG_CACHE_HOME/gpuconv``, else ``~/.cache/gpuconv``). On the CPU runtime it falls
    back to the heuristic;
@@ -51,6 +53,7 @@ import numpy as np
 
 import contextlib
 import contextvars
+import functools
 import json
 import os
 import tempfile
@@ -477,9 +480,18 @@ def device_sms(rt) -> int | None:
     try:
         import cupy
 
-        return int(cupy.cuda.Device().attributes["MultiProcessorCount"])
+        return _multiprocessors(cupy.cuda.Device().id)
     except Exception:
         return None
+
+
+@functools.lru_cache(maxsize=None)
+def _multiprocessors(device_id: int) -> int:
+    """One attribute query per device (the heuristic asks on every call)."""
+    import cupy
+
+    return int(cupy.cuda.runtime.deviceGetAttribute(
+        cupy.cuda.runtime.cudaDevAttrMultiProcessorCount, device_id))
 
 
 def device_arch(rt) -> int | None:
@@ -757,24 +769,31 @@ def autotune_key(device: str, op: str, dtype, g, layout: str = "nchw") -> str:
     return f"{device}|{op}|{name}|{fields}"
 
 
-def _read_cache_file(path: Path) -> dict[str, str]:
+# An entry: {"version": the winner, "candidates": what it was timed against}. A choice made
+# among other candidates (a version or tile configuration added since, or an older format
+# whose entries were bare version strings) is re-timed.
+AUTOTUNE_FORMAT = 2
+
+
+def _read_cache_file(path: Path) -> dict[str, dict]:
     try:
         data = json.loads(path.read_text())
         entries = data.get("entries", {}) if isinstance(data, dict) else {}
-        return {str(k): str(v) for k, v in entries.items()}
+        return {str(k): v for k, v in entries.items() if isinstance(v, dict)}
     except (OSError, ValueError):
         return {}  # missing or unreadable (e.g. half-written by an old crash): start afresh
 
 
-def _write_cache_entry(path: Path, key: str, version: str) -> None:
+def _write_cache_entry(path: Path, key: str, version: str, candidates: list[str]) -> None:
     """Merge one entry into the JSON file; write a temporary file, then rename it over."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         entries = _read_cache_file(path)
-        entries[key] = version
+        entries[key] = {"version": version, "candidates": list(candidates)}
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".autotune-", suffix=".json")
         with os.fdopen(fd, "w") as f:
-            json.dump({"format": 1, "entries": entries}, f, indent=1, sort_keys=True)
+            json.dump({"format": AUTOTUNE_FORMAT, "entries": entries}, f, indent=1,
+                      sort_keys=True)
         os.replace(tmp, path)
     except OSError:
         pass  # a read-only cache folder only costs re-tuning in the next process
@@ -792,22 +811,21 @@ def autotune(op: str, g, dtype, rt, launch, layout: str = "nchw") -> str:
         if key in _tune_memory:
             return _tune_memory[key]
     path = autotune_cache_path()
-    cached = _read_cache_file(path).get(key)
     arch = device_arch(rt)
-    if (cached in variants(op) and supports(op, cached, g)
-            and runs_well_here(op, cached, dtype, arch)):
-        with _tune_lock:
-            _tune_memory[key] = cached
-        return cached
     candidates = [v for v in variants(op)
                   if supports(op, v, g) and runs_well_here(op, v, dtype, arch)]
     if len(candidates) == 1:  # nothing to choose between: no timing, no file entry
         return candidates[0]
+    cached = _read_cache_file(path).get(key, {})
+    if cached.get("candidates") == candidates and cached.get("version") in candidates:
+        with _tune_lock:
+            _tune_memory[key] = cached["version"]
+        return cached["version"]
     times = {v: _time_launch(rt, lambda v=v: launch(v)) for v in candidates}
     best = min(candidates, key=lambda v: (times[v], v))
     with _tune_lock:
         _tune_memory[key] = best
-    _write_cache_entry(path, key, best)
+    _write_cache_entry(path, key, best, candidates)
     return best
 
 

@@ -40,7 +40,9 @@ from gpuconv import kernels
 from gpuconv.sources import source_path, source_text
 
 ARCHS = ("sm_75", "sm_80", "sm_90", "sm_90a")
-NVCC_ARCHS = ("sm_75", "sm_80", "sm_90")  # nvcc's ptxas is NVRTC's: sm_90a once is enough
+# nvcc: the standalone build (each file's instance list) on the targets; its ptxas is NVRTC's,
+# which covers sm_75 and sm_90a.
+NVCC_ARCHS = ("sm_80", "sm_90")
 NVCC = shutil.which("nvcc") or next(
     (p for p in ("/usr/local/cuda/bin/nvcc",) if os.access(p, os.X_OK)), None)
 
@@ -116,8 +118,9 @@ def _nvrtc():
 # The compiles below are pure functions of (source, arch) within a run, and several tests
 # read the same one: each is done once per process.
 @functools.lru_cache(maxsize=None)
-def nvrtc_compile(source_name: str, arch: str) -> tuple[list[Resources], str]:
-    """Compile one source with every declared name expression; return (resources, log)."""
+def nvrtc_build(source_name: str, arch: str) -> tuple[list[Resources], str, bytes, dict]:
+    """Compile one source with every declared name expression: (resources, log, cubin,
+    {lowered name: name expression}). The resource and SASS tests share it."""
     nvrtc = _nvrtc()
     expressions = kernels.name_expressions(source_name)
     prog = nvrtc.createProgram(source_text(source_name), source_name, (), ())
@@ -131,10 +134,17 @@ def nvrtc_compile(source_name: str, arch: str) -> tuple[list[Resources], str]:
                                  f"{nvrtc.getProgramLog(prog)}") from None
         log = nvrtc.getProgramLog(prog)
         names = {nvrtc.getLoweredName(prog, expr): expr for expr in expressions}
-        assert nvrtc.getCUBIN(prog), "NVRTC produced no cubin"
+        cubin = nvrtc.getCUBIN(prog)
+        assert cubin, "NVRTC produced no cubin"
     finally:
         nvrtc.destroyProgram(prog)
-    return parse_ptxas(log, names), log
+    return parse_ptxas(log, names), log, cubin, names
+
+
+def nvrtc_compile(source_name: str, arch: str) -> tuple[list[Resources], str]:
+    """(resources, log) of one source's NVRTC build (nvrtc_build)."""
+    rows, log, _, _ = nvrtc_build(source_name, arch)
+    return rows, log
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -347,25 +357,12 @@ def _whole_elf(image: bytes) -> bytes:
 
 
 @functools.lru_cache(maxsize=None)
-def nvrtc_cubin(source_name: str, arch: str) -> tuple[bytes, dict[str, str]]:
-    nvrtc = _nvrtc()
-    expressions = kernels.name_expressions(source_name)
-    prog = nvrtc.createProgram(source_text(source_name), source_name, (), ())
-    try:
-        for expr in expressions:
-            nvrtc.addNameExpression(prog, expr)
-        nvrtc.compileProgram(prog, ("-std=c++17", f"-arch={arch}"))
-        names = {nvrtc.getLoweredName(prog, expr): expr for expr in expressions}
-        return _whole_elf(nvrtc.getCUBIN(prog)), names
-    finally:
-        nvrtc.destroyProgram(prog)
-
-
 @functools.lru_cache(maxsize=None)
 def nvrtc_sass(source_name: str, arch: str) -> dict[str, str]:
     """SASS of every instance of one source, by name expression (compiled and disassembled
     once per process)."""
-    cubin, names = nvrtc_cubin(source_name, arch)
+    _, _, cubin, names = nvrtc_build(source_name, arch)
+    cubin = _whole_elf(cubin)
     with tempfile.TemporaryDirectory() as folder:
         return sass_by_kernel(cubin, names, Path(folder))
 

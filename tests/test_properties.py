@@ -1,8 +1,8 @@
 """Property-based tests (hypothesis): random valid geometry and data, every op on the CPU
-runtime (and on the GPU when present) against the reference, and max-pool v3 against v1 bit
-for bit.
+runtime (and on the GPU when present) against the reference, max-pool v3 against v1 and the
+fprop / dgrad v2 tile configurations against v2, bit for bit.
 
-Profiles: ``ci`` (default; 150 examples per test, 450 in all) and
+Profiles: ``ci`` (default; 150 examples per test, 600 in all) and
 ``long`` for a run by hand: ``HYPOTHESIS_PROFILE=long python -m pytest tests/test_properties.py``.
 Failing examples are kept in hypothesis's database (.hypothesis/) and replayed first; the
 minimal failing case is printed.
@@ -146,3 +146,29 @@ def test_max_pool_v3_is_bitwise_v1(runtime, problem, dtype, seed, special):
         runs.append([np.ascontiguousarray(to_host(a)).view(np.uint8) for a in (y, idx, dx)])
     for what, a, b in zip(("y", "indices", "dx"), *runs):
         assert np.array_equal(a, b), f"max-pool v3 {what} differ from v1's"
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(problem=conv_problems(), dtype=DTYPES, seed=small(0, 2**16), bias=st.booleans())
+def test_conv_v2_tile_configurations_match_the_reference_bitwise_alike(runtime, problem, dtype,
+                                                                      seed, bias):
+    """fprop and dgrad v2 in every tile configuration (kernels.TILE_CONFIGS) on random
+    geometry: within tolerance of the reference, and each configuration bit for bit v2's."""
+    g, kw = problem
+    to_dev, to_host = _on(runtime)
+    x, w, dy = _data(g.x_shape, dtype, seed), _data(g.w_shape, dtype, seed + 1), _data(g.y_shape, dtype, seed + 2)
+    b = _data((g.K,), dtype, seed + 3) if bias else None
+    configs = [v for v in kernels.variants("fprop") if v.split(":")[0] == "v2"]
+    runs = []
+    for version in configs:
+        with use_backend(runtime), kernels.use_versions(fprop=version, dgrad=version):
+            y = conv2d(to_dev(x), to_dev(w), None if b is None else to_dev(b), **kw)
+            dx = grad.conv2d_input(g.x_shape, to_dev(w), to_dev(dy), **kw)
+        runs.append([np.ascontiguousarray(to_host(a)) for a in (y, dx)])
+    checking.assert_close(runs[0][0], reference.conv2d(x, w, b, g), dtype, what="conv2d v2")
+    checking.assert_close(runs[0][1], reference.conv2d_input(dy, w, g), dtype,
+                          what="conv2d_input v2")
+    for version, (y, dx) in zip(configs[1:], runs[1:]):
+        assert y.tobytes() == runs[0][0].tobytes(), f"conv2d {version} differs from v2"
+        assert dx.tobytes() == runs[0][1].tobytes(), f"conv2d_input {version} differs from v2"

@@ -272,7 +272,8 @@ def test_autotune_times_every_candidate_once_and_caches(autotuning, monkeypatch)
     path = kernels.autotune_cache_path()
     data = json.loads(path.read_text())
     key = kernels.autotune_key("Fake GPU sm_90", "fprop", np.float32, RESNET_3X3)
-    assert data["entries"] == {key: "v1"}
+    assert data["entries"] == {key: {"version": "v1",
+                                     "candidates": ["v1", "v2", "v2:128x128", "v2:64x32"]}}
     kernels.clear_autotune_memory()
     kernels.conv2d_fprop(rt, RESNET_3X3, a, a, None, a)
     assert len(autotuning.calls) == 4
@@ -290,7 +291,8 @@ def test_autotune_can_pick_a_tile_configuration(autotuning):
     kernels.conv2d_dgrad(rt, RESNET_3X3, A(), A(), A())
     assert rt.expressions[-1] == "conv2d_dgrad_v2_implicit_gemm<float, 1>"
     key = kernels.autotune_key("Fake GPU sm_90", "dgrad", np.float32, RESNET_3X3)
-    assert json.loads(kernels.autotune_cache_path().read_text())["entries"][key] == "v2:128x128"
+    entry = json.loads(kernels.autotune_cache_path().read_text())["entries"][key]
+    assert entry["version"] == "v2:128x128"
 
 
 def test_autotune_times_max_pool_v3_too(autotuning):
@@ -322,13 +324,22 @@ def test_autotune_ignores_a_corrupt_or_stale_cache_file(autotuning):
     # (bgrad v3 is a candidate on NCHW arrays too, timed with its conversion to NHWC)
     assert autotuning.calls == ["v1", "v2", "v3"]
     assert json.loads(path.read_text())["entries"]  # rewritten whole
-    # An entry naming a version that no longer exists is re-tuned.
+    # An entry naming a version that no longer exists is re-tuned ...
     data = json.loads(path.read_text())
-    data["entries"] = {k: "v0" for k in data["entries"]}
+    for entry in data["entries"].values():
+        entry["version"] = "v0"
     path.write_text(json.dumps(data))
     kernels.clear_autotune_memory()
     kernels.conv2d_bgrad(rt, RESNET_3X3, A(), A())
     assert autotuning.calls == ["v1", "v2", "v3"] * 2
+    # ... and so is one chosen among other candidates (a version added since), or one of the
+    # first format (a bare version string).
+    for stale in ({"version": "v2", "candidates": ["v1", "v2"]}, "v2"):
+        data["entries"] = {k: stale for k in data["entries"]}
+        path.write_text(json.dumps(data))
+        kernels.clear_autotune_memory()
+        kernels.conv2d_bgrad(rt, RESNET_3X3, A(), A())
+    assert autotuning.calls == ["v1", "v2", "v3"] * 4
 
 
 def test_autotune_on_the_cpu_runtime_is_the_heuristic(autotuning):
