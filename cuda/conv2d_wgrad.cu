@@ -645,6 +645,30 @@ __device__ __forceinline__ void wgrad_mma_store(const float (&acc)[WM / 16][WN /
     });
 }
 
+// WgradMmaBlock: where a block of the tensor-core kernels (v3, v4, v5) sits in their grid:
+// x = tap-row tiles of BM, y = filter tiles of BN, z = groups * splits (z = g*splits + split),
+// and which reduction tiles of BK its split sums (split_range).
+struct WgradMmaBlock {
+    int Cg, Kg, CRS;                      // channels, filters and taps per group
+    int g, split;                         // the block's group and split
+    int m_block, k_block;                 // its first tap row, first filter within the group
+    long long NPQ, tile_begin, tile_end;  // pixels; the split's tiles [tile_begin, tile_end)
+
+    __device__ __forceinline__ WgradMmaBlock(int splits, int N, int C, int K, int R, int S,
+                                             int P, int Q, int groups, int BM, int BN,
+                                             int BK) {
+        Cg = C / groups; Kg = K / groups; CRS = Cg * R * S;
+        g = blockIdx.z / splits; split = blockIdx.z % splits;
+        m_block = blockIdx.x * BM;
+        k_block = blockIdx.y * BN;
+        NPQ = (long long)N * P * Q;
+        split_range(div_up(NPQ, BK), splits, split, tile_begin, tile_end);
+    }
+    __device__ __forceinline__ int tiles() const {
+        return tile_end > tile_begin ? (int)(tile_end - tile_begin) : 0;
+    }
+};
+
 // Grid: x = (c, r, s) row tiles (ceil(C/groups*R*S / BM)), y = filter tiles
 // (ceil(K/groups / BN)), z = groups * splits (z = g*splits + split). Block: WGRAD_V3_THREADS.
 // workspace: splits * K*(C/groups)*R*S floats when splits > 1 (unused otherwise).
@@ -662,27 +686,21 @@ conv2d_wgrad_v3_mma(const T* __restrict__ x, const T* __restrict__ dy, T* __rest
     __shared__ __align__(16) E a_smem[2][BM][BK + MmaTile<T>::skew];
     __shared__ __align__(16) E b_smem[2][BN][BK + MmaTile<T>::skew];
 
-    const int Cg = C / groups, Kg = K / groups, CRS = Cg * R * S;
-    const int g = blockIdx.z / splits, split = blockIdx.z % splits;
-    const int m_block = blockIdx.x * BM;  // first (c, r, s) row of this tile
-    const int k_block = blockIdx.y * BN;  // first filter of this tile, within the group
+    const WgradMmaBlock blk(splits, N, C, K, R, S, P, Q, groups, BM, BN, BK);  // rows (c, r, s)
     const int tid = threadIdx.x;
 
-    long long tile_begin, tile_end;  // this split's reduction tiles, as in v2
-    split_range(div_up((long long)N * P * Q, BK), splits, split, tile_begin, tile_end);
-
     WgradV3XLoader<T, BM, BK, THREADS> a;
-    a.init(x, tile_begin * BK, m_block + tid % BM, CRS, C, Cg, g, N, H, W, R, S, P, Q, pad_h,
-           pad_w, stride_h, stride_w, dilation_h, dilation_w, tid);
+    a.init(x, blk.tile_begin * BK, blk.m_block + tid % BM, blk.CRS, C, blk.Cg, blk.g, N, H, W,
+           R, S, P, Q, pad_h, pad_w, stride_h, stride_w, dilation_h, dilation_w, tid);
     WgradV3DyLoader<T, BN, BK, THREADS> bl;
-    bl.init(dy, tile_begin * BK, g * Kg + k_block, Kg - k_block, N, K, P, Q, tid);
+    bl.init(dy, blk.tile_begin * BK, blk.g * blk.Kg + blk.k_block, blk.Kg - blk.k_block, N, K,
+            P, Q, tid);
 
-    const int count = tile_end > tile_begin ? (int)(tile_end - tile_begin) : 0;
     float acc[WM / 16][WN / 8][4];
-    mma_tile_product<T, BM, BN, BK, WM, WN>(a, bl, count, acc, a_smem, b_smem);
+    mma_tile_product<T, BM, BN, BK, WM, WN>(a, bl, blk.tiles(), acc, a_smem, b_smem);
 
-    wgrad_mma_store<BM, WM, WN>(acc, dw, workspace, splits, split, g, Kg, K, CRS, m_block,
-                                k_block);
+    wgrad_mma_store<BM, WM, WN>(acc, dw, workspace, splits, blk.split, blk.g, blk.Kg, K, blk.CRS,
+                                blk.m_block, blk.k_block);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -857,25 +875,19 @@ conv2d_wgrad_v4_nhwc_mma(const T* __restrict__ x, const T* __restrict__ dy,
     __shared__ __align__(16) E a_smem[MMA_COPY_STAGES][BK][BM + MmaKMajorTile<T>::skew];
     __shared__ __align__(16) E b_smem[MMA_COPY_STAGES][BK][BN + MmaKMajorTile<T>::skew];
 
-    const int Cg = C / groups, Kg = K / groups, CRS = Cg * R * S;
-    const int g = blockIdx.z / splits, split = blockIdx.z % splits;
-    const int m_block = blockIdx.x * BM;  // first (r, s, c) row of this tile
-    const int k_block = blockIdx.y * BN;  // first filter of this tile, within the group
-    const long long NPQ = (long long)N * P * Q;
-    long long tile_begin, tile_end;       // this split's reduction tiles
-    split_range(div_up(NPQ, BK), splits, split, tile_begin, tile_end);
+    const WgradMmaBlock blk(splits, N, C, K, R, S, P, Q, groups, BM, BN, BK);  // rows (r, s, c)
 
     WgradV4XLoader<T, BM, BK, THREADS> a;
-    a.init(x, tile_begin * BK, m_block, N, C, H, W, R, S, P, Q, pad_h, pad_w, stride_h,
-           stride_w, dilation_h, dilation_w, g, Cg, threadIdx.x);
+    a.init(x, blk.tile_begin * BK, blk.m_block, N, C, H, W, R, S, P, Q, pad_h, pad_w, stride_h,
+           stride_w, dilation_h, dilation_w, blk.g, blk.Cg, threadIdx.x);
     WgradV4DyLoader<T, BN, BK, THREADS> b;
-    b.init(dy, tile_begin * BK, g * Kg + k_block, Kg - k_block, Kg, K, NPQ, threadIdx.x);
+    b.init(dy, blk.tile_begin * BK, blk.g * blk.Kg + blk.k_block, blk.Kg - blk.k_block, blk.Kg,
+           K, blk.NPQ, threadIdx.x);
 
-    const int count = tile_end > tile_begin ? (int)(tile_end - tile_begin) : 0;
     float acc[WM / 16][WN / 8][4];
-    mma_kmajor_tile_product<T, BM, BN, BK, WM, WN>(a, b, count, acc, a_smem, b_smem);
-    wgrad_mma_store<BM, WM, WN>(acc, dw, workspace, splits, split, g, Kg, K, CRS, m_block,
-                                k_block);
+    mma_kmajor_tile_product<T, BM, BN, BK, WM, WN>(a, b, blk.tiles(), acc, a_smem, b_smem);
+    wgrad_mma_store<BM, WM, WN>(acc, dw, workspace, splits, blk.split, blk.g, blk.Kg, K, blk.CRS,
+                                blk.m_block, blk.k_block);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -902,25 +914,19 @@ conv2d_wgrad_v5_nhwc_wgmma(const T* __restrict__ x, const T* __restrict__ dy,
     __shared__ __align__(128) unsigned short a_smem[MMA_COPY_STAGES][ATile::ELEMENTS];
     __shared__ __align__(128) unsigned short b_smem[MMA_COPY_STAGES][BTile::ELEMENTS];
 
-    const int Cg = C / groups, Kg = K / groups, CRS = Cg * R * S;
-    const int g = blockIdx.z / splits, split = blockIdx.z % splits;
-    const int m_block = blockIdx.x * BM;  // first (r, s, c) row of this tile
-    const int k_block = blockIdx.y * BN;  // first filter of this tile, within the group
-    const long long NPQ = (long long)N * P * Q;
-    long long tile_begin, tile_end;       // this split's reduction tiles
-    split_range(div_up(NPQ, BK), splits, split, tile_begin, tile_end);
+    const WgradMmaBlock blk(splits, N, C, K, R, S, P, Q, groups, BM, BN, BK);  // rows (r, s, c)
 
     WgradV4XLoader<T, BM, BK, WGRAD_V3_THREADS, ATile> a;
-    a.init(x, tile_begin * BK, m_block, N, C, H, W, R, S, P, Q, pad_h, pad_w, stride_h,
-           stride_w, dilation_h, dilation_w, g, Cg, threadIdx.x);
+    a.init(x, blk.tile_begin * BK, blk.m_block, N, C, H, W, R, S, P, Q, pad_h, pad_w, stride_h,
+           stride_w, dilation_h, dilation_w, blk.g, blk.Cg, threadIdx.x);
     WgradV4DyLoader<T, BN, BK, WGRAD_V3_THREADS, BTile> b;
-    b.init(dy, tile_begin * BK, g * Kg + k_block, Kg - k_block, Kg, K, NPQ, threadIdx.x);
+    b.init(dy, blk.tile_begin * BK, blk.g * blk.Kg + blk.k_block, blk.Kg - blk.k_block, blk.Kg,
+           K, blk.NPQ, threadIdx.x);
 
-    const int count = tile_end > tile_begin ? (int)(tile_end - tile_begin) : 0;
     float acc[1][BN / 8][4];  // this warp's 16 taps x BN filters
-    wgmma_tile_product<T, BM, BN, BK, ATile, BTile>(a, b, count, acc, a_smem, b_smem);
-    wgrad_mma_store<BM, 16, BN>(acc, dw, workspace, splits, split, g, Kg, K, CRS, m_block,
-                                k_block);
+    wgmma_tile_product<T, BM, BN, BK, ATile, BTile>(a, b, blk.tiles(), acc, a_smem, b_smem);
+    wgrad_mma_store<BM, 16, BN>(acc, dw, workspace, splits, blk.split, blk.g, blk.Kg, K, blk.CRS,
+                                blk.m_block, blk.k_block);
 }
 
 // Standalone `nvcc -cubin -arch=sm_90 -Xptxas -v cuda/conv2d_wgrad.cu`: taking each
