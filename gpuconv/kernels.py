@@ -472,17 +472,22 @@ def dtype_unsupported_reason(op: str, version: str, dtype) -> str | None:
             f"not {np.dtype(dtype).name}")
 
 
-def device_sms(rt) -> int | None:
-    """The multiprocessor count of the current device of a 'cuda' runtime; None for other
-    runtimes or when CuPy cannot tell."""
+def _on_cuda_device(rt, query):
+    """query(cupy) about the current device of a 'cuda' runtime; None for other runtimes or
+    when CuPy cannot tell (no device)."""
     if getattr(rt, "name", None) != "cuda":
         return None
     try:
         import cupy
 
-        return _multiprocessors(cupy.cuda.Device().id)
+        return query(cupy)
     except Exception:
         return None
+
+
+def device_sms(rt) -> int | None:
+    """The multiprocessor count of the current device of a 'cuda' runtime (else None)."""
+    return _on_cuda_device(rt, lambda cupy: _multiprocessors(cupy.cuda.Device().id))
 
 
 @functools.lru_cache(maxsize=None)
@@ -495,16 +500,8 @@ def _multiprocessors(device_id: int) -> int:
 
 
 def device_arch(rt) -> int | None:
-    """The compute capability (e.g. 90) of the current device of a 'cuda' runtime; None for
-    other runtimes or when CuPy cannot tell (no device)."""
-    if getattr(rt, "name", None) != "cuda":
-        return None
-    try:
-        import cupy
-
-        return int(cupy.cuda.Device().compute_capability)
-    except Exception:
-        return None
+    """The compute capability (e.g. 90) of the current device of a 'cuda' runtime (else None)."""
+    return _on_cuda_device(rt, lambda cupy: int(cupy.cuda.Device().compute_capability))
 
 
 ENV_TF32 = "GPUCONV_ALLOW_TF32"
