@@ -390,9 +390,11 @@ def bgrad_splits(g) -> int:
     return max(1, _cdiv(rows, per))  # the kernel's chunks: per rows each, none empty
 
 
+@functools.lru_cache(maxsize=None)
 def variants(op: str) -> tuple[str, ...]:
     """Every version of ``op`` with every tile configuration: ``('v1', 'v2', 'v2:128x128',
-    'v2:64x32', 'v3', ...)`` (a version's first configuration is the version itself)."""
+    'v2:64x32', 'v3', ...)`` (a version's first configuration is the version itself). Cached:
+    every launch checks its version against it."""
     out: list[str] = []
     for version in VERSIONS[op]:
         out.append(version)
