@@ -316,7 +316,8 @@ __device__ __forceinline__ void gemm_mainloop(ALoader& a, BLoader& b, long long 
 
 // ---------------------------------------------------------------------------------------
 // Tile configurations of the fprop / dgrad v2 kernels (their CFG template argument;
-// kernels.py's TILE_CONFIGS mirrors them, the selection picks one per shape). GemmV2Tiles: one configuration; THREADS follows from the tiles.
+// kernels.py's TILE_CONFIGS mirrors them, the selection picks one per shape). GemmV2Tiles:
+// one configuration; THREADS follows from the tiles.
 //   CFG 0  the kernel's own -D defaults (128 x 64 x 8, 8 x 4 per thread): the general case.
 //   CFG 1  128 x 128 x 8, 8 x 8 per thread: 4 FMAs per value read from shared memory (8 x 4:
 //          2.7), for large GEMMs. 64 accumulators and the loaders' state take 167 registers

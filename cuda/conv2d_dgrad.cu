@@ -228,17 +228,17 @@ struct DgradWLoader {
 // Grid: x = GEMM row tiles (ceil(N*H*W / BM)), y = channel tiles (ceil(C/groups / BN)),
 // z = groups. Block: Tiles::THREADS threads (1-D).
 // CFG: the tile configuration (common.cuh: GemmV2Config; 0 = the DGRAD_V2_* defaults).
-typedef GemmV2Tiles<DGRAD_V2_BM, DGRAD_V2_BN, DGRAD_V2_BK, DGRAD_V2_TM, DGRAD_V2_TN, DGRAD_V2_MIN_BLOCKS>
-    DgradV2Defaults;
+template <int CFG>
+using DgradV2Tiles = GemmV2Config<CFG, GemmV2Tiles<DGRAD_V2_BM, DGRAD_V2_BN, DGRAD_V2_BK, DGRAD_V2_TM,
+                                                  DGRAD_V2_TN, DGRAD_V2_MIN_BLOCKS>>;
 template <typename T, int CFG = 0>
-__global__ void __launch_bounds__(GemmV2Config<CFG, DgradV2Defaults>::THREADS,
-                                  GemmV2Config<CFG, DgradV2Defaults>::MIN_BLOCKS)
+__global__ void __launch_bounds__(DgradV2Tiles<CFG>::THREADS, DgradV2Tiles<CFG>::MIN_BLOCKS)
 conv2d_dgrad_v2_implicit_gemm(const T* __restrict__ dy, const T* __restrict__ w,
                               T* __restrict__ dx, int N, int C, int H, int W, int K, int R,
                               int S, int P, int Q, int pad_h, int pad_w, int stride_h,
                               int stride_w, int dilation_h, int dilation_w, int groups) {
     typedef typename accumulator<T>::type Acc;
-    typedef GemmV2Config<CFG, DgradV2Defaults> Tiles;
+    typedef DgradV2Tiles<CFG> Tiles;
     constexpr int BM = Tiles::BM, BN = Tiles::BN, BK = Tiles::BK;
     constexpr int TM = Tiles::TM, TN = Tiles::TN, THREADS = Tiles::THREADS;
     const int Cg = C / groups, Kg = K / groups, g = blockIdx.z;

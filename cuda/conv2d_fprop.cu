@@ -215,18 +215,18 @@ struct FpropWLoader {
 // Grid: x = GEMM row tiles (ceil(N*P*Q / BM)), y = filter tiles (ceil(K/groups / BN)),
 // z = groups. Block: Tiles::THREADS threads (1-D).
 // CFG: the tile configuration (common.cuh: GemmV2Config; 0 = the FPROP_V2_* defaults).
-typedef GemmV2Tiles<FPROP_V2_BM, FPROP_V2_BN, FPROP_V2_BK, FPROP_V2_TM, FPROP_V2_TN, FPROP_V2_MIN_BLOCKS>
-    FpropV2Defaults;
+template <int CFG>
+using FpropV2Tiles = GemmV2Config<CFG, GemmV2Tiles<FPROP_V2_BM, FPROP_V2_BN, FPROP_V2_BK, FPROP_V2_TM,
+                                                  FPROP_V2_TN, FPROP_V2_MIN_BLOCKS>>;
 template <typename T, int CFG = 0>
-__global__ void __launch_bounds__(GemmV2Config<CFG, FpropV2Defaults>::THREADS,
-                                  GemmV2Config<CFG, FpropV2Defaults>::MIN_BLOCKS)
+__global__ void __launch_bounds__(FpropV2Tiles<CFG>::THREADS, FpropV2Tiles<CFG>::MIN_BLOCKS)
 conv2d_fprop_v2_implicit_gemm(const T* __restrict__ x, const T* __restrict__ w,
                               const T* __restrict__ b, int has_bias, T* __restrict__ y, int N,
                               int C, int H, int W, int K, int R, int S, int P, int Q, int pad_h,
                               int pad_w, int stride_h, int stride_w, int dilation_h,
                               int dilation_w, int groups) {
     typedef typename accumulator<T>::type Acc;
-    typedef GemmV2Config<CFG, FpropV2Defaults> Tiles;
+    typedef FpropV2Tiles<CFG> Tiles;
     constexpr int BM = Tiles::BM, BN = Tiles::BN, BK = Tiles::BK;
     constexpr int TM = Tiles::TM, TN = Tiles::TN, THREADS = Tiles::THREADS;
     const int Cg = C / groups, Kg = K / groups, g = blockIdx.z;
