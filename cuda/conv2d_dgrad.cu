@@ -589,14 +589,15 @@ conv2d_dgrad_v4_nhwc_mma(const T* __restrict__ dy, const T* __restrict__ w_t,
 // v5: v4 on wgmma (sm_90a), as fprop v5: the same loaders, window, tiles and grid; stages in
 // wgmma's core-matrix layout, each warpgroup's 64 x 64 product straight from shared memory.
 // float16 / bfloat16 only; emulated with mma.m16n8k16 off sm_90a.
-template <typename T>
+template <typename T, int CFG = 0>
 __global__ void __launch_bounds__(DGRAD_V3_THREADS, DGRAD_V3_LAUNCH_MIN_BLOCKS)
 conv2d_dgrad_v5_nhwc_wgmma(const T* __restrict__ dy, const T* __restrict__ w_t,
                            T* __restrict__ dx, int N, int C, int H, int W, int K, int R, int S,
                            int P, int Q, int pad_h, int pad_w, int stride_h, int stride_w,
                            int dilation_h, int dilation_w, int groups) {
     static_assert(sizeof(T) == 2, "conv2d_dgrad_v5_nhwc_wgmma: 16-bit types");
-    constexpr int BM = DGRAD_V3_BM, BN = DGRAD_V3_BN, BK = DGRAD_V3_BK;
+    constexpr int BM = DGRAD_V3_BM, BN = WgmmaColumns<CFG, DGRAD_V3_BN>::BN;
+    constexpr int BK = DGRAD_V3_BK;
     static_assert(BM / 64 * 128 == DGRAD_V3_THREADS, "two warpgroups: v3's threads");
     __shared__ __align__(128) unsigned short a_smem[MMA_COPY_STAGES][BM * BK];
     __shared__ __align__(128) unsigned short b_smem[MMA_COPY_STAGES][BN * BK];
@@ -638,7 +639,9 @@ void* conv2d_dgrad_instance(int i) {
                                (void*)conv2d_dgrad_v4_nhwc_mma<__nv_bfloat16>,
                                (void*)conv2d_dgrad_v4_nhwc_mma<float>,
                                (void*)conv2d_dgrad_v5_nhwc_wgmma<__half>,
-                               (void*)conv2d_dgrad_v5_nhwc_wgmma<__nv_bfloat16>};
+                               (void*)conv2d_dgrad_v5_nhwc_wgmma<__half, 1>,
+                               (void*)conv2d_dgrad_v5_nhwc_wgmma<__nv_bfloat16>,
+                               (void*)conv2d_dgrad_v5_nhwc_wgmma<__nv_bfloat16, 1>};
     return instances[i];
 }
 #endif

@@ -590,7 +590,7 @@ conv2d_fprop_v4_nhwc_mma(const T* __restrict__ x, const T* __restrict__ w,
 // memory (wgmma.mma_async m64n64k16, both operands through descriptors: no ldmatrix, no A or
 // B fragments in registers). float16 / bfloat16 only. Off sm_90a (the CPU runtime, other GPUs)
 // the wgmma is emulated with mma.m16n8k16 over the same shared-memory coordinates.
-template <typename T>
+template <typename T, int CFG = 0>
 __global__ void __launch_bounds__(FPROP_V3_THREADS, FPROP_V3_LAUNCH_MIN_BLOCKS)
 conv2d_fprop_v5_nhwc_wgmma(const T* __restrict__ x, const T* __restrict__ w,
                            const T* __restrict__ b, int has_bias, T* __restrict__ y, int N,
@@ -598,7 +598,8 @@ conv2d_fprop_v5_nhwc_wgmma(const T* __restrict__ x, const T* __restrict__ w,
                            int pad_w, int stride_h, int stride_w, int dilation_h,
                            int dilation_w, int groups) {
     static_assert(sizeof(T) == 2, "conv2d_fprop_v5_nhwc_wgmma: 16-bit types");
-    constexpr int BM = FPROP_V3_BM, BN = FPROP_V3_BN, BK = FPROP_V3_BK;
+    constexpr int BM = FPROP_V3_BM, BN = WgmmaColumns<CFG, FPROP_V3_BN>::BN;
+    constexpr int BK = FPROP_V3_BK;
     static_assert(BM / 64 * 128 == FPROP_V3_THREADS, "two warpgroups: v3's threads");
     __shared__ __align__(128) unsigned short a_smem[MMA_COPY_STAGES][BM * BK];
     __shared__ __align__(128) unsigned short b_smem[MMA_COPY_STAGES][BN * BK];
@@ -641,7 +642,9 @@ void* conv2d_fprop_instance(int i) {
                                (void*)conv2d_fprop_v4_nhwc_mma<__nv_bfloat16>,
                                (void*)conv2d_fprop_v4_nhwc_mma<float>,
                                (void*)conv2d_fprop_v5_nhwc_wgmma<__half>,
-                               (void*)conv2d_fprop_v5_nhwc_wgmma<__nv_bfloat16>};
+                               (void*)conv2d_fprop_v5_nhwc_wgmma<__half, 1>,
+                               (void*)conv2d_fprop_v5_nhwc_wgmma<__nv_bfloat16>,
+                               (void*)conv2d_fprop_v5_nhwc_wgmma<__nv_bfloat16, 1>};
     return instances[i];
 }
 #endif

@@ -869,20 +869,24 @@ template <typename T, int BK> struct MmaPaddedRows {
 // MmaRowsLoader<T, BN, BK, THREADS>: a B operand stored as rows of a row-major matrix, each
 // row one GEMM column and contiguous along the reduction (fprop's filters w[k, (c, r, s)]; the
 // NHWC kernels' filters): init(w, first_row, rows_left, Kgemm, tid) for the block's rows
-// first_row .. + BN (rows past rows_left load zeros). Thread t copies one 16-byte piece (8
-// halves or 4 floats: PER_THREAD consecutive reduction steps) of row n_local = t / (BK /
-// PER_THREAD). With Kgemm a multiple of PER_THREAD and w 16-byte aligned every such piece is
-// an aligned 16-byte vector, copied by cp.async (zero-filled past the last row or the
+// first_row .. + BN (rows past rows_left load zeros). A 16-byte piece is PER_THREAD (8 halves
+// or 4 floats) consecutive reduction steps of one row; thread t copies piece
+// Layout::piece(t) of row n_local and of the rows ROWS_PER_PASS, 2 * ROWS_PER_PASS, ..
+// below it (PASSES pieces: 1 where the threads cover the tile at once, 2 for the 128-column
+// wgmma tiles). With Kgemm a multiple of PER_THREAD and w 16-byte aligned every piece is an
+// aligned 16-byte vector, copied by cp.async (zero-filled past the last row or the
 // reduction's end, which then holds whole pieces); otherwise PER_THREAD guarded loads
 // (float: rounded to tf32).
 template <typename T, int BN, int BK, int THREADS, class Layout = MmaPaddedRows<T, BK>>
 struct MmaRowsLoader {
-    enum { PER_THREAD = 16 / sizeof(T) };
-    static_assert(BN * BK == THREADS * PER_THREAD, "B tile split");
+    enum { PER_THREAD = 16 / sizeof(T), ROWS_PER_PASS = THREADS / (BK / PER_THREAD),
+           PASSES = BN / ROWS_PER_PASS };
+    static_assert(BN * BK == PASSES * THREADS * PER_THREAD, "B tile split into whole passes");
     static_assert(!Layout::MN_MAJOR, "a piece is 8 consecutive kk of one row");
     const T* w;                   // w itself (a valid address for zero-byte copies)
-    const T* w_row;               // this thread's row (w itself past rows_left)
-    bool col_valid, vector_ok;
+    const T* w_row;               // this thread's first row (w itself past rows_left)
+    int rows_here;                // real rows from this thread's first one on (may be <= 0)
+    bool vector_ok;
     int n_local, kk_local, kk_first, Kgemm;
 
     __device__ __forceinline__ void init(const T* w_, int first_row, int rows_left, int Kgemm_,
@@ -893,25 +897,31 @@ struct MmaRowsLoader {
         Layout::piece(tid, BK / PER_THREAD, n_local, piece);
         kk_local = piece * PER_THREAD;
         kk_first = kk_local;
-        col_valid = n_local < rows_left;
-        w_row = col_valid ? w + (long long)(first_row + n_local) * Kgemm : w;
+        rows_here = rows_left - n_local;
+        w_row = rows_here > 0 ? w + (long long)(first_row + n_local) * Kgemm : w;
         vector_ok = Kgemm % PER_THREAD == 0 &&
                     (reinterpret_cast<unsigned long long>(w) & 15ull) == 0;
     }
     // Fetch the next tile into `tile` (a free stage): asynchronously where possible.
     __device__ __forceinline__ void load(typename MmaTile<T>::type* tile) {
-        auto* dst = tile + Layout::at(n_local, kk_local);
-        if (vector_ok) {
-            const bool inside = col_valid && kk_first < Kgemm;  // whole piece or none
-            cp_async_16(dst, inside ? w_row + kk_first : w, inside ? 16 : 0);
-        } else {
-            unsigned words[4];
 #pragma unroll
-            for (int i = 0; i < PER_THREAD; ++i) {
-                const bool inside = col_valid && kk_first + i < Kgemm;
-                mma_put(words, i, inside ? w_row[kk_first + i] : T(), inside);
+        for (int i = 0; i < PASSES; ++i) {
+            auto* dst = tile + Layout::at(n_local + i * ROWS_PER_PASS, kk_local);
+            const bool row_valid = i * ROWS_PER_PASS < rows_here;
+            const T* row = row_valid ? w_row + (long long)i * ROWS_PER_PASS * Kgemm : w;
+            if (vector_ok) {
+                const bool inside = row_valid && kk_first < Kgemm;  // whole piece or none
+                cp_async_16(dst, inside ? row + kk_first : w, inside ? 16 : 0);
+            } else {
+                unsigned words[4];
+#pragma unroll
+                for (int e = 0; e < PER_THREAD; ++e) {
+                    const bool inside = row_valid && kk_first + e < Kgemm;
+                    mma_put(words, e, inside ? row[kk_first + e] : T(), inside);
+                }
+                *reinterpret_cast<uint4*>(dst) =
+                    make_uint4(words[0], words[1], words[2], words[3]);
             }
-            *reinterpret_cast<uint4*>(dst) = make_uint4(words[0], words[1], words[2], words[3]);
         }
         kk_first += BK;
     }
@@ -1157,38 +1167,66 @@ __device__ __forceinline__ void wgmma_fence_operands(float (&d)[N / 8][4]) {
 }
 
 #define GPUCONV_WGMMA_D8(j) "+f"(d[j][0]), "+f"(d[j][1]), "+f"(d[j][2]), "+f"(d[j][3])
+// The accumulator operands of m64n64 (32 registers a thread) and m64n128 (64).
+#define GPUCONV_WGMMA_D64                                                                  \
+    GPUCONV_WGMMA_D8(0), GPUCONV_WGMMA_D8(1), GPUCONV_WGMMA_D8(2), GPUCONV_WGMMA_D8(3),       \
+        GPUCONV_WGMMA_D8(4), GPUCONV_WGMMA_D8(5), GPUCONV_WGMMA_D8(6), GPUCONV_WGMMA_D8(7)
+#define GPUCONV_WGMMA_D128                                                                 \
+    GPUCONV_WGMMA_D64, GPUCONV_WGMMA_D8(8), GPUCONV_WGMMA_D8(9), GPUCONV_WGMMA_D8(10),        \
+        GPUCONV_WGMMA_D8(11), GPUCONV_WGMMA_D8(12), GPUCONV_WGMMA_D8(13),                     \
+        GPUCONV_WGMMA_D8(14), GPUCONV_WGMMA_D8(15)
+#define GPUCONV_WGMMA_R64  \
+    "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, " \
+    "%18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}"
+#define GPUCONV_WGMMA_R128  \
+    "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, " \
+    "%18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, " \
+    "%34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, " \
+    "%50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}"
 
 // wgmma_m64nNk16<T, ATile, BTile, N>(d, a, b): d (this warp's 16 rows of the warpgroup's
 // 64 x N accumulators) += A * B over one k16 slice; a = the slice's first element of the
 // warpgroup's first row (&stage[ATile::at(row0, ks)], row0 and ks multiples of 8), b = that of
 // B's first row. Each tile's MN_MAJOR is the instruction's imm-trans for it. All 128 threads
-// of the warpgroup, converged. N = 64.
+// of the warpgroup, converged. N = 64 or 128 (the instruction shapes spelled out below).
 template <typename T, class ATile, class BTile, int N>
 __device__ __forceinline__ void wgmma_m64nNk16(float (&d)[N / 8][4], const unsigned short* a,
                                                const unsigned short* b) {
     static_assert(sizeof(T) == 2, "wgmma_m64nNk16 multiplies 16-bit operands");
-    static_assert(N == 64, "the instruction shape spelled out below");
+    static_assert(N == 64 || N == 128, "the instruction shapes spelled out below");
 #if GPUCONV_WGMMA_PTX
     const unsigned long long desc_a =
         wgmma_descriptor(__cvta_generic_to_shared(a), ATile::LBO, ATile::SBO);
     const unsigned long long desc_b =
         wgmma_descriptor(__cvta_generic_to_shared(b), BTile::LBO, BTile::SBO);
     // scale-d = 1 (accumulate), A and B unscaled (1), imm-trans-a / -b: the tiles' MN_MAJOR.
-#define GPUCONV_WGMMA_ASM(TYPES)                                                              \
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"                                  \
-                 "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPES " "                     \
-                 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "   \
-                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, " \
-                 "%31}, %32, %33, p, 1, 1, %34, %35;\n}\n"                                   \
-                 : GPUCONV_WGMMA_D8(0), GPUCONV_WGMMA_D8(1), GPUCONV_WGMMA_D8(2),             \
-                   GPUCONV_WGMMA_D8(3), GPUCONV_WGMMA_D8(4), GPUCONV_WGMMA_D8(5),             \
-                   GPUCONV_WGMMA_D8(6), GPUCONV_WGMMA_D8(7)                                   \
+    // SHAPE, the accumulators' register list and operands, the first operand after them.
+#define GPUCONV_WGMMA_ASM(SHAPE, TYPES, REGS, OUTS, A, B, TA, TB)                             \
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"                                 \
+                 "wgmma.mma_async.sync.aligned." SHAPE ".f32." TYPES " " REGS ", " A ", " B   \
+                 ", p, 1, 1, " TA ", " TB ";\n}\n"                                            \
+                 : OUTS                                                                      \
                  : "l"(desc_a), "l"(desc_b), "n"((int)ATile::MN_MAJOR),                     \
                    "n"((int)BTile::MN_MAJOR))
-    if constexpr (is_bfloat16<T>::value)
-        GPUCONV_WGMMA_ASM("bf16.bf16");
-    else
-        GPUCONV_WGMMA_ASM("f16.f16");
+#define GPUCONV_WGMMA_N64(TYPES)                                                              \
+    GPUCONV_WGMMA_ASM("m64n64k16", TYPES, GPUCONV_WGMMA_R64, GPUCONV_WGMMA_D64, "%32", "%33", \
+                      "%34", "%35")
+#define GPUCONV_WGMMA_N128(TYPES)                                                             \
+    GPUCONV_WGMMA_ASM("m64n128k16", TYPES, GPUCONV_WGMMA_R128, GPUCONV_WGMMA_D128, "%64",     \
+                      "%65", "%66", "%67")
+    if constexpr (N == 64) {
+        if constexpr (is_bfloat16<T>::value)
+            GPUCONV_WGMMA_N64("bf16.bf16");
+        else
+            GPUCONV_WGMMA_N64("f16.f16");
+    } else {
+        if constexpr (is_bfloat16<T>::value)
+            GPUCONV_WGMMA_N128("bf16.bf16");
+        else
+            GPUCONV_WGMMA_N128("f16.f16");
+    }
+#undef GPUCONV_WGMMA_N128
+#undef GPUCONV_WGMMA_N64
 #undef GPUCONV_WGMMA_ASM
 #else
     // Descriptors of the two slices, their starts taken as offset 0 from a and b.
@@ -1210,6 +1248,10 @@ __device__ __forceinline__ void wgmma_m64nNk16(float (&d)[N / 8][4], const unsig
     }
 #endif
 }
+#undef GPUCONV_WGMMA_R128
+#undef GPUCONV_WGMMA_R64
+#undef GPUCONV_WGMMA_D128
+#undef GPUCONV_WGMMA_D64
 #undef GPUCONV_WGMMA_D8
 
 // wgmma_fence(): before the first wgmma of a batch (its accumulators were written by other
@@ -1258,6 +1300,19 @@ __device__ __forceinline__ void wgmma_tile_product(
         wgmma_fence_operands<BN>(acc[0]);
     });
 }
+
+// WgmmaColumns<CFG, BN>: the v5 kernels' (fprop, dgrad) tile configurations, the CFG template
+// argument (kernels.TILE_CONFIGS mirrors them, the selection picks one per shape); the rows
+// stay v3's 128, two warpgroups of 64.
+//   CFG 0  BN columns, the kernel's own -D default (64: m64n64k16, 32 accumulators a thread).
+//   CFG 1  128 columns (m64n128k16, 64 accumulators a thread): each A slice the tensor cores
+//          read from shared memory serves twice the columns. Three stages of 128 x 32 A and
+//          B tiles take 48 KB, all of the static shared memory.
+// Both give the same bits: an accumulator's reduction order does not depend on the columns.
+template <int CFG, int BN_> struct WgmmaColumns {
+    static_assert(CFG == 0 || CFG == 1, "the v5 kernels have tile configurations 0 and 1");
+    enum { BN = CFG == 1 ? 128 : BN_ };
+};
 
 // wgmma_nhwc_gemm: mma_nhwc_gemm on wgmma (the v5 kernels): the same loaders with WgmmaTile
 // layouts, wgmma_tile_product, the same epilogue walk (store(m, col, value)).

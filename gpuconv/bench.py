@@ -374,7 +374,8 @@ def add_ratios(record: dict, peak: dict) -> dict:
         # A tensor-core kernel is measured against the tensor cores' peak, others against
         # the CUDA cores' (FP32 / FP64 lanes).
         op = NHWC_OPS.get(record["op"], record["op"])
-        tensor = (op, record.get("gpuconv_version")) in kernels.TENSOR_CORE_VERSIONS
+        version = kernels.base_version(record.get("gpuconv_version") or "")
+        tensor = (op, version) in kernels.TENSOR_CORE_VERSIONS
         top = peak.get("tensor_flops") if tensor else peak.get("flops")
         if top:
             record["fraction_of_peak"] = record["flops"] / (ms * 1e-3) / top

@@ -784,7 +784,7 @@ def kernel_versions(op: str, problem, dtype) -> tuple:
     nhwc = op.endswith("_channels_last")
     return tuple(v for v in kernels.variants(kop) if kernels.supports(kop, v, g)
                  and kernels.dtype_unsupported_reason(kop, v, dtype) is None
-                 and ((kop, v) in kernels.NHWC_VERSIONS) == nhwc)
+                 and ((kop, kernels.base_version(v)) in kernels.NHWC_VERSIONS) == nhwc)
 
 
 def check_case(op: str, problem, dtype, to_device=lambda a: a, to_host=np.asarray,

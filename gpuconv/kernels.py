@@ -15,9 +15,10 @@ converted to NHWC and back by :func:`conv2d_fprop` / :func:`conv2d_dgrad` /
 :func:`conv2d_wgrad`; fprop, dgrad and wgrad ``v5``, v4 on wgmma (the warpgroup MMA of sm_90a;
 emulated elsewhere), float16 and bfloat16; bgrad ``v3`` sums channels-last dy as it is (:func:`conv2d_bgrad_nhwc`;
 :func:`conv2d_bgrad` converts NCHW dy to NHWC for it); max-pool's ``v3`` is v2 vectorized
-(``POOL_V3_VEC`` consecutive outputs per thread, vector stores). fprop and dgrad v2 also come
-in other tile configurations, asked for as versions of their own: ``'v2:128x128'`` and
-``'v2:64x32'`` (``TILE_CONFIGS``, ``variants``; ``'v2'`` is 128x64).
+(``POOL_V3_VEC`` consecutive outputs per thread, vector stores). fprop and dgrad v2 and v5 also come
+in other tile configurations, asked for as versions of their own: ``'v2:128x128'``,
+``'v2:64x32'`` and ``'v5:128x128'`` (``TILE_CONFIGS``, ``variants``; ``'v2'`` and ``'v5'`` are
+128x64; ``base_version`` strips the configuration).
 Which one runs is decided per call, first match wins:
 
 1. the ``version=`` argument of the launcher (``'v1'``, ``'v2'``, ...);
@@ -212,10 +213,15 @@ class MmaTiles:
     WM: int          # GEMM rows per warp (WM/16 m16 fragments)
     WN: int          # GEMM columns per warp (WN/8 n8 fragments)
     min_blocks: int  # __launch_bounds__ minimum resident blocks per SM (sm_80+)
+    config: int = 0  # the kernel's CFG template argument (0: the .cu file's -D defaults)
 
     @property
     def threads(self) -> int:
         return (self.BM // self.WM) * (self.BN // self.WN) * 32
+
+    @property
+    def shape(self) -> str:
+        return f"{self.BM}x{self.BN}"
 
 
 FPROP_V3 = MmaTiles("FPROP_V3", BM=128, BN=64, BK=32, WM=32, WN=32, min_blocks=2)
@@ -223,6 +229,13 @@ DGRAD_V3 = MmaTiles("DGRAD_V3", BM=128, BN=64, BK=32, WM=32, WN=32, min_blocks=2
 # wgrad v3's GEMM is the transpose of v2's: rows (c, r, s), columns the group's filters; v4
 # (NHWC) and v5 (v4 on wgmma) have v3's tiles, with rows (r, s, c).
 WGRAD_V3 = MmaTiles("WGRAD_V3", BM=128, BN=64, BK=32, WM=32, WN=32, min_blocks=2)
+# fprop and dgrad v5 (wgmma) also come with 128 x 128 tiles, "v5:128x128" (CFG 1, mma.cuh:
+# WgmmaColumns): each warpgroup's m64n128k16 accumulators, a warp holding 16 rows x 128
+# columns; twice the columns per A slice read from shared memory, 48 KB of stages. The same
+# bits as v5 (each accumulator's reduction order does not depend on the columns).
+TILE_CONFIGS.update({(op, "v5"): (default, MmaTiles(default.prefix, BM=128, BN=128, BK=32, WM=16,
+                                                    WN=128, min_blocks=2, config=1))
+                     for op, default in (("fprop", FPROP_V3), ("dgrad", DGRAD_V3))})
 # The v4 kernels' pipeline depth (MMA_COPY_STAGES in mma.cuh): both tiles copied by cp.async,
 # up to MMA_COPY_STAGES - 1 tiles in flight during the math.
 MMA_COPY_STAGES = 3
@@ -402,7 +415,13 @@ def variants(op: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def split_version(op: str, version: str) -> tuple[str, "GemmTiles | None"]:
+def base_version(version: str) -> str:
+    """The algorithm of a version string: ``'v5:128x128'`` -> ``'v5'`` (what the version sets
+    above, NHWC_VERSIONS and the others, hold)."""
+    return version.partition(":")[0]
+
+
+def split_version(op: str, version: str) -> tuple[str, "GemmTiles | MmaTiles | None"]:
     """(version, its tiles) of a version string: ``'v2:128x128'`` -> ``('v2', <128x128>)``;
     ``'v2'`` -> ``('v2', <its default tiles>)`` where it has tile configurations, else
     ``(version, None)``. ValueError for a version or configuration ``op`` does not have."""
@@ -535,7 +554,7 @@ def tf32_allowed() -> bool:
 
 def runs_on_tf32(op: str, version: str, dtype) -> bool:
     """Whether ``version`` of ``op`` runs float32 ``dtype`` on TF32 tensor cores."""
-    return ((op, version) in TENSOR_CORE_VERSIONS and dtype is not None
+    return ((op, base_version(version)) in TENSOR_CORE_VERSIONS and dtype is not None
             and np.dtype(dtype) == np.float32)
 
 
@@ -547,9 +566,9 @@ def runs_well_here(op: str, version: str, dtype, arch: int | None) -> bool:
         return False
     if runs_on_tf32(op, version, dtype) and not tf32_allowed():
         return False
-    if (op, version) in WGMMA_VERSIONS:
+    if (op, base_version(version)) in WGMMA_VERSIONS:
         return dtype is not None and arch == WGMMA_ARCH
-    if (op, version) in TENSOR_CORE_VERSIONS:
+    if (op, base_version(version)) in TENSOR_CORE_VERSIONS:
         return dtype is not None and arch is not None and arch >= TENSOR_CORE_MIN_ARCH
     return True
 
@@ -837,7 +856,7 @@ def _gemm_grid(tiles: "GemmTiles | MmaTiles", M: int, Ncols: int, z: int) -> tup
 
 
 def _fprop_launch(rt, g, version, x, w, b, y) -> None:
-    if ("fprop", version) in NHWC_VERSIONS:  # NCHW in and out, converted here (and counted)
+    if ("fprop", base_version(version)) in NHWC_VERSIONS:  # NCHW in and out: converted, counted
         xp = rt.xp
         y_nhwc = xp.empty((g.N, g.P, g.Q, g.K), y.dtype)
         _fprop_nhwc_launch(rt, g, xp.ascontiguousarray(x.transpose(0, 2, 3, 1)),
@@ -862,14 +881,15 @@ def _fprop_launch(rt, g, version, x, w, b, y) -> None:
 
 
 def _fprop_nhwc_launch(rt, g, x, w, b, y, version="v4") -> None:
-    """v4 or v5 on channels-last arrays: x (N,H,W,C), w (K,R,S,C/groups), y (N,P,Q,K),
-    C-contiguous; v3's grid (v4 and v5 have v3's tiles)."""
+    """v4 or v5 (any tile configuration) on channels-last arrays: x (N,H,W,C),
+    w (K,R,S,C/groups), y (N,P,Q,K), C-contiguous; the grid of v3's tiles or the
+    configuration's."""
     if b is None:
         b, has_bias = rt.xp.zeros(1, y.dtype), 0  # a valid pointer the kernel never reads
     else:
         has_bias = 1
     M, Ncols, _ = _gemm_shape("fprop", g)
-    grid, block = _gemm_grid(FPROP_V3, M, Ncols, g.groups)
+    grid, block = _gemm_grid(split_version("fprop", version)[1] or FPROP_V3, M, Ncols, g.groups)
     _launch_grid(rt, "fprop", version, y.dtype, grid, block,
                  [x, w, b, np.int32(has_bias), y] + _conv_sizes(g))
 
@@ -892,7 +912,7 @@ def _on_nchw_copies(rt, launch, inputs, out) -> None:
 
 
 def _fprop_nhwc_any(rt, g, version, x, w, b, y) -> None:
-    if ("fprop", version) in NHWC_VERSIONS:
+    if ("fprop", base_version(version)) in NHWC_VERSIONS:
         _fprop_nhwc_launch(rt, g, x, w, b, y, version)
         return
     _on_nchw_copies(rt, lambda x, w, y: _fprop_launch(rt, g, version, x, w, b, y), [x, w], y)
@@ -908,7 +928,7 @@ def conv2d_fprop_nhwc(rt, g, x, w, b, y, version: str | None = None) -> None:
 
 
 def _dgrad_launch(rt, g, version, dy, w, dx) -> None:
-    if ("dgrad", version) in NHWC_VERSIONS:  # NCHW in and out, converted here (and counted)
+    if ("dgrad", base_version(version)) in NHWC_VERSIONS:  # NCHW in and out: converted, counted
         xp = rt.xp
         dx_nhwc = xp.empty((g.N, g.H, g.W, g.C), dx.dtype)
         _dgrad_nhwc_launch(rt, g, xp.ascontiguousarray(dy.transpose(0, 2, 3, 1)),
@@ -941,10 +961,10 @@ def _dgrad_v4_filters(xp, g, w, layout: str = "nchw"):
 
 
 def _dgrad_nhwc_launch(rt, g, dy, w_t, dx, version="v4") -> None:
-    """dgrad v4 or v5 on channels-last arrays: dy (N,P,Q,K), w_t (C,R,S,K/groups),
-    dx (N,H,W,C); v3's grid (v4 and v5 have v3's tiles)."""
+    """dgrad v4 or v5 (any tile configuration) on channels-last arrays: dy (N,P,Q,K),
+    w_t (C,R,S,K/groups), dx (N,H,W,C); the grid of v3's tiles or the configuration's."""
     M, Ncols, _ = _gemm_shape("dgrad", g)
-    grid, block = _gemm_grid(DGRAD_V3, M, Ncols, g.groups)
+    grid, block = _gemm_grid(split_version("dgrad", version)[1] or DGRAD_V3, M, Ncols, g.groups)
     _launch_grid(rt, "dgrad", version, dx.dtype, grid, block, [dy, w_t, dx] + _conv_sizes(g))
 
 
@@ -956,7 +976,7 @@ def conv2d_dgrad(rt, g, dy, w, dx, version: str | None = None) -> None:
 
 
 def _dgrad_nhwc_any(rt, g, version, dy, w, dx) -> None:
-    if ("dgrad", version) in NHWC_VERSIONS:
+    if ("dgrad", base_version(version)) in NHWC_VERSIONS:
         _dgrad_nhwc_launch(rt, g, dy, _dgrad_v4_filters(rt.xp, g, w, "nhwc"), dx, version)
         return
     _on_nchw_copies(rt, lambda dy, w, dx: _dgrad_launch(rt, g, version, dy, w, dx), [dy, w], dx)
@@ -975,7 +995,7 @@ def _wgrad_launch(rt, g, version, x, dy, dw) -> None:
     if version == "v1":
         _launch(rt, "conv2d_wgrad.cu", "conv2d_wgrad_v1_direct", dw.dtype,
                 g.K * g.C_per_group * g.R * g.S, [x, dy, dw] + _conv_sizes(g))
-    elif ("wgrad", version) in NHWC_VERSIONS:  # NCHW in and out, converted here (and counted)
+    elif ("wgrad", base_version(version)) in NHWC_VERSIONS:  # NCHW in and out: converted, counted
         xp = rt.xp
         dw_krsc = xp.empty((g.K, g.R, g.S, g.C_per_group), dw.dtype)
         _wgrad_gemm_launch(rt, g, version, xp.ascontiguousarray(x.transpose(0, 2, 3, 1)),
@@ -1014,7 +1034,7 @@ def conv2d_wgrad(rt, g, x, dy, dw, version: str | None = None) -> None:
 
 
 def _wgrad_nhwc_any(rt, g, version, x, dy, dw) -> None:
-    if ("wgrad", version) in NHWC_VERSIONS:
+    if ("wgrad", base_version(version)) in NHWC_VERSIONS:
         _wgrad_gemm_launch(rt, g, version, x, dy, dw)
         return
     _on_nchw_copies(rt, lambda x, dy, dw: _wgrad_launch(rt, g, version, x, dy, dw), [x, dy], dw)

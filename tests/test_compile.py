@@ -267,7 +267,9 @@ def test_v2_tile_configurations_match_the_python_mirror():
     table = {int(m.group(1)): tuple(int(v) for v in m.group(2).split(","))
              for m in re.finditer(r"struct GemmV2Config<(\d+), Default> : GemmV2Tiles<([\d, ]+)>",
                                   text)}
-    for (op, _), configs in kernels.TILE_CONFIGS.items():
+    for (op, version), configs in kernels.TILE_CONFIGS.items():
+        if version != "v2":
+            continue
         assert configs[0].config == 0 and configs[0] == getattr(kernels, f"{op.upper()}_V2")
         assert sorted(t.config for t in configs[1:]) == sorted(table), op
         for t in configs[1:]:
@@ -572,6 +574,29 @@ def test_tf32_tile_sizes_match_the_python_mirror():
 WGMMA_KERNELS = {"conv2d_fprop_v5_nhwc_wgmma": ("conv2d_fprop.cu", kernels.FPROP_V3),
                  "conv2d_dgrad_v5_nhwc_wgmma": ("conv2d_dgrad.cu", kernels.DGRAD_V3),
                  "conv2d_wgrad_v5_nhwc_wgmma": ("conv2d_wgrad.cu", kernels.WGRAD_V3)}
+
+
+def v5_configs(template: str) -> tuple:
+    """The tiles of each tile configuration of a v5 kernel, CFG 0 first (kernels.TILE_CONFIGS;
+    wgrad v5 has only its default)."""
+    op = template.split("_")[1]
+    return kernels.TILE_CONFIGS.get((op, "v5"), (WGMMA_KERNELS[template][1],))
+
+
+def v5_instance(template: str, ctype: str, config: int) -> str:
+    return f"{template}<{ctype}, {config}>" if config else f"{template}<{ctype}>"
+
+
+def test_v5_tile_configurations_match_the_python_mirror():
+    """mma.cuh's WgmmaColumns (CFG 1: 128 columns) against kernels.TILE_CONFIGS: the rows, the
+    reduction tile and the launch bounds stay v3's, so the same bits and the same threads."""
+    text = source_path("mma.cuh").read_text()
+    wide = int(re.search(r"enum \{ BN = CFG == 1 \? (\d+) : BN_ \}", text).group(1))
+    for op in ("fprop", "dgrad"):
+        default, large = kernels.TILE_CONFIGS[(op, "v5")]
+        assert default == WGMMA_KERNELS[f"conv2d_{op}_v5_nhwc_wgmma"][1]
+        assert (large.config, large.BN, large.BM, large.BK) == (1, wide, default.BM, default.BK)
+        assert (large.threads, large.min_blocks) == (default.threads, default.min_blocks)
 # wgrad v5 reads both operands MN-major (transposed): WgmmaMnTile, whose row groups of 8 are
 # BK * 16 + 16 bytes apart; fprop and dgrad K-major (WgmmaTile, BK * 16 bytes).
 MN_MAJOR_V5 = {"conv2d_wgrad_v5_nhwc_wgmma"}
@@ -588,46 +613,60 @@ def v5_stage_bytes(template: str, t) -> int:
 @pytest.mark.parametrize("template", sorted(WGMMA_KERNELS))
 def test_v5_fits_its_launch_bounds(template, arch):
     """Two warpgroups (v3's 256 threads): 2 resident blocks on sm_80+ (128 registers each at
-    most), no spills; MMA_COPY_STAGES stages of the 128 x 32 and 64 x 32 tiles in static shared
-    memory."""
-    source_name, t = WGMMA_KERNELS[template]
+    most), no spills; MMA_COPY_STAGES stages of the 128 x 32 and 64 x 32 tiles (128 x 32 and
+    128 x 32 for the 128 x 128 configuration) in static shared memory."""
+    source_name, _ = WGMMA_KERNELS[template]
     rows, _ = nvrtc_compile(source_name, arch)
-    mine = [r for r in rows if r.kernel.split("<")[0] == template]
-    assert sorted(r.kernel.split("<")[1] for r in mine) == ["__half>", "__nv_bfloat16>"]
-    blocks = t.min_blocks if arch != "sm_75" else 1
-    limit = min(255, REGISTER_FILE // (t.threads * blocks))
-    for r in mine:
-        print(f"{r.kernel} {arch}: {r.registers} registers (limit {limit}), {r.smem} B smem")
-        assert r.registers <= limit and r.spill_stores == r.spill_loads == 0
-        assert r.smem == kernels.MMA_COPY_STAGES * v5_stage_bytes(template, t)
+    mine = {r.kernel: r for r in rows if r.kernel.split("<")[0] == template}
+    configs = v5_configs(template)
+    assert sorted(mine) == sorted(v5_instance(template, c, t.config) for c in
+                                  ("__half", "__nv_bfloat16") for t in configs)
+    for t in configs:
+        blocks = t.min_blocks if arch != "sm_75" else 1
+        limit = min(255, REGISTER_FILE // (t.threads * blocks))
+        for ctype in ("__half", "__nv_bfloat16"):
+            r = mine[v5_instance(template, ctype, t.config)]
+            print(f"{r.kernel} {arch}: {r.registers} registers (limit {limit}), {r.smem} B smem")
+            assert r.registers <= limit and r.spill_stores == r.spill_loads == 0
+            assert r.smem == kernels.MMA_COPY_STAGES * v5_stage_bytes(template, t) <= 48 * 1024
+
+
+V5_INSTANCES = [(template, t.config) for template in sorted(WGMMA_KERNELS)
+                for t in v5_configs(template)]
 
 
 @_needs_cuobjdump
-@pytest.mark.parametrize("template", sorted(WGMMA_KERNELS))
+@pytest.mark.parametrize("template,config", V5_INSTANCES,
+                         ids=[f"{t}-cfg{c}" for t, c in V5_INSTANCES])
 @pytest.mark.parametrize("ctype", ["__half", "__nv_bfloat16"])
-def test_sass_v5_runs_wgmma_on_sm90a(template, ctype, tmp_path):
-    """sm_90a: HGMMA.64x64x16.F32 (wgmma m64n64k16, .BF16 for bfloat16), BK/16 per tile, between
-    WARPGROUP.ARRIVE (wgmma.fence) and WARPGROUP.DEPBAR (wgmma.wait_group); FENCE.VIEW.ASYNC.S
-    (fence.proxy.async: the copies made visible to the tensor cores); both tiles copied by
-    LDGSTS; no ldmatrix, no mma.sync, no local memory, no shuffles; wgrad's both operands
-    transposed (.tnspA.tnspB: imm-trans 1, MN-major), fprop's and dgrad's neither. sm_90
-    without the 'a' features: the emulation on mma.sync (HMMA), no HGMMA."""
-    source_name, t = WGMMA_KERNELS[template]
-    sass = nvrtc_sass(source_name, "sm_90a")[f"{template}<{ctype}>"]
+def test_sass_v5_runs_wgmma_on_sm90a(template, config, ctype, tmp_path):
+    """sm_90a: HGMMA.64xBNx16.F32 (wgmma m64n64k16; m64n128k16 in the 128 x 128 tile
+    configuration; .BF16 for bfloat16), BK/16 per tile, between WARPGROUP.ARRIVE (wgmma.fence)
+    and WARPGROUP.DEPBAR (wgmma.wait_group); FENCE.VIEW.ASYNC.S (fence.proxy.async: the copies
+    made visible to the tensor cores); both tiles copied by LDGSTS, at least one per 16-byte
+    piece a thread copies per tile; no ldmatrix, no mma.sync, no local memory, no shuffles;
+    wgrad's both operands transposed (.tnspA.tnspB: imm-trans 1, MN-major), fprop's and
+    dgrad's neither. sm_90 without the 'a' features: the emulation on mma.sync (HMMA), no
+    HGMMA."""
+    source_name, _ = WGMMA_KERNELS[template]
+    t = v5_configs(template)[config]
+    kernel = v5_instance(template, ctype, config)
+    sass = nvrtc_sass(source_name, "sm_90a")[kernel]
     counts = sass_counts(sass, r"\b((?:HGMMA|HMMA|LDSM|LDGSTS|LDL|STL|SHFL|WARPGROUP|FENCE)"
                                r"(?:\.[A-Z0-9x]+)*)\b")
     print(template, ctype, counts)
-    hgmma = "HGMMA.64x64x16.F32" + (".BF16" if ctype == "__nv_bfloat16" else "")
+    hgmma = f"HGMMA.64x{t.BN}x16.F32" + (".BF16" if ctype == "__nv_bfloat16" else "")
     assert counts.get(hgmma, 0) >= t.BK // 16, counts
     for needed in ("WARPGROUP.ARRIVE", "WARPGROUP.DEPBAR.LE", "FENCE.VIEW.ASYNC.S"):
         assert counts.get(needed, 0) > 0, (needed, counts)
-    assert any(k.startswith("LDGSTS") for k in counts), counts
+    pieces_per_thread = (t.BM + t.BN) * t.BK // 8 // t.threads
+    assert sum(n for k, n in counts.items() if k.startswith("LDGSTS")) >= pieces_per_thread
     assert not any(k.startswith(("HMMA", "LDSM", "LDL", "STL", "SHFL")) for k in counts), counts
     hgmma_lines = [line for line in sass.splitlines() if "HGMMA" in line]
     transposed = [".tnspA.tnspB" in line for line in hgmma_lines]
     assert all(transposed) if template in MN_MAJOR_V5 else not any("tnsp" in line
                                                                    for line in hgmma_lines)
-    emulated = nvrtc_sass(source_name, "sm_90")[f"{template}<{ctype}>"]
+    emulated = nvrtc_sass(source_name, "sm_90")[kernel]
     assert "HGMMA" not in emulated and "HMMA.16816.F32" in emulated
 
 

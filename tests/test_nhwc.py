@@ -427,53 +427,63 @@ def test_autotune_keeps_channels_last_choices_apart():
 # (wgrad: MN-major, both operands transposed), the layouts the descriptors describe)
 
 V5_OPS = ["fprop", "dgrad", "wgrad"]
+# Every v5 kernel: fprop and dgrad also in their 128 x 128 tile configuration ("v5:128x128":
+# m64n128k16, two B pieces per thread).
+V5_CASES = [(op, v) for op in V5_OPS for v in kernels.variants(op) if kernels.base_version(v) == "v5"]
+V5_IDS = [f"{op}-{v}" for op, v in V5_CASES]
+WIDE = ConvProblem("nhwc_wide_columns", "136 filters and 136 channels: two column tiles of "
+                   "128, the second 8 wide; 42 pixels, a partial row tile", N=1, C=136, H=6,
+                   W=7, K=136, R=3, S=3, padding=1)
 
 
-@pytest.mark.parametrize("problem", PROBLEMS + [RESNET], ids=IDS + [RESNET.name])
+@pytest.mark.parametrize("problem", PROBLEMS + [RESNET, WIDE], ids=IDS + [RESNET.name, WIDE.name])
 @pytest.mark.parametrize("dtype", SIXTEEN_BIT, ids=lambda d: d.name)
-@pytest.mark.parametrize("op", V5_OPS)
-def test_v5_against_the_reference(op, dtype, problem):
-    out, expected, _ = run_nhwc(get_runtime("emulator"), problem, dtype, version="v5", op=op)
-    assert compare(out, expected, dtype), f"{op} v5 {problem.name} {dtype.name}"
+@pytest.mark.parametrize("op,version", V5_CASES, ids=V5_IDS)
+def test_v5_against_the_reference(op, version, dtype, problem):
+    out, expected, _ = run_nhwc(get_runtime("emulator"), problem, dtype, version=version, op=op)
+    assert compare(out, expected, dtype), f"{op} {version} {problem.name} {dtype.name}"
 
 
 @pytest.mark.parametrize("operand", ["first", "second"])  # fprop x, w; dgrad dy, w; wgrad x, dy
-@pytest.mark.parametrize("op", V5_OPS)
-def test_v5_with_a_misaligned_operand_takes_the_element_loads(op, operand):
+@pytest.mark.parametrize("op,version", V5_CASES, ids=V5_IDS)
+def test_v5_with_a_misaligned_operand_takes_the_element_loads(op, version, operand):
     offsets = {"x_offset": 1} if operand == "first" else {"w_offset": 1}
-    out, expected, _ = run_nhwc(get_runtime("emulator"), PROBLEMS[0], np.dtype(np.float16),
-                                version="v5", op=op, **offsets)
-    assert compare(out, expected, np.float16)
+    for problem in (PROBLEMS[0], WIDE):
+        out, expected, _ = run_nhwc(get_runtime("emulator"), problem, np.dtype(np.float16),
+                                    version=version, op=op, **offsets)
+        assert compare(out, expected, np.float16), problem.name
 
 
-@pytest.mark.parametrize("op", V5_OPS)
-def test_v5_gives_v4s_bits_where_v4_sums_alike(op):
+@pytest.mark.parametrize("problem", [RESNET, WIDE], ids=[RESNET.name, WIDE.name])
+@pytest.mark.parametrize("op,version", V5_CASES, ids=V5_IDS)
+def test_v5_gives_v4s_bits_where_v4_sums_alike(op, version, problem):
     """v5 multiplies the same tiles in the same k16 order as v4 (the emulation runs
     mma.m16n8k16 per warp over each k16 slice), so on the CPU runtime its results are v4's,
     bit for bit: the core-matrix layouts and the warpgroup rows are an exact re-arrangement
-    (wgrad: with the same split-K and second pass)."""
+    (wgrad: with the same split-K and second pass), and 128 columns instead of 64 change no
+    accumulator's reduction order."""
     rt = get_runtime("emulator")
-    v4, _, _ = run_nhwc(rt, RESNET, np.dtype(np.float16), version="v4", op=op)
-    v5, _, _ = run_nhwc(rt, RESNET, np.dtype(np.float16), version="v5", op=op)
+    v4, _, _ = run_nhwc(rt, problem, np.dtype(np.float16), version="v4", op=op)
+    v5, _, _ = run_nhwc(rt, problem, np.dtype(np.float16), version=version, op=op)
     assert v4.tobytes() == v5.tobytes()
 
 
-@pytest.mark.parametrize("op", V5_OPS)
-def test_swapping_two_lanes_breaks_v5(op):
+@pytest.mark.parametrize("op,version", V5_CASES, ids=V5_IDS)
+def test_swapping_two_lanes_breaks_v5(op, version):
     out, expected, _ = run_nhwc(_emulator_built_with(*SWAP), RESNET, np.dtype(np.float16),
-                                version="v5", op=op)
-    assert not compare(out, expected, np.float16), f"{op} v5, lanes 1, 5 swapped: matched"
+                                version=version, op=op)
+    assert not compare(out, expected, np.float16), f"{op} {version}, lanes 1, 5 swapped: matched"
 
 
-@pytest.mark.parametrize("op", V5_OPS)
-def test_dropping_the_barrier_breaks_v5(op, monkeypatch):
+@pytest.mark.parametrize("op,version", V5_CASES, ids=V5_IDS)
+def test_dropping_the_barrier_breaks_v5(op, version, monkeypatch):
     rt = _emulator_built_with("-DGPUCONV_TEST_DROP_SYNC=10")
     broken = []
     for order in ("forward", "greedy"):
         monkeypatch.setenv("GPUCONV_CPU_FIBER_ORDER", order)
-        out, expected, _ = run_nhwc(rt, RESNET, np.dtype(np.float16), version="v5", op=op)
+        out, expected, _ = run_nhwc(rt, RESNET, np.dtype(np.float16), version=version, op=op)
         broken.append(not compare(out, expected, np.float16))
-    assert any(broken), f"{op} v5 without barrier 10 still matched"
+    assert any(broken), f"{op} {version} without barrier 10 still matched"
 
 
 def test_v5_is_for_16_bit_types_and_never_picked_by_the_heuristic(monkeypatch):
@@ -485,8 +495,12 @@ def test_v5_is_for_16_bit_types_and_never_picked_by_the_heuristic(monkeypatch):
         with pytest.raises(ValueError, match="float16"):
             kernels.select_version(op, RESNET_3X3, np.float32, version="v5")
         for arch in (None, 80, 90):
-            assert kernels.heuristic_version(op, RESNET_3X3, np.float16, arch, "nhwc") != "v5"
-        # autotune times it only where it runs as wgmma (sm_90a on compute capability 9.0)
-        assert kernels.runs_well_here(op, "v5", np.float16, 90)
-        assert not kernels.runs_well_here(op, "v5", np.float16, 80)
-        assert not kernels.runs_well_here(op, "v5", np.float16, None)
+            assert kernels.base_version(
+                kernels.heuristic_version(op, RESNET_3X3, np.float16, arch, "nhwc")) != "v5"
+        # autotune times it (in each tile configuration) only where it runs as wgmma (sm_90a
+        # on compute capability 9.0)
+        for v in (v for o, v in V5_CASES if o == op):
+            assert kernels.runs_well_here(op, v, np.float16, 90)
+            assert not kernels.runs_well_here(op, v, np.float16, 80)
+            assert not kernels.runs_well_here(op, v, np.float16, None)
+            assert not kernels.runs_well_here(op, v, np.float32, 90)

@@ -36,11 +36,23 @@ class A:
     """Just enough of an array for kernels.py: a dtype (and a transpose, for the launchers
     that convert between layouts)."""
 
+    shape = (1, 1, 1, 1)
+
     def __init__(self, dtype=np.float32):
         self.dtype = np.dtype(dtype)
 
     def transpose(self, *axes):
         return self
+
+    def __setitem__(self, index, value):  # a layout copy back into the result
+        pass
+
+
+class LayoutCopies:
+    """The array module of a Recorder whose launchers convert layouts (A in, A out)."""
+
+    ascontiguousarray = staticmethod(lambda a: a)
+    empty = zeros = staticmethod(lambda shape, dtype: A(dtype))
 
 
 @pytest.fixture(autouse=True)
@@ -78,23 +90,31 @@ def test_heuristic(g, expected):
     assert {op: kernels.heuristic_version(op, g) for op in expected} == expected
 
 
-def test_v2_tile_configurations_are_versions_of_their_own():
-    assert kernels.variants("fprop") == ("v1", "v2", "v2:128x128", "v2:64x32", "v3", "v4", "v5")
-    assert kernels.variants("dgrad")[:4] == ("v1", "v2", "v2:128x128", "v2:64x32")
+def test_tile_configurations_are_versions_of_their_own():
+    assert kernels.variants("fprop") == ("v1", "v2", "v2:128x128", "v2:64x32", "v3", "v4", "v5",
+                                         "v5:128x128")
+    assert kernels.variants("dgrad") == kernels.variants("fprop")
     assert kernels.variants("wgrad") == kernels.VERSIONS["wgrad"]  # none for wgrad (split-K)
     base, tiles = kernels.split_version("fprop", "v2:128x128")
     assert base == "v2"
     assert (tiles.BM, tiles.BN, tiles.TM, tiles.TN, tiles.config) == (128, 128, 8, 8, 1)
     assert kernels.split_version("dgrad", "v2")[1] == kernels.DGRAD_V2
     assert kernels.split_version("fprop", "v3") == ("v3", None)
+    base, tiles = kernels.split_version("dgrad", "v5:128x128")
+    assert base == "v5" and (tiles.BM, tiles.BN, tiles.BK, tiles.threads, tiles.config) == (
+        128, 128, 32, 256, 1)
+    assert kernels.split_version("dgrad", "v5")[1] == kernels.DGRAD_V3
+    assert [kernels.base_version(v) for v in ("v5:128x128", "v2:64x32", "v3")] == ["v5", "v2", "v3"]
     for op, bad in (("fprop", "v2:32x32"), ("fprop", "v3:128x128"), ("wgrad", "v2:128x128"),
-                    ("fprop", "v2:")):
+                    ("wgrad", "v5:128x128"), ("fprop", "v5:64x32"), ("fprop", "v2:")):
         with pytest.raises(ValueError, match="has versions"):
             kernels.select_version(op, RESNET_3X3, np.float32, version=bad)
     # each configuration is its own kernel instance: <T, CFG>
     names = kernels.name_expressions("conv2d_fprop.cu")
     assert {"conv2d_fprop_v2_implicit_gemm<float>", "conv2d_fprop_v2_implicit_gemm<float, 1>",
-            "conv2d_fprop_v2_implicit_gemm<double, 2>"} <= set(names)
+            "conv2d_fprop_v2_implicit_gemm<double, 2>", "conv2d_fprop_v5_nhwc_wgmma<__half, 1>",
+            "conv2d_fprop_v5_nhwc_wgmma<__nv_bfloat16, 1>"} <= set(names)
+    assert "conv2d_fprop_v5_nhwc_wgmma<float, 1>" not in names  # v5: 16-bit types only
 
 
 def test_heuristic_takes_small_v2_tiles_where_128x64_leaves_multiprocessors_idle():
@@ -241,7 +261,8 @@ class FakeTimer:
         first = len(rt.launches)
         launch()  # the candidate really is launched (on the recorder)
         # its first kernel names it (a split-K second pass may follow), with its tiles
-        version = next((v for v in ("v3", "v2") if f"_{v}_" in rt.launches[first]), "v1")
+        version = next((v for v in ("v5", "v4", "v3", "v2") if f"_{v}_" in rt.launches[first]),
+                       "v1")
         config = {", 1>": ":128x128", ", 2>": ":64x32"}
         version += next((c for e, c in config.items() if rt.expressions[first].endswith(e)), "")
         self.calls.append(version)
@@ -293,6 +314,23 @@ def test_autotune_can_pick_a_tile_configuration(autotuning):
     key = kernels.autotune_key("Fake GPU sm_90", "dgrad", np.float32, RESNET_3X3)
     entry = json.loads(kernels.autotune_cache_path().read_text())["entries"][key]
     assert entry["version"] == "v2:128x128"
+
+
+def test_autotune_times_wgmma_in_both_tile_configurations_on_sm90(autotuning, monkeypatch):
+    """On compute capability 9.0 (the fake device's sm_90), channels-last float16: v4, v5 and
+    v5:128x128 are candidates too, and the fastest runs."""
+    monkeypatch.setattr(kernels, "device_arch", lambda rt: 90)
+    autotuning.times.update({"v4": 2.0, "v5": 1.5, "v5:128x128": 0.2})
+    rt = Recorder("cuda")
+    rt.xp = LayoutCopies
+    h = A(np.float16)
+    kernels.conv2d_fprop_nhwc(rt, RESNET_3X3, h, h, None, h)
+    assert sorted(autotuning.calls) == ["v1", "v2", "v2:128x128", "v2:64x32", "v3", "v4", "v5",
+                                        "v5:128x128"]
+    assert rt.expressions[-1] == "conv2d_fprop_v5_nhwc_wgmma<__half, 1>"
+    key = kernels.autotune_key("Fake GPU sm_90", "fprop", np.float16, RESNET_3X3, layout="nhwc")
+    assert json.loads(kernels.autotune_cache_path().read_text())["entries"][key]["version"] == (
+        "v5:128x128")
 
 
 def test_autotune_times_max_pool_v3_too(autotuning):

@@ -30,43 +30,47 @@ from gpuconv.sources import source_text
 from test_kernels import rng_for
 from test_tensor_core import SWAP, _arrays, build_units, runtime  # noqa: F401 (fixture)
 
-ROWS, N, K = 64, 64, 16  # one m64n64k16
+ROWS, N, K = 64, 64, 16  # one m64n64k16 (and one m64n128k16: columns=128 below)
+WIDE_N = 128              # fprop / dgrad v5's 128 x 128 tile configuration
 
 WGMMA_UNIT = r"""
-// D (64 x 64, f32) = A (64 x 16, row-major) * B, with B given as Bt (64 x 16: row n holds
-// column n of B) - one warpgroup (128 threads). A and Bt go into shared tiles at
-// ATile::at / BTile::at (K-major WgmmaTile<64, 16>, or MN-major WgmmaMnTile<64, 16> where
-// A_MN / B_MN); at[row * 16 + kk] records where A's element went. out[thread * 32 + r] = this
-// thread's accumulator register r (d[r / 4][r % 4]), in the instruction's own order.
-template <bool MN> struct UnitTile { typedef WgmmaTile<64, 16> type; };
-template <> struct UnitTile<true> { typedef WgmmaMnTile<64, 16> type; };
+// D (64 x NC, f32) = A (64 x 16, row-major) * B, with B given as Bt (NC x 16: row n holds
+// column n of B) - one warpgroup (128 threads), one m64nNCk16 (NC = 64 or 128). A and Bt go
+// into shared tiles at ATile::at / BTile::at (K-major WgmmaTile<ROWS, 16>, or MN-major
+// WgmmaMnTile<ROWS, 16> where A_MN / B_MN); at[row * 16 + kk] records where A's element went.
+// out[thread * NC / 2 + r] = this thread's accumulator register r (d[r / 4][r % 4]), in the
+// instruction's own order.
+template <bool MN, int ROWS> struct UnitTile { typedef WgmmaTile<ROWS, 16> type; };
+template <int ROWS> struct UnitTile<true, ROWS> { typedef WgmmaMnTile<ROWS, 16> type; };
 
-template <typename T, bool A_MN, bool B_MN>
+template <typename T, bool A_MN, bool B_MN, int NC>
 __global__ void wgmma_unit(const unsigned short* A, const unsigned short* Bt, float* out,
                            int* at) {
-    typedef typename UnitTile<A_MN>::type ATile;
-    typedef typename UnitTile<B_MN>::type BTile;
+    typedef typename UnitTile<A_MN, 64>::type ATile;
+    typedef typename UnitTile<B_MN, NC>::type BTile;
     __shared__ __align__(128) unsigned short a_tile[ATile::ELEMENTS];
     __shared__ __align__(128) unsigned short b_tile[BTile::ELEMENTS];
-    for (int e = threadIdx.x; e < 64 * 16; e += 128) {
+    for (int e = threadIdx.x; e < NC * 16; e += 128) {
         const int row = e / 16, kk = e % 16;
-        a_tile[ATile::at(row, kk)] = A[e];
         b_tile[BTile::at(row, kk)] = Bt[e];
-        at[e] = ATile::at(row, kk);
+        if (row < 64) {
+            a_tile[ATile::at(row, kk)] = A[e];
+            at[e] = ATile::at(row, kk);
+        }
     }
 #if GPUCONV_WGMMA_PTX
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");  // stores -> async proxy
 #endif
     __syncthreads();
-    float d[8][4];
-    for (int j = 0; j < 8; ++j)
+    float d[NC / 8][4];
+    for (int j = 0; j < NC / 8; ++j)
         for (int e = 0; e < 4; ++e) d[j][e] = 0.0f;
-    wgmma_fence_operands<64>(d);
+    wgmma_fence_operands<NC>(d);
     wgmma_fence();
-    wgmma_m64nNk16<T, ATile, BTile, 64>(d, a_tile, b_tile);
+    wgmma_m64nNk16<T, ATile, BTile, NC>(d, a_tile, b_tile);
     wgmma_commit_and_wait();
-    wgmma_fence_operands<64>(d);
-    for (int r = 0; r < 32; ++r) out[threadIdx.x * 32 + r] = d[r / 4][r % 4];
+    wgmma_fence_operands<NC>(d);
+    for (int r = 0; r < NC / 2; ++r) out[threadIdx.x * (NC / 2) + r] = d[r / 4][r % 4];
 }
 
 // at[row * 32 + kk] = WgmmaMnTile<ROWS, 32>::at(row, kk): wgrad v5's stages (ROWS = 128 taps
@@ -110,23 +114,28 @@ MAJORS = [(False, False), (True, True), (False, True), (True, False)]
 MAJOR_IDS = ["k_k", "mn_mn", "k_mn", "mn_k"]
 
 
-def unit_name(dtype, a_mn: bool = False, b_mn: bool = False) -> str:
+def unit_name(dtype, a_mn: bool = False, b_mn: bool = False, columns: int = N) -> str:
     flag = lambda mn: "true" if mn else "false"  # noqa: E731
-    return f"wgmma_unit<{CTYPES[np.dtype(dtype)]}, {flag(a_mn)}, {flag(b_mn)}>"
+    return f"wgmma_unit<{CTYPES[np.dtype(dtype)]}, {flag(a_mn)}, {flag(b_mn)}, {columns}>"
 
 
-NAMES = tuple(unit_name(d, *m) for d in CTYPES for m in MAJORS) + (
+# m64n128k16 in the layouts a kernel reads it in: K-major both (fprop / dgrad v5:128x128)
+WIDE_MAJORS = [(False, False)]
+NAMES = tuple(unit_name(d, *m) for d in CTYPES for m in MAJORS) + tuple(
+    unit_name(d, *m, WIDE_N) for d in CTYPES for m in WIDE_MAJORS) + (
     "wgmma_mn_at_unit", "wgmma_descriptor_unit", "wgmma_piece_unit", "wgmma_probe")
 
 
 def run_wgmma_unit(where, A, Bt, options=(), majors=(False, False)):
-    """(raw registers (128, 32), at (64, 16)) of the unit kernel on runtime ``where``, A and
-    Bt in the layouts ``majors`` (A MN-major, B MN-major)."""
+    """(raw registers (128, columns / 2), at (64, 16)) of the unit kernel on runtime
+    ``where``, A and Bt (columns x 16: 64 or 128) in the layouts ``majors`` (A MN-major, B
+    MN-major)."""
     xp, back = _arrays(where)
     module = unit_module(where, options)
-    out = xp.full((128, 32), np.nan, np.float32)
+    columns = Bt.shape[0]
+    out = xp.full((128, columns // 2), np.nan, np.float32)
     at = xp.full((ROWS, K), -1, np.int32)
-    module.get_function(unit_name(A.dtype, *majors))((1,), (128,), (
+    module.get_function(unit_name(A.dtype, *majors, columns))((1,), (128,), (
         xp.asarray(A.view(np.uint16)), xp.asarray(Bt.view(np.uint16)), out, at))
     return back(out), back(at)
 
@@ -137,12 +146,14 @@ def unit_module(where, options=()):
 
 
 def place_by_the_isa(registers: np.ndarray) -> np.ndarray:
-    """D (64 x 64) from each thread's registers by the PTX ISA's m64nNk16 D layout."""
-    D = np.full((ROWS, N), np.nan, np.float32)
+    """D (64 x columns) from each thread's registers (columns / 2 of them) by the PTX ISA's
+    m64nNk16 D layout."""
+    columns = 2 * registers.shape[1]
+    D = np.full((ROWS, columns), np.nan, np.float32)
     for thread in range(128):
         warp, lane = divmod(thread, 32)
         g, t = divmod(lane, 4)
-        for r in range(N // 2):
+        for r in range(columns // 2):
             j, e = divmod(r, 4)
             D[16 * warp + g + 8 * (e >= 2), 8 * j + 2 * t + (e & 1)] = registers[thread, r]
     return D
@@ -165,12 +176,16 @@ def canonical_mn_major_offset(row: int, kk: int, lbo_bytes: int, sbo_bytes: int)
             + (kk % 8) * T + (kk // 8) * (lbo_bytes // 2))
 
 
-@pytest.mark.parametrize("majors", MAJORS, ids=MAJOR_IDS)
+SHAPES = [(m, N) for m in MAJORS] + [(m, WIDE_N) for m in WIDE_MAJORS]
+SHAPE_IDS = MAJOR_IDS + [f"{MAJOR_IDS[MAJORS.index(m)]}_n{WIDE_N}" for m in WIDE_MAJORS]
+
+
+@pytest.mark.parametrize("majors,columns", SHAPES, ids=SHAPE_IDS)
 @pytest.mark.parametrize("dtype", list(CTYPES), ids=lambda d: d.name)
-def test_wgmma_gives_a_times_b_in_the_isa_d_layout(runtime, dtype, majors):  # noqa: F811
+def test_wgmma_gives_a_times_b_in_the_isa_d_layout(runtime, dtype, majors, columns):  # noqa: F811
     rng = rng_for("wgmma unit")
     A = rng.uniform(-1, 1, (ROWS, K)).astype(dtype)
-    Bt = rng.uniform(-1, 1, (N, K)).astype(dtype)
+    Bt = rng.uniform(-1, 1, (columns, K)).astype(dtype)
     registers, _ = run_wgmma_unit(runtime, A, Bt, majors=majors)
     expected = A.astype(np.float64) @ Bt.astype(np.float64).T
     np.testing.assert_allclose(place_by_the_isa(registers), expected, rtol=1e-5, atol=1e-5)
@@ -197,27 +212,29 @@ def test_wgmma_mn_tile_is_the_isa_canonical_mn_major_layout():
     assert at.max() < (ROWS // 8) * sbo // 2  # inside WgmmaMnTile::ELEMENTS
 
 
-@pytest.mark.parametrize("majors", MAJORS, ids=MAJOR_IDS)
-def test_wgmma_emulation_sees_every_element(majors):
+@pytest.mark.parametrize("majors,columns", SHAPES, ids=SHAPE_IDS)
+def test_wgmma_emulation_sees_every_element(majors, columns):
     """One-hot A and Bt: each D element is one product, so a fragment element read from the
     wrong core matrix (or row, or lane) shows."""
     rng = rng_for("wgmma one-hot")
     for _ in range(6):
         A = np.zeros((ROWS, K), np.float16)
-        Bt = np.zeros((N, K), np.float16)
-        row, kk, col = rng.integers(0, ROWS), rng.integers(0, K), rng.integers(0, N)
+        Bt = np.zeros((columns, K), np.float16)
+        row, kk, col = rng.integers(0, ROWS), rng.integers(0, K), rng.integers(0, columns)
         A[row, kk], Bt[col, kk] = 3.0, 5.0
         registers, _ = run_wgmma_unit("emulator", A, Bt, majors=majors)
-        expected = np.zeros((ROWS, N), np.float32)
+        expected = np.zeros((ROWS, columns), np.float32)
         expected[row, col] = 15.0
         np.testing.assert_array_equal(place_by_the_isa(registers), expected)
 
 
-@pytest.mark.parametrize("majors", [(False, False), (True, True)], ids=["k_k", "mn_mn"])
-def test_swapping_two_lanes_breaks_the_wgmma_emulation(majors):
+@pytest.mark.parametrize("majors,columns", [((False, False), N), ((True, True), N),
+                                            ((False, False), WIDE_N)],
+                         ids=["k_k", "mn_mn", f"k_k_n{WIDE_N}"])
+def test_swapping_two_lanes_breaks_the_wgmma_emulation(majors, columns):
     rng = rng_for("wgmma swap")
     A = rng.uniform(-1, 1, (ROWS, K)).astype(np.float16)
-    Bt = rng.uniform(-1, 1, (N, K)).astype(np.float16)
+    Bt = rng.uniform(-1, 1, (columns, K)).astype(np.float16)
     registers, _ = run_wgmma_unit("emulator", A, Bt, SWAP, majors=majors)
     expected = A.astype(np.float64) @ Bt.astype(np.float64).T
     assert not np.allclose(place_by_the_isa(registers), expected, rtol=1e-3, atol=1e-3)
