@@ -44,7 +44,7 @@ def _sync():
 # compute capability 9.0 only).
 CONV_VERSIONS = [("v1", np.float32), ("v2", np.float32), ("v2:128x128", np.float32),
                  ("v2:64x32", np.float32), ("v3", np.float16), ("v4", np.float16),
-                 ("v5", np.float16)]
+                 ("v5", np.float16), ("v5:128x128", np.float16)]
 
 
 @pytest.mark.parametrize("version,dtype", CONV_VERSIONS,

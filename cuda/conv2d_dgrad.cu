@@ -587,8 +587,9 @@ conv2d_dgrad_v4_nhwc_mma(const T* __restrict__ dy, const T* __restrict__ w_t,
 
 // ---------------------------------------------------------------------------------------
 // v5: v4 on wgmma (sm_90a), as fprop v5: the same loaders, window, tiles and grid; stages in
-// wgmma's core-matrix layout, each warpgroup's 64 x 64 product straight from shared memory.
-// float16 / bfloat16 only; emulated with mma.m16n8k16 off sm_90a.
+// wgmma's core-matrix layout, each warpgroup's 64 x 64 product (64 x 128 with CFG 1, mma.cuh:
+// WgmmaColumns) straight from shared memory. float16 / bfloat16 only; emulated with
+// mma.m16n8k16 off sm_90a.
 template <typename T, int CFG = 0>
 __global__ void __launch_bounds__(DGRAD_V3_THREADS, DGRAD_V3_LAUNCH_MIN_BLOCKS)
 conv2d_dgrad_v5_nhwc_wgmma(const T* __restrict__ dy, const T* __restrict__ w_t,

@@ -588,8 +588,9 @@ conv2d_fprop_v4_nhwc_mma(const T* __restrict__ x, const T* __restrict__ w,
 // tiles and grid, with the stages in wgmma's core-matrix layout (mma.cuh: WgmmaTile) and each
 // of the two warpgroups multiplying its 64 rows of the 128 x 64 tile straight out of shared
 // memory (wgmma.mma_async m64n64k16, both operands through descriptors: no ldmatrix, no A or
-// B fragments in registers). float16 / bfloat16 only. Off sm_90a (the CPU runtime, other GPUs)
-// the wgmma is emulated with mma.m16n8k16 over the same shared-memory coordinates.
+// B fragments in registers). CFG 1 (mma.cuh: WgmmaColumns): 128 x 128 tiles, m64n128k16.
+// float16 / bfloat16 only. Off sm_90a (the CPU runtime, other GPUs) the wgmma is emulated with
+// mma.m16n8k16 over the same shared-memory coordinates.
 template <typename T, int CFG = 0>
 __global__ void __launch_bounds__(FPROP_V3_THREADS, FPROP_V3_LAUNCH_MIN_BLOCKS)
 conv2d_fprop_v5_nhwc_wgmma(const T* __restrict__ x, const T* __restrict__ w,

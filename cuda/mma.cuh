@@ -29,11 +29,11 @@
 //   mma_gemm_mainloop            the v3 kernels' double-buffered shared-memory tile loop
 //   mma_stage_tile               their epilogue's staging of the rounded tile (+ bias)
 //   mma_each_element             each accumulator with its tile row and column (direct epilogues)
-//   WgmmaTile, WgmmaMnTile, wgmma_m64nNk16, wgmma_tile_product, wgmma_nhwc_gemm   the
-//                                  warpgroup MMA of sm_90a (wgmma, both operands from shared
-//                                  memory through descriptors, K-major or MN-major) and the v5
-//                                  kernels' tile loop; emulated with mma_m16n8k16 elsewhere
-//                                  (at the end of the file)
+//   WgmmaTile, WgmmaMnTile, wgmma_m64nNk16, wgmma_tile_product, WgmmaColumns,
+//   wgmma_nhwc_gemm              the warpgroup MMA of sm_90a (wgmma, both operands from shared
+//                                  memory through descriptors, K-major or MN-major), the v5
+//                                  kernels' tile loop and tile configurations; emulated with
+//                                  mma_m16n8k16 elsewhere (at the end of the file)
 //   MmaKMajorTile, MmaKMajorRows, mma_kmajor_tile_product   mma_tile_product from
 //                                  reduction-major stages (rows = reduction steps), transposed
 //                                  as fragments are read (ldmatrix .trans; TF32: shared

@@ -63,10 +63,11 @@ def test_check_runs_every_kernel_version_on_a_kernel_runtime():
     assert {("conv2d_channels_last", "float16", "v4"), ("conv2d_channels_last", "float32", "v4"),
             ("conv2d_channels_last", "float16", "v5"),
             ("conv2d_channels_last", "float64", "auto")} <= versions
-    assert not any(op == "conv2d" and kernel in ("v4", "v5") for op, _, kernel in versions)
-    assert not any(dtype == "float32" and kernel == "v5" for _, dtype, kernel in versions)
+    assert not any(op == "conv2d" and kernel.startswith(("v4", "v5"))
+                   for op, _, kernel in versions)
+    assert not any(dtype == "float32" and kernel.startswith("v5") for _, dtype, kernel in versions)
     assert {kernel for op, _, kernel in versions
-            if op == "conv2d_channels_last"} == {"v4", "v5", "auto"}
+            if op == "conv2d_channels_last"} == {"v4", "v5", "v5:128x128", "auto"}
     # Tensor cores (v3, v4): 16-bit types, and float32 on TF32 checked against the TF32
     # error bound (tolerance column "+tf32"); never float64.
     assert {("conv2d", "float32", "v3"), ("conv2d_weight", "float32", "v3")} <= versions
@@ -78,8 +79,9 @@ def test_check_runs_every_kernel_version_on_a_kernel_runtime():
 
 
 def test_check_runs_every_v5_on_channels_last_16_bit_arrays():
-    """The wgmma kernels (fprop, dgrad and wgrad v5) are in gpuconv check's channels-last
-    checks, float16 and bfloat16 only, and never in the NCHW ones."""
+    """The wgmma kernels (fprop, dgrad and wgrad v5; fprop's and dgrad's 128x128 tiles too) are
+    in gpuconv check's channels-last checks, float16 and bfloat16 only, and never in the NCHW
+    ones."""
     from gpuconv.checking import kernel_versions
     from gpuconv.dtypes import bfloat16
     from gpuconv.problems import CONV_PROBLEMS
@@ -88,8 +90,11 @@ def test_check_runs_every_v5_on_channels_last_16_bit_arrays():
     for op in ("conv2d", "conv2d_input", "conv2d_weight"):
         for dtype in (np.float16, bfloat16):
             assert "v5" in kernel_versions(f"{op}_channels_last", problem, dtype), op
-            assert "v5" not in kernel_versions(op, problem, dtype), op
-        assert "v5" not in kernel_versions(f"{op}_channels_last", problem, np.float32), op
+            assert ("v5:128x128" in kernel_versions(f"{op}_channels_last", problem, dtype)) == (
+                op != "conv2d_weight"), op
+            assert not any(v.startswith("v5") for v in kernel_versions(op, problem, dtype)), op
+        assert not any(v.startswith("v5")
+                       for v in kernel_versions(f"{op}_channels_last", problem, np.float32)), op
 
 
 def test_check_runs_max_pool_v3_on_every_dtype():

@@ -179,11 +179,12 @@ def test_conv2d_fprop(rt, version, problem, dtype):
 
 @pytest.mark.parametrize("dtype", SIXTEEN_BIT, ids=lambda d: d.name)
 @pytest.mark.parametrize("problem", ALL_CONV_PROBLEMS, ids=CONV_IDS)
-@pytest.mark.parametrize("version", ["v3", "v4", "v5"])
+@pytest.mark.parametrize("version", ["v3", "v4", "v5", "v5:128x128"])
 def test_conv2d_fprop_tensor_core(rt, version, problem, dtype):
-    """fprop v3, v4 (v3 on NHWC copies) and v5 (v4 on wgmma; mma.sync m16n8k16; on the CPU
-    runtime its shuffle emulation with the same per-lane fragment layouts:
-    tests/test_tensor_core.py) over the whole matrix, float16 and bfloat16."""
+    """fprop v3, v4 (v3 on NHWC copies) and v5 (v4 on wgmma, also in its 128x128 tile
+    configuration; mma.sync m16n8k16; on the CPU runtime its shuffle emulation with the same
+    per-lane fragment layouts: tests/test_tensor_core.py) over the whole matrix, float16 and
+    bfloat16."""
     g, x, w, b, _ = conv_case(problem, dtype, "fprop")
     y = poisoned(rt, g.y_shape, dtype)
     kernels.conv2d_fprop(rt, g, on(rt, x), on(rt, w), None if b is None else on(rt, b), y,
@@ -246,10 +247,11 @@ def test_conv2d_dgrad(rt, version, problem, dtype):
 
 @pytest.mark.parametrize("dtype", SIXTEEN_BIT, ids=lambda d: d.name)
 @pytest.mark.parametrize("problem", ALL_CONV_PROBLEMS, ids=CONV_IDS)
-@pytest.mark.parametrize("version", ["v3", "v4", "v5"])
+@pytest.mark.parametrize("version", ["v3", "v4", "v5", "v5:128x128"])
 def test_conv2d_dgrad_tensor_core(rt, version, problem, dtype):
-    """dgrad v3, v4 (v3 on NHWC copies) and v5 (v4 on wgmma; tensor cores, the shuffle
-    emulation on the CPU runtime), float16 and bfloat16."""
+    """dgrad v3, v4 (v3 on NHWC copies) and v5 (v4 on wgmma, also in its 128x128 tile
+    configuration; tensor cores, the shuffle emulation on the CPU runtime), float16 and
+    bfloat16."""
     g, _, w, _, dy = conv_case(problem, dtype, "dgrad")
     dx = poisoned(rt, g.x_shape, dtype)
     kernels.conv2d_dgrad(rt, g, on(rt, dy), on(rt, w), dx, version=version)
