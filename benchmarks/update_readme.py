@@ -1,7 +1,10 @@
 """Regenerate the README's results tables from the JSON files in benchmarks/results/.
 
 Tables are never typed by hand: each lives between ``<!-- results:NAME -->`` and
-``<!-- /results:NAME -->`` markers in README.md and is rebuilt from its JSON.
+``<!-- /results:NAME -->`` markers in README.md and is rebuilt from its JSON. ``gpu``: per
+dtype, the newest ``gpuconv bench`` result in benchmarks/results/ (gpuconv.bench:
+gpu_results_markdown), or a line saying there is none; ``gpuconv bench`` runs this script
+after writing a result there.
 
     python benchmarks/update_readme.py          # rewrite README.md
     python benchmarks/update_readme.py --check  # exit 1 if README.md is out of date
@@ -16,6 +19,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(ROOT))  # gpuconv from this checkout
+
+from gpuconv.bench import gpu_results_markdown  # noqa: E402
 
 
 def reference_table(data: dict) -> str:
@@ -79,15 +85,17 @@ TABLES = {"separable": ("separable_cpu.json", separable_table),
           "cpu_runtime": ("cpu_runtime_matmul.json", cpu_runtime_table)}
 
 
-def render(readme: str) -> str:
+def _put(readme: str, name: str, table: str) -> str:
+    pattern = re.compile(rf"(<!-- results:{name} -->\n).*?(<!-- /results:{name} -->)", re.S)
+    return pattern.sub(lambda m: m.group(1) + table + "\n" + m.group(2), readme)
+
+
+def render(readme: str, results: Path = RESULTS) -> str:
     for name, (file, make) in TABLES.items():
-        path = RESULTS / file
-        if not path.is_file():
-            continue
-        table = make(json.loads(path.read_text()))
-        pattern = re.compile(rf"(<!-- results:{name} -->\n).*?(<!-- /results:{name} -->)", re.S)
-        readme = pattern.sub(lambda m: m.group(1) + table + "\n" + m.group(2), readme)
-    return readme
+        path = results / file
+        if path.is_file():
+            readme = _put(readme, name, make(json.loads(path.read_text())))
+    return _put(readme, "gpu", gpu_results_markdown(results))
 
 
 def main(argv=None) -> int:

@@ -9,12 +9,19 @@ after warm-up, L2 flushed before every run), cuDNN's through PyTorch when torch 
 importable (TF32 off, so fp32 is fp32; ``cudnn.benchmark`` on, so cuDNN picks its fastest
 algorithm, deterministic or not), CuPy im2col + matmul (cuBLAS; fprop and wgrad, skipped where
 the im2col buffer would pass ``--im2col-limit-gb``), the ratios, TFLOP/s (conv) or GB/s
-(max-pool) and the fraction of the device's peak. The layer lists are
-``benchmarks/layers.py``.
+(max-pool) and the fraction of the device's peak; max-pool also as a fraction of the
+device's copy bandwidth, measured in the same run (a device-to-device copy of a buffer far
+larger than L2). The layer lists are ``benchmarks/layers.py``.
+
+A summary per network, batch size and op holds the issue's goals: cuDNN time / gpuconv time
+as a geometric mean over the layers (at least 1.0 for float32, 0.8 for float16 and
+bfloat16), and every max-pool case at 80% or more of the measured copy bandwidth.
 
 Results go to JSON (device, SM count, clocks, driver, CUDA, CuPy, PyTorch versions, date,
-settings, per-case results) at ``benchmarks/results/<device>-<date>.json`` (``--out`` names
-another file or folder) and, when matplotlib is installed, a PNG chart next to it.
+settings, measured copy bandwidth, summary, per-case results) at
+``benchmarks/results/<device>-<date>.json`` (``--out`` names another file or folder) and,
+when matplotlib is installed, a PNG chart next to it; written to the default folder of a
+checkout, it also regenerates the README's GPU results (``benchmarks/update_readme.py``).
 ``readme_table(json_path)`` (``--readme JSON``) renders a Markdown table from such a file;
 tables are never typed by hand.
 
@@ -58,6 +65,12 @@ DATASHEET = [("H200", 67.0, 34.0, 4.8), ("H100 PCIe", 51.0, 26.0, 2.0),
 # Dense (no sparsity) FP16/BF16 tensor-core TFLOP/s with FP32 accumulation, same datasheets:
 # the peak a tensor-core (v3) result is a fraction of.
 TENSOR_DATASHEET = [("H200", 989.0), ("H100 PCIe", 756.0), ("H100", 989.0), ("A100", 312.0)]
+# The fast-kernels goals (issue 5): cuDNN time / gpuconv time, geometric mean over a network's
+# layers at one batch size, per conv op and dtype; every max-pool case at this fraction of the
+# measured copy bandwidth or more.
+SPEED_GOALS = {"float32": 1.0, "float16": 0.8, "bfloat16": 0.8}
+POOL_GOAL = 0.8
+COPY_BUFFER_BYTES = 512 * 2**20  # the copy-bandwidth probe's buffer: far larger than any L2
 
 
 # ----------------------------------------------------------------------------------------
@@ -193,6 +206,21 @@ def _torch_events():
 
     return (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True),
             lambda a, b: a.elapsed_time(b))
+
+
+def measure_copy_bandwidth(runs: int, warmup: int, nbytes: int | None = None) -> dict:
+    """The device's copy bandwidth: median time of a device-to-device copy of ``nbytes``
+    (default COPY_BUFFER_BYTES; read once, written once: 2 * nbytes moved), by CUDA events."""
+    import cupy
+
+    nbytes = COPY_BUFFER_BYTES if nbytes is None else nbytes
+
+    src = cupy.ones(nbytes // 4, np.float32)
+    dst = cupy.empty_like(src)
+    ms = _median_ms(lambda: cupy.copyto(dst, src), runs, warmup, None, _cupy_events)
+    return {"bytes_per_s": 2 * nbytes / (ms * 1e-3), "ms": ms, "buffer_bytes": nbytes,
+            "method": f"cupy.copyto of {nbytes // 2**20} MiB float32, median of {runs} runs, "
+                      "bytes read + written"}
 
 
 def device_info() -> dict:
@@ -336,34 +364,43 @@ def _as_tensor(torch, a):
     return torch.from_dlpack(a)
 
 
+def im2col_baseline(op: str, g, x, w, dy, xp, as_strided):
+    """The im2col + matmul baseline as a function of no arguments, on the array module ``xp``
+    (CuPy: cuBLAS; NumPy in the tests): im2col as a strided view of the padded x,
+    materialized, times the filters (fprop: (N, G, K/G, P*Q)) or dy (wgrad: (G, K/G,
+    C/G*R*S))."""
+    G, Cg, Kg = g.groups, g.C_per_group, g.K_per_group
+
+    def im2col():
+        xp_ = xp.pad(x, ((0, 0), (0, 0), (g.pad_top, g.pad_bottom), (g.pad_left, g.pad_right)))
+        sN, sC, sH, sW = xp_.strides
+        view = as_strided(xp_, (g.N, g.C, g.R, g.S, g.P, g.Q),
+                          (sN, sC, sH * g.dilation_h, sW * g.dilation_w, sH * g.stride_h,
+                           sW * g.stride_w))
+        return xp.ascontiguousarray(view).reshape(g.N, G, Cg * g.R * g.S, g.P * g.Q)
+
+    if op == "fprop":
+        wm = w.reshape(G, Kg, Cg * g.R * g.S)
+        return lambda: xp.matmul(wm, im2col())
+    dym = dy.reshape(g.N, G, Kg, g.P * g.Q)
+    return lambda: xp.matmul(dym, im2col().transpose(0, 1, 3, 2)).sum(axis=0)
+
+
 def _im2col_ms(op, g, x, w, dy, dtype, args, flush):
-    """CuPy im2col (a strided view, materialized) + matmul (cuBLAS); None past the limit."""
+    """CuPy im2col + matmul (cuBLAS) timed; None past --im2col-limit-gb."""
     import cupy
     from cupy.lib.stride_tricks import as_strided
 
     cols_bytes = g.N * g.C * g.R * g.S * g.P * g.Q * np.dtype(dtype).itemsize
     if cols_bytes > args.im2col_limit_gb * 2**30:
         return None
-    G, Cg, Kg = g.groups, g.C_per_group, g.K_per_group
-
-    def im2col():
-        xp = cupy.pad(x, ((0, 0), (0, 0), (g.pad_top, g.pad_bottom), (g.pad_left, g.pad_right)))
-        sN, sC, sH, sW = xp.strides
-        view = as_strided(xp, (g.N, g.C, g.R, g.S, g.P, g.Q),
-                          (sN, sC, sH * g.dilation_h, sW * g.dilation_w, sH * g.stride_h,
-                           sW * g.stride_w))
-        return cupy.ascontiguousarray(view).reshape(g.N, G, Cg * g.R * g.S, g.P * g.Q)
-
-    if op == "fprop":
-        wm = w.reshape(G, Kg, Cg * g.R * g.S)
-        fn = lambda: cupy.matmul(wm, im2col())  # noqa: E731  (N, G, Kg, P*Q)
-    else:
-        dym = dy.reshape(g.N, G, Kg, g.P * g.Q)
-        fn = lambda: cupy.matmul(dym, im2col().transpose(0, 1, 3, 2)).sum(axis=0)  # noqa: E731
+    fn = im2col_baseline(op, g, x, w, dy, cupy, as_strided)
     return _median_ms(fn, max(3, args.runs // 5), 2, flush, _cupy_events)
 
 
-def add_ratios(record: dict, peak: dict) -> dict:
+def add_ratios(record: dict, peak: dict, copy: dict | None = None) -> dict:
+    """The record's ratios to its baselines, rate and fractions of the peaks (and, for
+    max-pool, of the measured copy bandwidth ``copy``)."""
     ms = record["gpuconv_ms"]
     for base in ("cudnn_ms", "cupy_im2col_ms"):
         if record.get(base):
@@ -383,7 +420,39 @@ def add_ratios(record: dict, peak: dict) -> dict:
         record["gbps"] = record["bytes"] / (ms * 1e-3) / 1e9
         if peak.get("bytes"):
             record["fraction_of_peak"] = record["bytes"] / (ms * 1e-3) / peak["bytes"]
+        if copy and copy.get("bytes_per_s"):
+            record["fraction_of_copy_bandwidth"] = (record["bytes"] / (ms * 1e-3)
+                                                    / copy["bytes_per_s"])
     return record
+
+
+def geometric_mean(values) -> float:
+    values = list(values)
+    return float(np.exp(np.mean(np.log(values))))
+
+
+def summarize(results: list, dtype: str) -> list:
+    """One row per (network, batch, op) against the goals: conv ops, cuDNN time / gpuconv
+    time as a geometric mean over the layers (None unless every layer has a cuDNN time);
+    max-pool, the lowest fraction of the measured copy bandwidth over its cases. ``met``:
+    None where there is no goal (float64) or no figure."""
+    groups: dict = {}
+    for r in results:
+        groups.setdefault((r["network"], r["batch"], r["op"]), []).append(r)
+    rows = []
+    for (network, batch, op), cases in groups.items():
+        if op in POOL_OPS:
+            figures = [r.get("fraction_of_copy_bandwidth") for r in cases]
+            value = min(figures) if None not in figures else None
+            measure, goal = "lowest fraction of the measured copy bandwidth", POOL_GOAL
+        else:
+            figures = [r.get("cudnn_over_gpuconv") for r in cases]
+            value = geometric_mean(figures) if None not in figures else None
+            measure, goal = "cuDNN / gpuconv, geometric mean", SPEED_GOALS.get(dtype)
+        rows.append({"network": network, "batch": batch, "op": op, "cases": len(cases),
+                     "measure": measure, "value": value, "goal": goal,
+                     "met": None if value is None or goal is None else value >= goal})
+    return rows
 
 
 # ----------------------------------------------------------------------------------------
@@ -391,35 +460,90 @@ def add_ratios(record: dict, peak: dict) -> dict:
 
 
 def readme_table(json_path) -> str:
-    """A Markdown table of one results JSON (what the README shows; never typed by hand)."""
+    """Markdown of one results JSON (what the README shows; never typed by hand): a line on the
+    device and settings, the summary against the goals, then every case."""
     data = json.loads(Path(json_path).read_text())
     dev, ver = data["device"], data["versions"]
-    peak = data.get("peak", {})
-    lines = [f"Measured {data['date']} on {dev['name']} ({dev['sm_count']} SMs), "
+    peak, copy = data.get("peak", {}), data.get("copy_bandwidth")
+
+    def num(v, fmt):
+        return "–" if v is None else format(v, fmt)
+
+    def percent(v):
+        return num(None if v is None else 100 * v, ".0f")
+
+    about = (f"Measured {data['date']} on {dev['name']} ({dev['sm_count']} SMs), "
              f"{data['dtype']}, CUDA runtime {ver.get('cuda_runtime')}, driver "
              f"{ver.get('driver')}, CuPy {ver.get('cupy')}, PyTorch {ver.get('torch')} "
              f"(cuDNN {ver.get('cudnn')}, TF32 off). Median of {data['settings']['runs']} runs, "
              f"CUDA events, L2 flushed. Ratios > 1: gpuconv faster. Peak: "
              f"{peak.get('flops_source', 'unknown')}; bandwidth: "
-             f"{peak.get('bytes_source', 'unknown')}.",
-             "",
-             "| network | layer | N | op | gpuconv ms (version) | cuDNN ms | cuDNN / gpuconv | "
-             "im2col+matmul ms | TFLOP/s or GB/s | % of peak |",
-             "|---|---|---:|---|---:|---:|---:|---:|---:|---:|"]
-
-    def num(v, fmt):
-        return "–" if v is None else format(v, fmt)
-
+             f"{peak.get('bytes_source', 'unknown')}.")
+    if copy:
+        about += (f" Measured copy bandwidth: {copy['bytes_per_s'] / 1e9:.0f} GB/s "
+                  f"({copy['method']}).")
+    lines = [about, "",
+             "| network | N | op | cases | measure | value | goal | met |",
+             "|---|---:|---|---:|---|---:|---:|---|"]
+    for row in data.get("summary") or summarize(data["results"], data["dtype"]):
+        met = {True: "yes", False: "**no**", None: "–"}[row["met"]]
+        lines.append(f"| {row['network']} | {row['batch']} | {row['op']} | {row['cases']} | "
+                     f"{row['measure']} | {num(row['value'], '.2f')} | "
+                     f"{num(row['goal'], '.1f')} | {met} |")
+    lines += ["",
+              "| network | layer | N | op | gpuconv ms (version) | cuDNN ms | cuDNN / gpuconv | "
+              "im2col+matmul ms | TFLOP/s or GB/s | % of peak | % of copy bw |",
+              "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in data["results"]:
         rate = (f"{r['tflops']:.2f} TFLOP/s" if "tflops" in r
                 else f"{r['gbps']:.0f} GB/s" if "gbps" in r else "–")
-        frac = r.get("fraction_of_peak")
         lines.append(
             f"| {r['network']} | {r['layer']} | {r['batch']} | {r['op']} | "
             f"{r['gpuconv_ms']:.3f} ({r['gpuconv_version']}) | {num(r.get('cudnn_ms'), '.3f')} | "
             f"{num(r.get('cudnn_over_gpuconv'), '.2f')} | {num(r.get('cupy_im2col_ms'), '.3f')} | "
-            f"{rate} | {num(None if frac is None else 100 * frac, '.0f')} |")
+            f"{rate} | {percent(r.get('fraction_of_peak'))} | "
+            f"{percent(r.get('fraction_of_copy_bandwidth'))} |")
     return "\n".join(lines)
+
+
+def is_gpu_result(data) -> bool:
+    """Whether a parsed JSON file is a ``gpuconv bench`` result."""
+    return isinstance(data, dict) and {"device", "results", "dtype", "date"} <= set(data)
+
+
+def gpu_results_markdown(results_dir) -> str:
+    """The README's GPU results: per dtype, the newest ``gpuconv bench`` result in
+    ``results_dir`` (summary and cases), or a line saying there is none."""
+    newest: dict = {}
+    for path in sorted(Path(results_dir).glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if is_gpu_result(data) and data["date"] >= newest.get(data["dtype"], ("", None))[0]:
+            newest[data["dtype"]] = (data["date"], path)
+    if not newest:
+        return ("No `gpuconv bench` results in `benchmarks/results/` yet: every GPU speed is "
+                "**not measured**.")
+    parts = []
+    for dtype in sorted(newest):
+        parts += [f"#### {dtype} (`{newest[dtype][1].name}`)", "", readme_table(newest[dtype][1]),
+                  ""]
+    return "\n".join(parts).rstrip()
+
+
+def regenerate_readme() -> Path | None:
+    """Rebuild the checkout's README results tables (benchmarks/update_readme.py); None when
+    gpuconv does not run from a checkout."""
+    root = Path(__file__).resolve().parent.parent
+    script, readme = root / "benchmarks" / "update_readme.py", root / "README.md"
+    if not (script.is_file() and readme.is_file()):
+        return None
+    spec = importlib.util.spec_from_file_location("gpuconv_update_readme", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main([])
+    return readme
 
 
 def write_chart(json_path, png_path=None) -> Path | None:
@@ -505,11 +629,13 @@ def main(argv=None) -> int:
     meta = device_info()
     peak = peaks(meta["device"], args.dtype)
     torch = None if args.no_torch else _torch()
+    copy = measure_copy_bandwidth(args.runs, args.warmup)
+    print(f"copy bandwidth: {copy['bytes_per_s'] / 1e9:.0f} GB/s ({copy['method']})", flush=True)
     date = _dt.date.today().isoformat()
     todo = cases(layers, args.quick, args.batches, args.ops)
     results = []
     for i, (layer, n, op, g) in enumerate(todo, 1):
-        record = add_ratios(run_case(layer, n, op, g, dtype, rt, args, torch), peak)
+        record = add_ratios(run_case(layer, n, op, g, dtype, rt, args, torch), peak, copy)
         results.append(record)
         print(f"[{i}/{len(todo)}] {layer.network} {layer.name} N={n} {op}: "
               f"gpuconv {record['gpuconv_ms']:.3f} ms ({record['gpuconv_version']})"
@@ -520,11 +646,18 @@ def main(argv=None) -> int:
             "settings": {"runs": args.runs, "warmup": args.warmup, "l2_flush": not args.no_flush,
                          "quick": args.quick, "cudnn_benchmark": torch is not None,
                          "tf32": False},
+            "copy_bandwidth": copy, "summary": summarize(results, args.dtype),
             "results": results}
     path = result_path(args.out, meta["device"]["name"], date)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1))
     print(f"wrote {path}")
+    for row in data["summary"]:
+        print(f"{row['network']} N={row['batch']} {row['op']}: {row['measure']} "
+              f"{'–' if row['value'] is None else format(row['value'], '.2f')} "
+              f"(goal {row['goal']}, met: {row['met']})")
+    if args.out is None and regenerate_readme():
+        print("regenerated the README's results tables")
     if not args.no_chart:
         png = write_chart(path)
         if png:

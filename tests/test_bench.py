@@ -3,18 +3,25 @@ and the JSON -> README table / chart code on a synthetic results file."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 import tarfile
+import types
 from pathlib import Path
+
+import numpy as np
 
 import pytest
 
-from gpuconv import bench
+from gpuconv import bench, kernels, reference
+from gpuconv.dtypes import bfloat16
 from gpuconv.geometry import conv2d_geometry, pool2d_geometry
-from gpuconv.runtime import cuda_available
+from gpuconv.runtime import cuda_available, get_runtime
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_without_a_gpu_it_says_so_and_exits_0(capsys):
@@ -114,8 +121,9 @@ def synthetic(tmp_path):
             "op": "pool_fwd", "gpuconv_ms": 0.1, "gpuconv_version": "v2", "cudnn_ms": 0.12,
             "bytes": 10**8}
     peak = {"flops": 50e12, "flops_source": "synthetic", "bytes": 3e12, "bytes_source": "synthetic"}
-    results = [bench.add_ratios(conv, peak), bench.add_ratios(pool, peak)]
-    data = {"format": 1, "date": "2026-11-02", "dtype": "float32",
+    copy = {"bytes_per_s": 2.5e12, "ms": 0.4, "buffer_bytes": 2**29, "method": "synthetic copy"}
+    results = [bench.add_ratios(conv, peak, copy), bench.add_ratios(pool, peak, copy)]
+    data = {"format": 1, "date": "2026-11-02", "dtype": "float32", "copy_bandwidth": copy,
             "device": {"name": "Synthetic GPU", "sm_count": 100, "compute_capability": [9, 0]},
             "versions": {"driver": 13000, "cuda_runtime": 13000, "cupy": "14.0", "torch": "2.13",
                          "cudnn": 91000},
@@ -131,6 +139,37 @@ def test_ratios(tmp_path):
     assert conv["tflops"] == pytest.approx(conv["flops"] / 2e-3 / 1e12)
     assert conv["fraction_of_peak"] == pytest.approx(conv["tflops"] / 50)
     assert pool["gbps"] == pytest.approx(1000.0) and pool["fraction_of_peak"] == pytest.approx(1 / 3)
+    assert pool["fraction_of_copy_bandwidth"] == pytest.approx(0.4)
+    assert "fraction_of_copy_bandwidth" not in conv
+
+
+def test_summary_against_the_goals():
+    """Conv ops: cuDNN / gpuconv as a geometric mean over a network's layers at one batch
+    size, against 1.0 (float32) or 0.8 (16-bit); max-pool: the lowest fraction of the
+    measured copy bandwidth, against 0.8. No figure or no goal: met is None."""
+    def conv(layer, ratio, op="fprop", batch=32, network="resnet50"):
+        return {"network": network, "layer": layer, "batch": batch, "op": op,
+                "cudnn_over_gpuconv": ratio}
+
+    results = [conv("a", 2.0), conv("b", 0.5), conv("c", 1.0),      # geomean 1.0: met
+               conv("a", 0.5, op="dgrad"), conv("b", 1.0, op="dgrad"),  # 0.71: not met
+               conv("a", 4.0, batch=1), conv("b", None, batch=1),  # a missing cuDNN time
+               {"network": "resnet50", "layer": "pool", "batch": 32, "op": "pool_fwd",
+                "fraction_of_copy_bandwidth": 0.85},
+               {"network": "resnet50", "layer": "pool", "batch": 1, "op": "pool_fwd",
+                "fraction_of_copy_bandwidth": 0.5}]
+    rows = {(r["batch"], r["op"]): r for r in bench.summarize(results, "float32")}
+    assert rows[(32, "fprop")]["value"] == pytest.approx(1.0) and rows[(32, "fprop")]["met"]
+    assert rows[(32, "fprop")]["cases"] == 3 and "geometric" in rows[(32, "fprop")]["measure"]
+    assert rows[(32, "dgrad")]["value"] == pytest.approx(0.5 ** 0.5)
+    assert rows[(32, "dgrad")]["met"] is False
+    assert rows[(1, "fprop")]["value"] is None and rows[(1, "fprop")]["met"] is None
+    assert rows[(32, "pool_fwd")]["met"] is True and rows[(1, "pool_fwd")]["met"] is False
+    assert rows[(32, "pool_fwd")]["goal"] == bench.POOL_GOAL == 0.8
+    half = {(r["batch"], r["op"]): r for r in bench.summarize(results, "float16")}
+    assert half[(32, "dgrad")]["goal"] == 0.8 and half[(32, "dgrad")]["met"] is False
+    assert all(r["goal"] is None and r["met"] is None
+               for r in bench.summarize(results[:2], "float64"))
 
 
 def test_readme_table(tmp_path, capsys):
@@ -138,10 +177,18 @@ def test_readme_table(tmp_path, capsys):
     table = bench.readme_table(path)
     lines = table.splitlines()
     assert "Synthetic GPU (100 SMs)" in lines[0] and "TF32 off" in lines[0]
-    assert lines[2].startswith("| network | layer | N | op | gpuconv ms (version) | cuDNN ms")
-    assert lines[4].startswith("| resnet50 | layer1 3x3/1 64->64 @56 | 32 | fprop | 2.000 (v2) | "
+    assert "Measured copy bandwidth: 2500 GB/s (synthetic copy)" in lines[0]
+    # the summary against the goals, then every case
+    assert lines[2].startswith("| network | N | op | cases | measure | value | goal | met |")
+    assert lines[4] == ("| resnet50 | 32 | fprop | 1 | cuDNN / gpuconv, geometric mean | 0.50 | "
+                        "1.0 | **no** |")
+    assert lines[5].startswith("| resnet50 | 32 | pool_fwd | 1 | lowest fraction of the measured")
+    assert lines[5].endswith("| 0.40 | 0.8 | **no** |")
+    assert lines[7].startswith("| network | layer | N | op | gpuconv ms (version) | cuDNN ms")
+    assert lines[9].startswith("| resnet50 | layer1 3x3/1 64->64 @56 | 32 | fprop | 2.000 (v2) | "
                                "1.000 | 0.50 | 4.000 |")
-    assert lines[5].endswith("| 1000 GB/s | 33 |") and "| – |" in lines[5]  # no im2col for pools
+    assert lines[9].endswith("| – |")  # no copy-bandwidth fraction for a convolution
+    assert lines[10].endswith("| 1000 GB/s | 33 | 40 |") and "| – |" in lines[10]  # no im2col
     assert bench.main(["--readme", str(path)]) == 0
     assert capsys.readouterr().out.strip() == table
 
@@ -151,6 +198,153 @@ def test_chart(tmp_path):
     path, _ = synthetic(tmp_path)
     png = bench.write_chart(path)
     assert png == path.with_suffix(".png") and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_readme_gets_the_newest_gpu_result_per_dtype(tmp_path):
+    """benchmarks/update_readme.py fills the README's gpu marker from the newest gpuconv bench
+    result of each dtype; other JSON files (pytest-benchmark's, broken ones) are not results;
+    none at all: a line saying so."""
+    path, _ = synthetic(tmp_path)
+    old = json.loads(path.read_text())
+    (tmp_path / "synthetic.json").unlink()
+    (tmp_path / "gpu-2026-11-02.json").write_text(json.dumps(old))
+    (tmp_path / "gpu-2026-11-05.json").write_text(json.dumps({**old, "date": "2026-11-05"}))
+    (tmp_path / "gpu-half.json").write_text(json.dumps({**old, "dtype": "float16"}))
+    (tmp_path / "cpu_bench.json").write_text(json.dumps({"benchmarks": []}))
+    (tmp_path / "broken.json").write_text("{")
+    text = bench.gpu_results_markdown(tmp_path)
+    assert text.index("#### float16 (`gpu-half.json`)") < text.index(
+        "#### float32 (`gpu-2026-11-05.json`)")
+    assert "Measured 2026-11-05" in text and "Measured 2026-11-02 on" in text  # f16's date
+    assert text.count("| network | N | op | cases |") == 2
+    spec = importlib.util.spec_from_file_location("update_readme",
+                                                  ROOT / "benchmarks" / "update_readme.py")
+    update = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(update)
+    readme = "a\n<!-- results:gpu -->\nold\n<!-- /results:gpu -->\nb\n"
+    assert update.render(readme, tmp_path) == (
+        "a\n<!-- results:gpu -->\n" + text + "\n<!-- /results:gpu -->\nb\n")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "**not measured**" in update.render(readme, empty)
+
+
+# ----------------------------------------------------------------------------------------
+# the GPU code paths of gpuconv bench, on a NumPy stand-in for CuPy and the CPU runtime: every
+# line of run_case, the copy-bandwidth probe and main runs; only the clock is fake (1 ms).
+
+
+class _Event:
+    def record(self):
+        pass
+
+    def synchronize(self):
+        pass
+
+
+@pytest.fixture
+def numpy_cupy(monkeypatch):
+    """sys.modules['cupy'] replaced by NumPy with CUDA events that always measure 1 ms."""
+    cupy = types.ModuleType("cupy")
+    cupy.__version__ = "numpy-stand-in"
+    for name in ("empty", "empty_like", "ones", "zeros", "copyto", "pad", "matmul",
+                 "ascontiguousarray"):
+        setattr(cupy, name, getattr(np, name))
+    cupy.random = types.SimpleNamespace(default_rng=np.random.default_rng)
+    device = types.SimpleNamespace(id=0, compute_capability="90", synchronize=lambda: None)
+    runtime = types.SimpleNamespace(
+        getDeviceProperties=lambda i: {"name": b"Stand-in GPU", "multiProcessorCount": 4,
+                                       "totalGlobalMem": 2**34},
+        deviceGetAttribute=lambda attr, i: 1000, driverGetVersion=lambda: 13000,
+        runtimeGetVersion=lambda: 13000)
+    cupy.cuda = types.SimpleNamespace(Event=_Event, get_elapsed_time=lambda a, b: 1.0,
+                                      Device=lambda *a: device, runtime=runtime)
+    lib, tricks = types.ModuleType("cupy.lib"), types.ModuleType("cupy.lib.stride_tricks")
+    tricks.as_strided = np.lib.stride_tricks.as_strided
+    lib.stride_tricks = tricks
+    cupy.lib = lib
+    for name, module in (("cupy", cupy), ("cupy.lib", lib), ("cupy.lib.stride_tricks", tricks)):
+        monkeypatch.setitem(sys.modules, name, module)
+    return cupy
+
+
+TINY = conv2d_geometry((2, 16, 9, 9), (24, 8, 3, 3), padding=1, groups=2)
+TINY_POOL = pool2d_geometry((2, 8, 9, 9), 3, 2, 1)
+TINY_LAYER = types.SimpleNamespace(network="tiny", name="3x3 16->24 g2")
+
+
+def bench_args(**kw):
+    return types.SimpleNamespace(**{"no_flush": False, "all_versions": True, "runs": 2,
+                                    "warmup": 1, "im2col_limit_gb": 4.0, **kw})
+
+
+@pytest.mark.parametrize("dtype", [np.dtype(np.float32), np.dtype(np.float16), bfloat16],
+                         ids=lambda d: d.name)
+@pytest.mark.parametrize("op", bench.CONV_OPS + bench.POOL_OPS)
+def test_run_case_runs_every_version_of_every_op(numpy_cupy, op, dtype):
+    g = TINY_POOL if op in bench.POOL_OPS else TINY
+    record = bench.run_case(TINY_LAYER, g.N, op, g, dtype, get_runtime("emulator"),
+                            bench_args(), None)
+    kop = bench.NHWC_OPS.get(op, op)
+    expected = [v for v in kernels.variants(kop) if kernels.supports(kop, v, g)
+                and kernels.dtype_unsupported_reason(kop, v, dtype) is None]
+    assert list(record["gpuconv_ms_by_version"]) == expected and len(expected) >= 3
+    assert record["gpuconv_version"] in expected and record["gpuconv_ms"] == 1.0
+    assert ("flops" in record) == (op in bench.CONV_OPS)
+    assert ("cupy_im2col_ms" in record) == (op in ("fprop", "wgrad"))
+    assert "cudnn_ms" not in record  # no torch with CUDA
+    record = bench.add_ratios(record, {"flops": 1e12, "bytes": 1e12},
+                              {"bytes_per_s": 1e12})
+    assert record.get("tflops", record.get("gbps")) > 0
+
+
+@pytest.mark.parametrize("op", ["fprop", "wgrad"])
+def test_the_im2col_baseline_computes_the_convolution(op):
+    rng = np.random.default_rng(5)
+    g = conv2d_geometry((2, 6, 9, 8), (4, 3, 3, 2), stride=(2, 1), padding=(1, 2),
+                        dilation=(1, 2), groups=2)
+    x, w, dy = (rng.standard_normal(s) for s in (g.x_shape, g.w_shape, g.y_shape))
+    out = bench.im2col_baseline(op, g, x, w, dy, np, np.lib.stride_tricks.as_strided)()
+    if op == "fprop":
+        np.testing.assert_allclose(out.reshape(g.y_shape), reference.conv2d(x, w, None, g),
+                                   rtol=1e-10, atol=1e-12)
+    else:
+        np.testing.assert_allclose(out.reshape(g.w_shape), reference.conv2d_weight(x, dy, g),
+                                   rtol=1e-10, atol=1e-12)
+
+
+def test_copy_bandwidth_counts_the_bytes_read_and_written(numpy_cupy):
+    copy = bench.measure_copy_bandwidth(3, 1, nbytes=2**20)
+    assert copy["bytes_per_s"] == 2 * 2**20 / 1e-3 and copy["buffer_bytes"] == 2**20
+    assert "1 MiB" in copy["method"]
+
+
+def test_main_writes_the_result_with_its_summary(numpy_cupy, monkeypatch, tmp_path, capsys):
+    """gpuconv bench end to end on the stand-in: JSON with the device, the measured copy
+    bandwidth, the summary and every case, and the README table of it."""
+    import gpuconv.runtime as runtime
+
+    layers = types.SimpleNamespace(
+        CONV_LAYERS=[types.SimpleNamespace(network="tiny", name="3x3", C=16, H=9, W=9, K=24,
+                                           R=3, S=3, stride=1, padding=1, groups=2)],
+        POOL_LAYERS=[types.SimpleNamespace(network="tiny", name="pool", C=8, H=9, W=9,
+                                           kernel=3, stride=2, padding=1)],
+        BATCHES=(2,), QUICK_CONV=[], QUICK_POOL=[], QUICK_BATCHES=(2,))
+    monkeypatch.setattr(bench, "load_layers", lambda: layers)
+    monkeypatch.setattr(runtime, "cuda_available", lambda: True)
+    monkeypatch.setattr(runtime, "get_runtime", lambda name: get_runtime("emulator"))
+    monkeypatch.setattr(bench, "COPY_BUFFER_BYTES", 2**20)  # host memory here
+    out = tmp_path / "r.json"
+    assert bench.main(["--out", str(out), "--runs", "2", "--warmup", "1", "--no-chart",
+                       "--ops", "fprop,wgrad_nhwc,pool_bwd"]) == 0
+    data = json.loads(out.read_text())
+    assert data["device"]["name"] == "Stand-in GPU" and data["device"]["sm_count"] == 4
+    assert data["copy_bandwidth"]["bytes_per_s"] == 2 * bench.COPY_BUFFER_BYTES / 1e-3
+    assert [r["op"] for r in data["results"]] == ["fprop", "wgrad_nhwc", "pool_bwd"]
+    assert [(r["op"], r["met"]) for r in data["summary"]] == [
+        ("fprop", None), ("wgrad_nhwc", None), ("pool_bwd", False)]  # no cuDNN here
+    assert "copy bandwidth:" in capsys.readouterr().out
+    assert bench.readme_table(out).count("\n| tiny |") == 6
 
 
 def test_gpu_session_script_runs_its_stages_into_one_archive(tmp_path):
