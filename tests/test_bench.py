@@ -278,13 +278,30 @@ def bench_args(**kw):
                                     "warmup": 1, "im2col_limit_gb": 4.0, **kw})
 
 
+@pytest.fixture
+def cpu_torch(monkeypatch):
+    """PyTorch (the CPU build) as run_case's cuDNN baseline: its ops run on the CPU on the
+    stand-in's NumPy arrays (through DLPack, as on CuPy's), with stand-in CUDA events."""
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(bench, "_torch_events", lambda: (_Event(), _Event(), lambda a, b: 1.0))
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
+    calls = []
+    for name in ("conv2d", "max_pool2d"):
+        real = getattr(torch.nn.functional, name)
+        monkeypatch.setattr(torch.nn.functional, name,
+                            lambda *a, _real=real, _name=name, **k: calls.append(_name)
+                            or _real(*a, **k))
+    return torch, calls
+
+
 @pytest.mark.parametrize("dtype", [np.dtype(np.float32), np.dtype(np.float16), bfloat16],
                          ids=lambda d: d.name)
 @pytest.mark.parametrize("op", bench.CONV_OPS + bench.POOL_OPS)
-def test_run_case_runs_every_version_of_every_op(numpy_cupy, op, dtype):
+def test_run_case_runs_every_version_of_every_op(numpy_cupy, cpu_torch, op, dtype):
+    torch, calls = cpu_torch
     g = TINY_POOL if op in bench.POOL_OPS else TINY
     record = bench.run_case(TINY_LAYER, g.N, op, g, dtype, get_runtime("emulator"),
-                            bench_args(), None)
+                            bench_args(), torch)
     kop = bench.NHWC_OPS.get(op, op)
     expected = [v for v in kernels.variants(kop) if kernels.supports(kop, v, g)
                 and kernels.dtype_unsupported_reason(kop, v, dtype) is None]
@@ -292,7 +309,9 @@ def test_run_case_runs_every_version_of_every_op(numpy_cupy, op, dtype):
     assert record["gpuconv_version"] in expected and record["gpuconv_ms"] == 1.0
     assert ("flops" in record) == (op in bench.CONV_OPS)
     assert ("cupy_im2col_ms" in record) == (op in ("fprop", "wgrad"))
-    assert "cudnn_ms" not in record  # no torch with CUDA
+    assert record["cudnn_ms"] == 1.0  # PyTorch's op ran (here on the CPU)
+    assert calls == (["conv2d"] * 3 if kop == "fprop" else ["max_pool2d"] * 3
+                     if op == "pool_fwd" else [])  # warm-up + runs
     record = bench.add_ratios(record, {"flops": 1e12, "bytes": 1e12},
                               {"bytes_per_s": 1e12})
     assert record.get("tflops", record.get("gbps")) > 0
