@@ -19,7 +19,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-sys.path.insert(0, str(ROOT))  # gpuconv from this checkout
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # gpuconv from this checkout
 
 from gpuconv.bench import gpu_results_markdown  # noqa: E402
 

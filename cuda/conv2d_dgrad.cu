@@ -46,6 +46,9 @@
 //   conv2d_dgrad_v4_nhwc_mma<T> v3's GEMM on channels-last tensors (dy NHWC, dx NHWC, the
 //                              filters transposed to (C, R, S, K/groups)): both tiles copied
 //                              by cp.async in 16-byte pieces (MmaNhwcLoader, MmaRowsLoader).
+//   conv2d_dgrad_v5_nhwc_wgmma<T16, CFG = 0>
+//                              v4 on Hopper's wgmma (sm_90a; emulated elsewhere), as fprop v5;
+//                              CFG 1: 128 x 128 tiles (m64n128k16). __half and __nv_bfloat16.
 
 #include "common.cuh"
 #include "mma.cuh"
@@ -586,7 +589,8 @@ conv2d_dgrad_v4_nhwc_mma(const T* __restrict__ dy, const T* __restrict__ w_t,
 }
 
 // ---------------------------------------------------------------------------------------
-// v5: v4 on wgmma (sm_90a), as fprop v5: the same loaders, window, tiles and grid; stages in
+// v5: v4 on wgmma (sm_90a), as fprop v5: the same loaders and window, (CFG 0) v4's tiles and
+// grid; stages in
 // wgmma's core-matrix layout, each warpgroup's 64 x 64 product (64 x 128 with CFG 1, mma.cuh:
 // WgmmaColumns) straight from shared memory. float16 / bfloat16 only; emulated with
 // mma.m16n8k16 off sm_90a.

@@ -44,6 +44,10 @@
 //   conv2d_fprop_v4_nhwc_mma<T> v3's GEMM on channels-last tensors (x NHWC, w KRSC, y NHWC):
 //                              the reduction is channel-innermost, so the x tile is copied by
 //                              cp.async in 16-byte pieces like the filter tile. T as v3.
+//   conv2d_fprop_v5_nhwc_wgmma<T16, CFG = 0>
+//                              v4 on Hopper's wgmma (sm_90a; emulated elsewhere), both
+//                              operands from shared memory; CFG 1: 128 x 128 tiles
+//                              (m64n128k16). __half and __nv_bfloat16.
 
 #include "common.cuh"
 #include "mma.cuh"
@@ -585,7 +589,7 @@ conv2d_fprop_v4_nhwc_mma(const T* __restrict__ x, const T* __restrict__ w,
 
 // ---------------------------------------------------------------------------------------
 // v5: v4 on wgmma, the warpgroup MMA of sm_90a (Hopper): the same NHWC loaders and window,
-// tiles and grid, with the stages in wgmma's core-matrix layout (mma.cuh: WgmmaTile) and each
+// and (CFG 0) v4's tiles and grid, with the stages in wgmma's core-matrix layout (mma.cuh: WgmmaTile) and each
 // of the two warpgroups multiplying its 64 rows of the 128 x 64 tile straight out of shared
 // memory (wgmma.mma_async m64n64k16, both operands through descriptors: no ldmatrix, no A or
 // B fragments in registers). CFG 1 (mma.cuh: WgmmaColumns): 128 x 128 tiles, m64n128k16.

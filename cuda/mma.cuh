@@ -401,9 +401,11 @@ __device__ __forceinline__ void mma_pipeline(ALoader& a, BLoader& b, int tiles, 
     }
 }
 
-// MMA_COPY_STAGES: the stages of the kernels whose loaders both copy (v4). Three stages of a
-// 128 x 64 x 32 f16 tile pair (or 128 x 64 x 16 TF32) take 45 KB of shared memory (wgrad v4:
-// 39 KB), within the 48 KB of static shared memory. kernels.MMA_COPY_STAGES mirrors it.
+// MMA_COPY_STAGES: the stages of the kernels whose loaders both copy (v4, v5). Three stages of
+// a 128 x 64 x 32 f16 tile pair (or 128 x 64 x 16 TF32) take 45 KB of shared memory (wgrad v4:
+// 39 KB; v5: 36 KB), within the 48 KB of static shared memory; v5's 128 x 128 configuration
+// takes all 48 KB, so a deeper pipeline (or BK > 32) needs dynamic shared memory for it.
+// kernels.MMA_COPY_STAGES mirrors it.
 #ifndef MMA_COPY_STAGES
 #define MMA_COPY_STAGES 3
 #endif

@@ -19,9 +19,10 @@ bfloat16), and every max-pool case at 80% or more of the measured copy bandwidth
 
 Results go to JSON (device, SM count, clocks, driver, CUDA, CuPy, PyTorch versions, date,
 settings, measured copy bandwidth, summary, per-case results) at
-``benchmarks/results/<device>-<date>.json`` (``--out`` names another file or folder) and,
-when matplotlib is installed, a PNG chart next to it; written to the default folder of a
-checkout, it also regenerates the README's GPU results (``benchmarks/update_readme.py``).
+``benchmarks/results/<device>-<dtype>-<date>.json`` (``--out`` names another file or
+folder) and, when matplotlib is installed, a PNG chart next to it; a whole run (not
+``--quick``) written to the default folder of a checkout also regenerates the README's GPU
+results (``benchmarks/update_readme.py``).
 ``readme_table(json_path)`` (``--readme JSON``) renders a Markdown table from such a file;
 tables are never typed by hand.
 
@@ -71,6 +72,7 @@ TENSOR_DATASHEET = [("H200", 989.0), ("H100 PCIe", 756.0), ("H100", 989.0), ("A1
 SPEED_GOALS = {"float32": 1.0, "float16": 0.8, "bfloat16": 0.8}
 POOL_GOAL = 0.8
 COPY_BUFFER_BYTES = 512 * 2**20  # the copy-bandwidth probe's buffer: far larger than any L2
+COPY_WARMUP = 200                # its warm-up copies
 
 
 # ----------------------------------------------------------------------------------------
@@ -160,10 +162,13 @@ def peaks(info: dict, dtype: str) -> dict:
     return out
 
 
-def result_path(out: str | None, device: str, date: str) -> Path:
-    """benchmarks/results/<device>-<date>.json, or --out (a .json file, or a folder)."""
+def result_path(out: str | None, device: str, date: str, dtype: str = "float32",
+                quick: bool = False) -> Path:
+    """benchmarks/results/<device>-<dtype>-<date>[-quick].json (one file per device, dtype,
+    day and kind of run, so the float16, bfloat16 and float32 runs of one session all stay),
+    or --out (a .json file, or a folder for that name)."""
     slug = re.sub(r"[^A-Za-z0-9]+", "-", device).strip("-").lower() or "gpu"
-    name = f"{slug}-{date}.json"
+    name = f"{slug}-{dtype}-{date}{'-quick' if quick else ''}.json"
     if out is None:
         root = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
         if not root.parent.is_dir():
@@ -210,14 +215,20 @@ def _torch_events():
 
 def measure_copy_bandwidth(runs: int, warmup: int, nbytes: int | None = None) -> dict:
     """The device's copy bandwidth: median time of a device-to-device copy of ``nbytes``
-    (default COPY_BUFFER_BYTES; read once, written once: 2 * nbytes moved), by CUDA events."""
+    (default COPY_BUFFER_BYTES; read once, written once: 2 * nbytes moved), by CUDA events,
+    after at least COPY_WARMUP copies (a few hundred ms on any current GPU: clocks up)."""
     import cupy
 
     nbytes = COPY_BUFFER_BYTES if nbytes is None else nbytes
 
-    src = cupy.ones(nbytes // 4, np.float32)
-    dst = cupy.empty_like(src)
-    ms = _median_ms(lambda: cupy.copyto(dst, src), runs, warmup, None, _cupy_events)
+    def time_copies() -> float:
+        src = cupy.ones(nbytes // 4, np.float32)
+        dst = cupy.empty_like(src)
+        return _median_ms(lambda: cupy.copyto(dst, src), runs, max(warmup, COPY_WARMUP), None,
+                          _cupy_events)
+
+    ms = time_copies()
+    cupy.get_default_memory_pool().free_all_blocks()  # the buffers back before the cases
     return {"bytes_per_s": 2 * nbytes / (ms * 1e-3), "ms": ms, "buffer_bytes": nbytes,
             "method": f"cupy.copyto of {nbytes // 2**20} MiB float32, median of {runs} runs, "
                       "bytes read + written"}
@@ -435,7 +446,7 @@ def summarize(results: list, dtype: str) -> list:
     """One row per (network, batch, op) against the goals: conv ops, cuDNN time / gpuconv
     time as a geometric mean over the layers (None unless every layer has a cuDNN time);
     max-pool, the lowest fraction of the measured copy bandwidth over its cases. ``met``:
-    None where there is no goal (float64) or no figure."""
+    None where there is no goal (the convolutions in float64) or no figure."""
     groups: dict = {}
     for r in results:
         groups.setdefault((r["network"], r["batch"], r["op"]), []).append(r)
@@ -507,28 +518,35 @@ def readme_table(json_path) -> str:
 
 
 def is_gpu_result(data) -> bool:
-    """Whether a parsed JSON file is a ``gpuconv bench`` result."""
-    return isinstance(data, dict) and {"device", "results", "dtype", "date"} <= set(data)
+    """Whether a parsed JSON file is a whole ``gpuconv bench`` result (what readme_table reads)."""
+    return (isinstance(data, dict)
+            and {"device", "versions", "settings", "results", "dtype", "date"} <= set(data)
+            and isinstance(data["device"], dict) and {"name", "sm_count"} <= set(data["device"])
+            and isinstance(data["settings"], dict) and "runs" in data["settings"]
+            and isinstance(data["results"], list))
 
 
 def gpu_results_markdown(results_dir) -> str:
-    """The README's GPU results: per dtype, the newest ``gpuconv bench`` result in
-    ``results_dir`` (summary and cases), or a line saying there is none."""
+    """The README's GPU results: per device and dtype, the newest whole (not ``--quick``)
+    ``gpuconv bench`` result in ``results_dir`` (summary and cases), or a line saying there is
+    none."""
     newest: dict = {}
     for path in sorted(Path(results_dir).glob("*.json")):
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if is_gpu_result(data) and data["date"] >= newest.get(data["dtype"], ("", None))[0]:
-            newest[data["dtype"]] = (data["date"], path)
+        if not is_gpu_result(data) or data["settings"].get("quick"):
+            continue
+        key = (data["device"]["name"], data["dtype"])
+        if data["date"] >= newest.get(key, ("", None))[0]:
+            newest[key] = (data["date"], path)
     if not newest:
         return ("No `gpuconv bench` results in `benchmarks/results/` yet: every GPU speed is "
                 "**not measured**.")
     parts = []
-    for dtype in sorted(newest):
-        parts += [f"#### {dtype} (`{newest[dtype][1].name}`)", "", readme_table(newest[dtype][1]),
-                  ""]
+    for (device, dtype), (_, path) in sorted(newest.items()):
+        parts += [f"#### {device}, {dtype} (`{path.name}`)", "", readme_table(path), ""]
     return "\n".join(parts).rstrip()
 
 
@@ -629,8 +647,11 @@ def main(argv=None) -> int:
     meta = device_info()
     peak = peaks(meta["device"], args.dtype)
     torch = None if args.no_torch else _torch()
-    copy = measure_copy_bandwidth(args.runs, args.warmup)
-    print(f"copy bandwidth: {copy['bytes_per_s'] / 1e9:.0f} GB/s ({copy['method']})", flush=True)
+    copy = None
+    if set(args.ops) & set(POOL_OPS):  # max-pool's yardstick, measured in the same run
+        copy = measure_copy_bandwidth(args.runs, args.warmup)
+        print(f"copy bandwidth: {copy['bytes_per_s'] / 1e9:.0f} GB/s ({copy['method']})",
+              flush=True)
     date = _dt.date.today().isoformat()
     todo = cases(layers, args.quick, args.batches, args.ops)
     results = []
@@ -648,7 +669,7 @@ def main(argv=None) -> int:
                          "tf32": False},
             "copy_bandwidth": copy, "summary": summarize(results, args.dtype),
             "results": results}
-    path = result_path(args.out, meta["device"]["name"], date)
+    path = result_path(args.out, meta["device"]["name"], date, args.dtype, args.quick)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1))
     print(f"wrote {path}")
@@ -656,8 +677,12 @@ def main(argv=None) -> int:
         print(f"{row['network']} N={row['batch']} {row['op']}: {row['measure']} "
               f"{'–' if row['value'] is None else format(row['value'], '.2f')} "
               f"(goal {row['goal']}, met: {row['met']})")
-    if args.out is None and regenerate_readme():
-        print("regenerated the README's results tables")
+    if args.out is None and not args.quick:
+        try:
+            if regenerate_readme():
+                print("regenerated the README's results tables")
+        except Exception as exc:  # the result is written; a README problem must not hide it
+            print(f"could not regenerate the README's results tables: {exc!r}")
     if not args.no_chart:
         png = write_chart(path)
         if png:

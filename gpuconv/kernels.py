@@ -204,7 +204,9 @@ TILE_CONFIGS = {(op, "v2"): (default, GemmTiles(default.prefix, **V2_LARGE),
 
 @dataclass(frozen=True)
 class MmaTiles:
-    """A tensor-core (v3) kernel's tile sizes: Python's mirror of its .cu ``#ifndef`` defaults."""
+    """A tensor-core kernel's tile sizes: Python's mirror of its .cu ``#ifndef`` defaults (v3,
+    v4, v5), or of a v5 tile configuration (mma.cuh: WgmmaColumns; ``config`` its CFG, WM x WN
+    a warp's share of its warpgroup's accumulators)."""
 
     prefix: str      # macro prefix in the .cu file, e.g. 'FPROP_V3'
     BM: int          # GEMM rows per block

@@ -106,9 +106,13 @@ def test_tensor_core_results_are_fractions_of_the_tensor_peak():
 
 
 def test_result_path(tmp_path):
-    p = bench.result_path(None, "NVIDIA H100 80GB HBM3", "2026-11-02")
-    assert p.name == "nvidia-h100-80gb-hbm3-2026-11-02.json" and p.parent.name == "results"
-    assert bench.result_path(str(tmp_path), "X", "d") == tmp_path / "x-d.json"
+    p = bench.result_path(None, "NVIDIA H100 80GB HBM3", "2026-11-02", "float16")
+    assert p.name == "nvidia-h100-80gb-hbm3-float16-2026-11-02.json"
+    assert p.parent.name == "results"
+    # one file per dtype and kind of run: a session's three dtypes and a quick look all stay
+    assert bench.result_path(str(tmp_path), "X", "d") == tmp_path / "x-float32-d.json"
+    assert bench.result_path(str(tmp_path), "X", "d", "bfloat16", quick=True) == (
+        tmp_path / "x-bfloat16-d-quick.json")
     assert bench.result_path(str(tmp_path / "r.json"), "X", "d") == tmp_path / "r.json"
 
 
@@ -151,7 +155,7 @@ def test_summary_against_the_goals():
         return {"network": network, "layer": layer, "batch": batch, "op": op,
                 "cudnn_over_gpuconv": ratio}
 
-    results = [conv("a", 2.0), conv("b", 0.5), conv("c", 1.0),      # geomean 1.0: met
+    results = [conv("a", 2.0), conv("b", 1.0), conv("c", 1.0),      # geomean 1.26: met
                conv("a", 0.5, op="dgrad"), conv("b", 1.0, op="dgrad"),  # 0.71: not met
                conv("a", 4.0, batch=1), conv("b", None, batch=1),  # a missing cuDNN time
                {"network": "resnet50", "layer": "pool", "batch": 32, "op": "pool_fwd",
@@ -159,7 +163,7 @@ def test_summary_against_the_goals():
                {"network": "resnet50", "layer": "pool", "batch": 1, "op": "pool_fwd",
                 "fraction_of_copy_bandwidth": 0.5}]
     rows = {(r["batch"], r["op"]): r for r in bench.summarize(results, "float32")}
-    assert rows[(32, "fprop")]["value"] == pytest.approx(1.0) and rows[(32, "fprop")]["met"]
+    assert rows[(32, "fprop")]["value"] == pytest.approx(2 ** (1 / 3)) and rows[(32, "fprop")]["met"]
     assert rows[(32, "fprop")]["cases"] == 3 and "geometric" in rows[(32, "fprop")]["measure"]
     assert rows[(32, "dgrad")]["value"] == pytest.approx(0.5 ** 0.5)
     assert rows[(32, "dgrad")]["met"] is False
@@ -210,13 +214,21 @@ def test_readme_gets_the_newest_gpu_result_per_dtype(tmp_path):
     (tmp_path / "gpu-2026-11-02.json").write_text(json.dumps(old))
     (tmp_path / "gpu-2026-11-05.json").write_text(json.dumps({**old, "date": "2026-11-05"}))
     (tmp_path / "gpu-half.json").write_text(json.dumps({**old, "dtype": "float16"}))
+    (tmp_path / "gpu-quick.json").write_text(json.dumps(  # a --quick look: not the table
+        {**old, "date": "2026-11-09", "settings": {"runs": 50, "quick": True}}))
+    (tmp_path / "other-gpu.json").write_text(json.dumps(
+        {**old, "device": {"name": "Other GPU", "sm_count": 8}}))
     (tmp_path / "cpu_bench.json").write_text(json.dumps({"benchmarks": []}))
     (tmp_path / "broken.json").write_text("{")
+    (tmp_path / "partial.json").write_text(json.dumps({k: old[k] for k in (
+        "device", "results", "dtype", "date")}))  # no versions, no settings
     text = bench.gpu_results_markdown(tmp_path)
-    assert text.index("#### float16 (`gpu-half.json`)") < text.index(
-        "#### float32 (`gpu-2026-11-05.json`)")
-    assert "Measured 2026-11-05" in text and "Measured 2026-11-02 on" in text  # f16's date
-    assert text.count("| network | N | op | cases |") == 2
+    headings = [line for line in text.splitlines() if line.startswith("####")]
+    assert headings == ["#### Other GPU, float32 (`other-gpu.json`)",
+                        "#### Synthetic GPU, float16 (`gpu-half.json`)",
+                        "#### Synthetic GPU, float32 (`gpu-2026-11-05.json`)"]
+    assert "Measured 2026-11-05" in text and "2026-11-09" not in text
+    assert text.count("| network | N | op | cases |") == 3
     spec = importlib.util.spec_from_file_location("update_readme",
                                                   ROOT / "benchmarks" / "update_readme.py")
     update = importlib.util.module_from_spec(spec)
@@ -250,6 +262,8 @@ def numpy_cupy(monkeypatch):
     for name in ("empty", "empty_like", "ones", "zeros", "copyto", "pad", "matmul",
                  "ascontiguousarray"):
         setattr(cupy, name, getattr(np, name))
+    pool = types.SimpleNamespace(free_all_blocks=lambda: None)
+    cupy.get_default_memory_pool = lambda: pool
     cupy.random = types.SimpleNamespace(default_rng=np.random.default_rng)
     device = types.SimpleNamespace(id=0, compute_capability="90", synchronize=lambda: None)
     runtime = types.SimpleNamespace(
@@ -332,7 +346,8 @@ def test_the_im2col_baseline_computes_the_convolution(op):
                                    rtol=1e-10, atol=1e-12)
 
 
-def test_copy_bandwidth_counts_the_bytes_read_and_written(numpy_cupy):
+def test_copy_bandwidth_counts_the_bytes_read_and_written(numpy_cupy, monkeypatch):
+    monkeypatch.setattr(bench, "COPY_WARMUP", 2)
     copy = bench.measure_copy_bandwidth(3, 1, nbytes=2**20)
     assert copy["bytes_per_s"] == 2 * 2**20 / 1e-3 and copy["buffer_bytes"] == 2**20
     assert "1 MiB" in copy["method"]
@@ -353,9 +368,10 @@ def test_main_writes_the_result_with_its_summary(numpy_cupy, monkeypatch, tmp_pa
     monkeypatch.setattr(runtime, "cuda_available", lambda: True)
     monkeypatch.setattr(runtime, "get_runtime", lambda name: get_runtime("emulator"))
     monkeypatch.setattr(bench, "COPY_BUFFER_BYTES", 2**20)  # host memory here
-    out = tmp_path / "r.json"
-    assert bench.main(["--out", str(out), "--runs", "2", "--warmup", "1", "--no-chart",
+    monkeypatch.setattr(bench, "COPY_WARMUP", 2)
+    assert bench.main(["--out", str(tmp_path), "--runs", "2", "--warmup", "1", "--no-chart",
                        "--ops", "fprop,wgrad_nhwc,pool_bwd"]) == 0
+    out = next(tmp_path.glob("stand-in-gpu-float32-*.json"))
     data = json.loads(out.read_text())
     assert data["device"]["name"] == "Stand-in GPU" and data["device"]["sm_count"] == 4
     assert data["copy_bandwidth"]["bytes_per_s"] == 2 * bench.COPY_BUFFER_BYTES / 1e-3
@@ -364,6 +380,12 @@ def test_main_writes_the_result_with_its_summary(numpy_cupy, monkeypatch, tmp_pa
         ("fprop", None), ("wgrad_nhwc", None), ("pool_bwd", False)]  # no cuDNN here
     assert "copy bandwidth:" in capsys.readouterr().out
     assert bench.readme_table(out).count("\n| tiny |") == 6
+    assert bench.gpu_results_markdown(tmp_path).startswith("#### Stand-in GPU, float32")
+    # no max-pool asked for: no copy-bandwidth probe
+    assert bench.main(["--out", str(tmp_path / "conv.json"), "--runs", "2", "--warmup", "1",
+                       "--no-chart", "--ops", "dgrad", "--dtype", "float16"]) == 0
+    data = json.loads((tmp_path / "conv.json").read_text())
+    assert data["copy_bandwidth"] is None and "copy bandwidth:" not in capsys.readouterr().out
 
 
 def test_gpu_session_script_runs_its_stages_into_one_archive(tmp_path):

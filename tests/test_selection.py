@@ -263,8 +263,10 @@ class FakeTimer:
         # its first kernel names it (a split-K second pass may follow), with its tiles
         version = next((v for v in ("v5", "v4", "v3", "v2") if f"_{v}_" in rt.launches[first]),
                        "v1")
-        config = {", 1>": ":128x128", ", 2>": ":64x32"}
-        version += next((c for e, c in config.items() if rt.expressions[first].endswith(e)), "")
+        op = rt.launches[first].split("_")[1]  # conv2d_<op>_...
+        for tiles in kernels.TILE_CONFIGS.get((op, version), ())[1:]:
+            if rt.expressions[first].endswith(f", {tiles.config}>"):
+                version += f":{tiles.shape}"
         self.calls.append(version)
         return self.times[version]
 
