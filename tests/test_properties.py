@@ -1,8 +1,9 @@
 """Property-based tests (hypothesis): random valid geometry and data, every op on the CPU
 runtime (and on the GPU when present) against the reference, max-pool v3 against v1 and the
-fprop / dgrad v2 tile configurations against v2, bit for bit.
+fprop / dgrad v2 tile configurations against v2, bit for bit; and the reference itself
+against PyTorch (CPU, float64).
 
-Profiles: ``ci`` (default; 150 examples per test, 600 in all) and
+Profiles: ``ci`` (default; 150 examples per test, 900 in all) and
 ``long`` for a run by hand: ``HYPOTHESIS_PROFILE=long python -m pytest tests/test_properties.py``.
 Failing examples are kept in hypothesis's database (.hypothesis/) and replayed first; the
 minimal failing case is printed.
@@ -172,3 +173,60 @@ def test_conv_v2_tile_configurations_match_the_reference_bitwise_alike(runtime, 
     for version, (y, dx) in zip(configs[1:], runs[1:]):
         assert y.tobytes() == runs[0][0].tobytes(), f"conv2d {version} differs from v2"
         assert dx.tobytes() == runs[0][1].tobytes(), f"conv2d_input {version} differs from v2"
+
+
+# ----------------------------------------------------------------------------------------
+# the reference against PyTorch itself (CPU, float64) on random geometry: the rules the
+# reference encodes (padding strings, asymmetric 'same' padding, dilation, groups, ceil_mode,
+# which window an index names, how gradients are routed) are PyTorch's, not only on the
+# curated problems
+
+
+def _torch():
+    return pytest.importorskip("torch")
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same'")  # PyTorch's note: a padded copy
+@given(problem=conv_problems(), seed=small(0, 2**16), bias=st.booleans())
+def test_reference_conv_ops_match_torch(problem, seed, bias):
+    torch = _torch()
+    g, kw = problem
+    assume(kw["padding"] != "full")  # gpuconv's own padding string; PyTorch has none
+    x, w, dy = (_data(s, np.float64, seed + i) for i, s in enumerate(
+        (g.x_shape, g.w_shape, g.y_shape)))
+    b = _data((g.K,), np.float64, seed + 3) if bias else None
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    tb = torch.tensor(b, requires_grad=True) if bias else None
+    ty = torch.nn.functional.conv2d(tx, tw, tb, **kw)
+    ty.backward(torch.tensor(dy))
+    close = dict(rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(reference.conv2d(x, w, b, g), ty.detach().numpy(), **close)
+    np.testing.assert_allclose(reference.conv2d_input(dy, w, g), tx.grad.numpy(), **close)
+    np.testing.assert_allclose(reference.conv2d_weight(x, dy, g), tw.grad.numpy(), **close)
+    if bias:
+        np.testing.assert_allclose(reference.conv2d_bias(dy), tb.grad.numpy(), **close)
+
+
+@given(problem=pool_problems(), seed=small(0, 2**16),
+       special=st.sampled_from(["distinct", "ties", "nan_inf"]))
+def test_reference_max_pool_matches_torch(problem, seed, special):
+    """Values and indices element by element, ties, NaN and +-inf included (PyTorch's CPU
+    max-pool), and the gradient routed through the indices."""
+    torch = _torch()
+    g, kw = problem
+    assume(g.N > 0)
+    rng = np.random.default_rng(seed)
+    if special == "distinct":
+        x = checking.distinct_values(g.x_shape, np.float64, rng)
+    else:
+        choices = [0.0, 1.0, -1.0] + ([np.nan, np.inf, -np.inf] if special == "nan_inf" else [])
+        x = rng.choice(choices, size=g.x_shape).astype(np.float64)
+    dy = _data(g.y_shape, np.float64, seed + 1)
+    tx = torch.tensor(x, requires_grad=True)
+    ty, tidx = torch.nn.functional.max_pool2d(tx, return_indices=True, **kw)
+    ty.backward(torch.tensor(dy))
+    y, idx = reference.max_pool2d(x, g)
+    np.testing.assert_array_equal(y, ty.detach().numpy())
+    np.testing.assert_array_equal(idx, tidx.numpy())
+    np.testing.assert_allclose(reference.max_pool2d_input(dy, idx, g), tx.grad.numpy(),
+                               rtol=1e-12, atol=0)
