@@ -34,7 +34,11 @@ Which one runs is decided per call, first match wins:
 4. the heuristic :func:`heuristic_version` (see there).
 
 A version that cannot run a geometry (``supports``) is refused with ``ValueError`` when asked
-for explicitly (1, 2) and skipped by 3 and 4.
+for explicitly (1, 2) and skipped by 3 and 4. On the GPU a version must also pass its
+self-check (``self_check_failure``: once per process, device, op, version and dtype, a small
+built-in problem against the NumPy reference) before it runs: failing, it raises
+``RuntimeError`` when asked for explicitly, autotune leaves it out and the heuristic falls back
+to v2, then v1.
 
 Launch shape (v1 kernels): one thread per output element, ``THREADS_PER_BLOCK`` threads per
 block, a 1-D grid of ``ceil(count / THREADS_PER_BLOCK)`` blocks capped at ``MAX_GRID_X``. The
@@ -59,6 +63,7 @@ import json
 import os
 import tempfile
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -726,11 +731,139 @@ def select_version(op: str, g, dtype=None, rt=None, version: str | None = None,
         reason = dtype_unsupported_reason(op, version, dtype)
         if reason is not None:
             raise ValueError(f"{op} {version} (from {how}) cannot run this dtype: {reason}")
+        failure = self_check_failure(rt, op, version, dtype)
+        if failure is not None:
+            raise RuntimeError(f"{op} {version} (from {how}) failed gpuconv's self-check on this "
+                               f"device: {failure}")
         return version
     if (launch is not None and rt is not None and getattr(rt, "name", None) == "cuda"
             and os.environ.get(ENV_AUTOTUNE, "") not in ("", "0")):
         return autotune(op, g, dtype, rt, launch, layout)
-    return heuristic_version(op, g, dtype, device_arch(rt), layout, device_sms(rt))
+    pick = heuristic_version(op, g, dtype, device_arch(rt), layout, device_sms(rt))
+    # A pick that fails its self-check falls back to v2 (CUDA cores), then to v1.
+    for candidate in dict.fromkeys((pick, "v2", "v1")):
+        if (candidate in VERSIONS[op] or candidate == pick) and supports(op, candidate, g) \
+                and self_check_failure(rt, op, candidate, dtype) is None:
+            return candidate
+    raise RuntimeError(f"every {op} version gpuconv would fall back to failed its self-check on "
+                       f"this device: {self_check_failure(rt, op, 'v1', dtype)}")
+
+
+# ----------------------------------------------------------------------------------------
+# self-check: before a version's first use on a GPU, once per process, device, op and dtype,
+# it runs on a small built-in problem against the NumPy reference. None of gpuconv's kernels
+# had run on a GPU when they were written (the CPU runtime tests them): a version that gives
+# wrong results on some device is then never chosen there (a warning says so), and an
+# explicit request for it raises RuntimeError, instead of a silently wrong answer.
+
+ENV_SELF_CHECK = "GPUCONV_SELF_CHECK"  # "0": off
+SELF_CHECK_RUNTIMES = ("cuda",)        # the runtimes checked (tests add the CPU runtime)
+# The built-in problems (gpuconv.problems): a ResNet 3x3 layer, batch 2 (4 row tiles, one
+# partial, 18 reduction tiles), and the ResNet stem max-pool scaled to 28x28.
+SELF_CHECK_PROBLEMS = {"conv": "resnet_3x3_layer", "pool": "resnet_stem"}
+_self_checks: dict[tuple, str | None] = {}  # (device, op, version, dtype) -> failure or None
+_self_check_lock = threading.Lock()
+_self_checking: contextvars.ContextVar[bool] = contextvars.ContextVar("gpuconv_self_checking",
+                                                                      default=False)
+
+
+def self_check_failure(rt, op: str, version: str, dtype) -> str | None:
+    """None when ``version`` of ``op`` gave the reference's results in its self-check on rt's
+    device (run on first use: once per process, device, op, version and dtype), or when no
+    check applies (other runtimes, $GPUCONV_SELF_CHECK=0); else what went wrong."""
+    if (getattr(rt, "name", None) not in SELF_CHECK_RUNTIMES or dtype is None
+            or _self_checking.get() or os.environ.get(ENV_SELF_CHECK, "1") == "0"):
+        return None
+    device = _device_key(rt) if rt.name == "cuda" else f"{rt.name} {id(rt)}"
+    key = (device, op, version, np.dtype(dtype).name)
+    with _self_check_lock:
+        if key in _self_checks:
+            return _self_checks[key]
+    failure = run_self_check(rt, op, version, dtype)
+    with _self_check_lock:
+        _self_checks[key] = failure
+    if failure is not None:
+        warnings.warn(f"gpuconv: {op} {version} ({np.dtype(dtype).name}) failed its self-check on "
+                      f"this device and will not be used here: {failure}", RuntimeWarning,
+                      stacklevel=3)
+    return failure
+
+
+def clear_self_checks() -> None:
+    with _self_check_lock:
+        _self_checks.clear()
+
+
+def run_self_check(rt, op: str, version: str, dtype) -> str | None:
+    """Run ``version`` of ``op`` once on rt on its built-in problem and compare with the
+    reference (TF32 versions on float32 against their error bound): None if it matches, else
+    what went wrong (an exception counts as a failure)."""
+    token = _self_checking.set(True)  # the check's own launches are not checked again
+    try:
+        return _self_check(rt, op, version, np.dtype(dtype))
+    finally:
+        _self_checking.reset(token)
+
+
+def _self_check(rt, op: str, version: str, dtype: np.dtype) -> str | None:
+    from . import checking, problems, reference
+    from .geometry import conv2d_geometry, pool2d_geometry
+
+    xp = rt.xp
+    host = (lambda a: a.get()) if xp is not np else np.asarray
+    try:
+        if op in ("pool_fwd", "pool_bwd"):
+            problem = next(p for p in problems.POOL_PROBLEMS
+                           if p.name == SELF_CHECK_PROBLEMS["pool"])
+            g = pool2d_geometry(problem.x_shape, **problem.kwargs)
+            if not supports(op, version, g):
+                return None
+            x, dy = checking.pool_inputs(problem, dtype)
+            want_y, want_idx = reference.max_pool2d(x, g)
+            if op == "pool_fwd":
+                y, idx = xp.empty(g.y_shape, dtype), xp.empty(g.y_shape, np.int64)
+                maxpool2d_fwd(rt, g, xp.asarray(x), y, idx, version)
+                if not np.array_equal(host(idx), want_idx):
+                    return "wrong max-pool indices"
+                got, want, bound = host(y), want_y, None
+            else:
+                dx = xp.empty(g.x_shape, dtype)
+                maxpool2d_bwd(rt, g, xp.asarray(dy), xp.asarray(want_idx), dx, version)
+                got, want = host(dx), reference.max_pool2d_input(dy, want_idx, g)
+                bound = None
+        else:
+            problem = next(p for p in problems.CONV_PROBLEMS
+                           if p.name == SELF_CHECK_PROBLEMS["conv"])
+            g = conv2d_geometry(problem.x_shape, problem.w_shape, **problem.kwargs)
+            if not supports(op, version, g):
+                return None
+            x, w, b, dy = checking.conv_inputs(problem, dtype)
+            X, W, DY = xp.asarray(x), xp.asarray(w), xp.asarray(dy)
+            bound = None
+            if op == "fprop":
+                out = xp.empty(g.y_shape, dtype)
+                conv2d_fprop(rt, g, X, W, None if b is None else xp.asarray(b), out, version)
+                want = reference.conv2d(x, w, b, g)
+                operands = (x, w)
+            elif op == "dgrad":
+                out = xp.empty(g.x_shape, dtype)
+                conv2d_dgrad(rt, g, DY, W, out, version)
+                want, operands = reference.conv2d_input(dy, w, g), (dy, w)
+            elif op == "wgrad":
+                out = xp.empty(g.w_shape, dtype)
+                conv2d_wgrad(rt, g, X, DY, out, version)
+                want, operands = reference.conv2d_weight(x, dy, g), (x, dy)
+            else:  # bgrad
+                out = xp.empty((g.K,), dtype)
+                conv2d_bgrad(rt, g, DY, out, version)
+                want, operands = reference.conv2d_bias(dy), None
+            if operands is not None and runs_on_tf32(op, version, dtype):
+                bound = checking.tf32_bound(op, g, *operands)
+            got = host(out)
+    except Exception as exc:  # a launch or compile error on this device
+        return f"it raised {exc!r}"
+    result = checking.compare(got, want, dtype, bound=bound)
+    return None if result else f"max error {result.max_error:.3g} on {problem.name}"
 
 
 # ----------------------------------------------------------------------------------------
@@ -833,7 +966,10 @@ def autotune(op: str, g, dtype, rt, launch, layout: str = "nchw") -> str:
     path = autotune_cache_path()
     arch = device_arch(rt)
     candidates = [v for v in variants(op)
-                  if supports(op, v, g) and runs_well_here(op, v, dtype, arch)]
+                  if supports(op, v, g) and runs_well_here(op, v, dtype, arch)
+                  and self_check_failure(rt, op, v, dtype) is None]
+    if not candidates:
+        raise RuntimeError(f"every {op} version failed gpuconv's self-check on this device")
     if len(candidates) == 1:  # nothing to choose between: no timing, no file entry
         return candidates[0]
     cached = _read_cache_file(path).get(key, {})
