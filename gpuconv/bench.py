@@ -336,6 +336,11 @@ def run_case(layer, n, op, g, dtype, rt, args, torch) -> dict:
     versions = [v for v in kernels.variants(kop) if kernels.supports(kop, v, g)
                 and kernels.dtype_unsupported_reason(kop, v, dtype) is None] \
         if args.all_versions else [chosen]
+    # a version that fails its self-check on this device is recorded, not timed
+    failed = {v: f for v in versions if (f := kernels.self_check_failure(rt, kop, v, dtype))}
+    if failed:
+        record["self_check_failures"] = failed
+        versions = [v for v in versions if v not in failed]
     for v in versions:
         ours[v] = _median_ms(lambda: call(v), args.runs, args.warmup, flush, _cupy_events)
     record["gpuconv_ms"] = ours[chosen]

@@ -35,8 +35,8 @@ Which one runs is decided per call, first match wins:
 
 A version that cannot run a geometry (``supports``) is refused with ``ValueError`` when asked
 for explicitly (1, 2) and skipped by 3 and 4. On the GPU a version must also pass its
-self-check (``self_check_failure``: once per process, device, op, version and dtype, a small
-built-in problem against the NumPy reference) before it runs: failing, it raises
+self-check (``self_check_failure``: once per process, device model, op, version and dtype,
+two small built-in problems against the NumPy reference) before it runs: failing, it raises
 ``RuntimeError`` when asked for explicitly, autotune leaves it out and the heuristic falls back
 to v2, then v1.
 
@@ -740,27 +740,25 @@ def select_version(op: str, g, dtype=None, rt=None, version: str | None = None,
             and os.environ.get(ENV_AUTOTUNE, "") not in ("", "0")):
         return autotune(op, g, dtype, rt, launch, layout)
     pick = heuristic_version(op, g, dtype, device_arch(rt), layout, device_sms(rt))
-    # A pick that fails its self-check falls back to v2 (CUDA cores), then to v1.
+    # A pick that fails its self-check falls back to v2 (CUDA cores), then to v1 (every op
+    # has both).
     for candidate in dict.fromkeys((pick, "v2", "v1")):
-        if (candidate in VERSIONS[op] or candidate == pick) and supports(op, candidate, g) \
-                and self_check_failure(rt, op, candidate, dtype) is None:
+        if supports(op, candidate, g) and self_check_failure(rt, op, candidate, dtype) is None:
             return candidate
     raise RuntimeError(f"every {op} version gpuconv would fall back to failed its self-check on "
                        f"this device: {self_check_failure(rt, op, 'v1', dtype)}")
 
 
 # ----------------------------------------------------------------------------------------
-# self-check: before a version's first use on a GPU, once per process, device, op and dtype,
-# it runs on a small built-in problem against the NumPy reference. None of gpuconv's kernels
-# had run on a GPU when they were written (the CPU runtime tests them): a version that gives
-# wrong results on some device is then never chosen there (a warning says so), and an
-# explicit request for it raises RuntimeError, instead of a silently wrong answer.
+# self-check: before a version's first use on a GPU, once per process, device model, op and
+# dtype, it runs on small built-in problems against the NumPy reference. None of gpuconv's
+# kernels had run on a GPU when they were written (the CPU runtime tests them): a version that
+# gives wrong results there is then never chosen on that device (a warning says so), and an
+# explicit request for it raises RuntimeError. A smoke test on two problems per op (a wrong
+# kernel may pass it), not a proof.
 
 ENV_SELF_CHECK = "GPUCONV_SELF_CHECK"  # "0": off
 SELF_CHECK_RUNTIMES = ("cuda",)        # the runtimes checked (tests add the CPU runtime)
-# The built-in problems (gpuconv.problems): a ResNet 3x3 layer, batch 2 (4 row tiles, one
-# partial, 18 reduction tiles), and the ResNet stem max-pool scaled to 28x28.
-SELF_CHECK_PROBLEMS = {"conv": "resnet_3x3_layer", "pool": "resnet_stem"}
 _self_checks: dict[tuple, str | None] = {}  # (device, op, version, dtype) -> failure or None
 _self_check_lock = threading.Lock()
 _self_checking: contextvars.ContextVar[bool] = contextvars.ContextVar("gpuconv_self_checking",
@@ -769,8 +767,10 @@ _self_checking: contextvars.ContextVar[bool] = contextvars.ContextVar("gpuconv_s
 
 def self_check_failure(rt, op: str, version: str, dtype) -> str | None:
     """None when ``version`` of ``op`` gave the reference's results in its self-check on rt's
-    device (run on first use: once per process, device, op, version and dtype), or when no
-    check applies (other runtimes, $GPUCONV_SELF_CHECK=0); else what went wrong."""
+    device (run on first use: once per process, device model, op, version and dtype), or when
+    no check applies (other runtimes, $GPUCONV_SELF_CHECK=0); else what went wrong. An error
+    that is not the kernel's (out of memory, a CUDA graph being captured) propagates and is
+    not remembered."""
     if (getattr(rt, "name", None) not in SELF_CHECK_RUNTIMES or dtype is None
             or _self_checking.get() or os.environ.get(ENV_SELF_CHECK, "1") == "0"):
         return None
@@ -785,7 +785,7 @@ def self_check_failure(rt, op: str, version: str, dtype) -> str | None:
     if failure is not None:
         warnings.warn(f"gpuconv: {op} {version} ({np.dtype(dtype).name}) failed its self-check on "
                       f"this device and will not be used here: {failure}", RuntimeWarning,
-                      stacklevel=3)
+                      stacklevel=2)
     return failure
 
 
@@ -794,74 +794,105 @@ def clear_self_checks() -> None:
         _self_checks.clear()
 
 
+def _capturing(rt) -> bool:
+    """Whether rt's current CUDA stream is capturing a CUDA graph (no host copies then)."""
+    if rt.name != "cuda":
+        return False
+    try:
+        import cupy
+
+        return bool(cupy.cuda.get_current_stream().is_capturing())
+    except Exception:
+        return False
+
+
+def _kernel_error(exc: BaseException) -> bool:
+    """Whether an exception raised by a check is the kernel's own failure (it cannot be built
+    or loaded for this device) rather than the circumstances' (memory, a sticky earlier error)."""
+    text = f"{type(exc).__name__} {exc}"
+    return any(s in text for s in ("CompileError", "CompileException", "no kernel image",
+                                   "INVALID_PTX", "invalid PTX", "UNSUPPORTED_PTX"))
+
+
 def run_self_check(rt, op: str, version: str, dtype) -> str | None:
-    """Run ``version`` of ``op`` once on rt on its built-in problem and compare with the
+    """Run ``version`` of ``op`` on rt on each self-check problem and compare with the
     reference (TF32 versions on float32 against their error bound): None if it matches, else
-    what went wrong (an exception counts as a failure)."""
+    what went wrong. A build or load error counts as a failure; other errors propagate."""
+    from . import problems
+
+    if _capturing(rt):
+        raise RuntimeError("gpuconv's self-check cannot run while a CUDA graph is captured: "
+                           f"run {op} once before the capture, or set {ENV_SELF_CHECK}=0")
+    family = problems.SELF_CHECK_POOL if op in ("pool_fwd", "pool_bwd") else \
+        problems.SELF_CHECK_CONV
     token = _self_checking.set(True)  # the check's own launches are not checked again
     try:
-        return _self_check(rt, op, version, np.dtype(dtype))
+        for problem in family:
+            try:
+                failure = _self_check(rt, op, version, np.dtype(dtype), problem)
+            except Exception as exc:
+                if not _kernel_error(exc):
+                    exc.add_note(f"(in gpuconv's self-check of {op} {version}; "
+                                 f"{ENV_SELF_CHECK}=0 turns it off)")
+                    raise
+                return f"it raised {exc!r}"
+            if failure is not None:
+                return failure
+        return None
     finally:
         _self_checking.reset(token)
 
 
-def _self_check(rt, op: str, version: str, dtype: np.dtype) -> str | None:
-    from . import checking, problems, reference
+def _self_check(rt, op: str, version: str, dtype: np.dtype, problem) -> str | None:
+    """One self-check problem: None if the version matches the reference on it."""
+    from . import checking, reference
     from .geometry import conv2d_geometry, pool2d_geometry
 
     xp = rt.xp
     host = (lambda a: a.get()) if xp is not np else np.asarray
-    try:
-        if op in ("pool_fwd", "pool_bwd"):
-            problem = next(p for p in problems.POOL_PROBLEMS
-                           if p.name == SELF_CHECK_PROBLEMS["pool"])
-            g = pool2d_geometry(problem.x_shape, **problem.kwargs)
-            if not supports(op, version, g):
-                return None
-            x, dy = checking.pool_inputs(problem, dtype)
-            want_y, want_idx = reference.max_pool2d(x, g)
-            if op == "pool_fwd":
-                y, idx = xp.empty(g.y_shape, dtype), xp.empty(g.y_shape, np.int64)
-                maxpool2d_fwd(rt, g, xp.asarray(x), y, idx, version)
-                if not np.array_equal(host(idx), want_idx):
-                    return "wrong max-pool indices"
-                got, want, bound = host(y), want_y, None
-            else:
-                dx = xp.empty(g.x_shape, dtype)
-                maxpool2d_bwd(rt, g, xp.asarray(dy), xp.asarray(want_idx), dx, version)
-                got, want = host(dx), reference.max_pool2d_input(dy, want_idx, g)
-                bound = None
+    bound = None
+    if op in ("pool_fwd", "pool_bwd"):
+        g = pool2d_geometry(problem.x_shape, **problem.kwargs)
+        if not supports(op, version, g):
+            return f"it cannot run its self-check problem {problem.name}"
+        x, dy = checking.pool_inputs(problem, dtype)
+        want_y, want_idx = reference.max_pool2d(x, g)
+        if op == "pool_fwd":
+            y, idx = xp.empty(g.y_shape, dtype), xp.empty(g.y_shape, np.int64)
+            maxpool2d_fwd(rt, g, xp.asarray(x), y, idx, version)
+            if not np.array_equal(host(idx), want_idx):
+                return f"wrong max-pool indices on {problem.name}"
+            got, want = host(y), want_y
         else:
-            problem = next(p for p in problems.CONV_PROBLEMS
-                           if p.name == SELF_CHECK_PROBLEMS["conv"])
-            g = conv2d_geometry(problem.x_shape, problem.w_shape, **problem.kwargs)
-            if not supports(op, version, g):
-                return None
-            x, w, b, dy = checking.conv_inputs(problem, dtype)
-            X, W, DY = xp.asarray(x), xp.asarray(w), xp.asarray(dy)
-            bound = None
-            if op == "fprop":
-                out = xp.empty(g.y_shape, dtype)
-                conv2d_fprop(rt, g, X, W, None if b is None else xp.asarray(b), out, version)
-                want = reference.conv2d(x, w, b, g)
-                operands = (x, w)
-            elif op == "dgrad":
-                out = xp.empty(g.x_shape, dtype)
-                conv2d_dgrad(rt, g, DY, W, out, version)
-                want, operands = reference.conv2d_input(dy, w, g), (dy, w)
-            elif op == "wgrad":
-                out = xp.empty(g.w_shape, dtype)
-                conv2d_wgrad(rt, g, X, DY, out, version)
-                want, operands = reference.conv2d_weight(x, dy, g), (x, dy)
-            else:  # bgrad
-                out = xp.empty((g.K,), dtype)
-                conv2d_bgrad(rt, g, DY, out, version)
-                want, operands = reference.conv2d_bias(dy), None
-            if operands is not None and runs_on_tf32(op, version, dtype):
-                bound = checking.tf32_bound(op, g, *operands)
-            got = host(out)
-    except Exception as exc:  # a launch or compile error on this device
-        return f"it raised {exc!r}"
+            dx = xp.empty(g.x_shape, dtype)
+            maxpool2d_bwd(rt, g, xp.asarray(dy), xp.asarray(want_idx), dx, version)
+            got, want = host(dx), reference.max_pool2d_input(dy, want_idx, g)
+    else:
+        g = conv2d_geometry(problem.x_shape, problem.w_shape, **problem.kwargs)
+        if not supports(op, version, g):
+            return f"it cannot run its self-check problem {problem.name}"
+        x, w, b, dy = checking.conv_inputs(problem, dtype)
+        X, W, DY = xp.asarray(x), xp.asarray(w), xp.asarray(dy)
+        operands = None
+        if op == "fprop":
+            out = xp.empty(g.y_shape, dtype)
+            conv2d_fprop(rt, g, X, W, None if b is None else xp.asarray(b), out, version)
+            want, operands = reference.conv2d(x, w, b, g), (x, w)
+        elif op == "dgrad":
+            out = xp.empty(g.x_shape, dtype)
+            conv2d_dgrad(rt, g, DY, W, out, version)
+            want, operands = reference.conv2d_input(dy, w, g), (dy, w)
+        elif op == "wgrad":
+            out = xp.empty(g.w_shape, dtype)
+            conv2d_wgrad(rt, g, X, DY, out, version)
+            want, operands = reference.conv2d_weight(x, dy, g), (x, dy)
+        else:  # bgrad
+            out = xp.empty((g.K,), dtype)
+            conv2d_bgrad(rt, g, DY, out, version)
+            want = reference.conv2d_bias(dy)
+        if operands is not None and runs_on_tf32(op, version, dtype):
+            bound = checking.tf32_bound(op, g, *operands)
+        got = host(out)
     result = checking.compare(got, want, dtype, bound=bound)
     return None if result else f"max error {result.max_error:.3g} on {problem.name}"
 
@@ -883,13 +914,20 @@ def autotune_cache_path() -> Path:
 
 
 def _device_key(rt) -> str:
-    """Names the device the choice was measured on (name and compute capability)."""
+    """Names the current device's model (name and compute capability): what autotune's choices
+    and the self-checks are kept per. Cheap after the first call per device."""
     import cupy
 
-    device = cupy.cuda.Device()
-    props = cupy.cuda.runtime.getDeviceProperties(device.id)
+    return _device_label(cupy.cuda.Device().id)
+
+
+@functools.lru_cache(maxsize=None)
+def _device_label(device_id: int) -> str:
+    import cupy
+
+    props = cupy.cuda.runtime.getDeviceProperties(device_id)
     name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
-    return f"{name} sm_{device.compute_capability}"
+    return f"{name} sm_{props['major']}{props['minor']}"
 
 
 def _time_launch(rt, launch) -> float:

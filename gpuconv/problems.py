@@ -135,6 +135,26 @@ POOL_PROBLEMS = [
 ]
 
 
+# The GPU self-check's problems (gpuconv.kernels.self_check_failure): each version of the
+# conv2d and max-pool kernels runs them all once on a GPU before its first use. Two per family,
+# small, between them reaching the kernels' main paths: whole and partial tiles, 16-byte pieces
+# and element loads (6 channels per group), a bias and none, several bgrad splits (900 rows),
+# max-pool's vector stores (8 outputs a row) and its element-wise rows (14).
+SELF_CHECK_CONV = [
+    ConvProblem("check_resnet_3x3", "a ResNet 3x3 layer, batch 2: 4 row tiles (one partial), "
+                "whole reduction tiles, 16-byte pieces", N=2, C=64, H=14, W=14, K=64, R=3, S=3,
+                padding=1),
+    ConvProblem("check_grouped_odd", "2 groups of 6 channels and 10 filters, 900 rows: partial "
+                "reduction tiles, element loads, no bias, 3 bgrad splits", N=4, C=12, H=15,
+                W=15, K=20, R=3, S=3, padding=1, groups=2, bias=False),
+]
+SELF_CHECK_POOL = [
+    PoolProblem("check_stem", "ResNet stem max-pool k3 s2 p1 at 28x28: 14 outputs a row",
+                N=1, C=8, H=28, W=28, kernel_size=3, stride=2, padding=1),
+    PoolProblem("check_k2s2", "2x2 stride 2 at 16x16: 8 outputs a row (vector stores)", N=2,
+                C=3, H=16, W=16, kernel_size=2),
+]
+
 # ----------------------------------------------------------------------------------------
 # avg-pool / lp-pool (gpuconv.avg_pool2d, gpuconv.lp_pool2d) and separable conv2d
 

@@ -11,9 +11,9 @@ import warnings
 import numpy as np
 import pytest
 
-from gpuconv import kernels, reference
+from gpuconv import kernels, problems, reference
 from gpuconv.dtypes import bfloat16
-from gpuconv.geometry import conv2d_geometry
+from gpuconv.geometry import conv2d_geometry, pool2d_geometry
 from gpuconv.runtime import get_runtime
 
 from test_tensor_core import SWAP, _emulator_built_with
@@ -22,10 +22,11 @@ RESNET_3X3 = conv2d_geometry((2, 64, 14, 14), (64, 64, 3, 3), padding=1)
 
 
 @pytest.fixture(autouse=True)
-def checks_on_the_cpu_runtime(monkeypatch):
+def checks_on_the_cpu_runtime(monkeypatch, tmp_path):
     monkeypatch.setattr(kernels, "SELF_CHECK_RUNTIMES", ("emulator",))
     monkeypatch.delenv(kernels.ENV_SELF_CHECK, raising=False)
     monkeypatch.delenv(kernels.ENV_VERSION, raising=False)
+    monkeypatch.setenv("GPUCONV_CACHE_DIR", str(tmp_path))  # autotune.json of the tests here
     kernels.clear_self_checks()
     yield
     kernels.clear_self_checks()
@@ -46,22 +47,77 @@ def test_right_kernels_pass(op, version, dtype):
     assert kernels.run_self_check(get_runtime("emulator"), op, version, dtype) is None
 
 
+def test_every_version_can_run_the_self_check_problems():
+    """A version that cannot run a self-check problem fails its check (it was never tested):
+    none of today's can't."""
+    for op in kernels.OPS:
+        pool = op in ("pool_fwd", "pool_bwd")
+        for problem in problems.SELF_CHECK_POOL if pool else problems.SELF_CHECK_CONV:
+            g = (pool2d_geometry(problem.x_shape, **problem.kwargs) if pool else
+                 conv2d_geometry(problem.x_shape, problem.w_shape, **problem.kwargs))
+            for version in kernels.variants(op):
+                assert kernels.supports(op, version, g), (op, version, problem.name)
+    # between them, the problems reach the paths they are for
+    resnet, odd = (conv2d_geometry(p.x_shape, p.w_shape, **p.kwargs)
+                   for p in problems.SELF_CHECK_CONV)
+    assert odd.C_per_group % 8 and (odd.C_per_group * 9) % 32 and not odd.groups == 1
+    assert kernels.bgrad_splits(odd) > 1 and kernels.bgrad_splits(resnet) == 1
+    stem, k2 = (pool2d_geometry(p.x_shape, **p.kwargs) for p in problems.SELF_CHECK_POOL)
+    assert stem.Q % kernels.POOL_V3_VEC and not k2.Q % kernels.POOL_V3_VEC
+
+
+def test_a_version_that_cannot_run_a_check_problem_fails(monkeypatch):
+    monkeypatch.setattr(kernels, "supports", lambda op, version, g: version != "v2")
+    failure = kernels.run_self_check(get_runtime("emulator"), "fprop", "v2", np.float32)
+    assert failure == "it cannot run its self-check problem check_resnet_3x3"
+
+
 def test_a_kernel_with_wrong_lanes_fails_and_the_cuda_cores_pass():
     broken = _emulator_built_with(*SWAP)  # mma fragments of lanes 1 and 5 swapped
     failure = kernels.run_self_check(broken, "fprop", "v3", np.float16)
-    assert failure is not None and failure.startswith("max error") and "resnet_3x3" in failure
+    assert failure is not None and failure.startswith("max error") and "check_" in failure
     assert kernels.run_self_check(broken, "fprop", "v2", np.float16) is None
 
 
-def test_an_exception_counts_as_a_failure():
-    class Failing:
-        name, xp = "emulator", np
+class Failing:
+    """A runtime whose every launch raises ``error``."""
 
-        def function(self, source_name, name_expression):
-            raise RuntimeError("no kernel image is available for execution on the device")
+    name, xp = "emulator", np
 
-    failure = kernels.run_self_check(Failing(), "wgrad", "v2", np.float32)
-    assert "raised" in failure and "no kernel image" in failure
+    def __init__(self, error):
+        self.error = error
+
+    def function(self, source_name, name_expression):
+        raise self.error
+
+
+def test_a_kernel_that_cannot_be_built_or_loaded_fails():
+    from gpuconv.runtime.cpu_rt import CompileError
+
+    for error in (RuntimeError("no kernel image is available for execution on the device"),
+                  CompileError("g++ failed to compile the kernel module")):
+        failure = kernels.run_self_check(Failing(error), "wgrad", "v2", np.float32)
+        assert failure.startswith("it raised") and str(error) in failure
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered")  # the unwritten output
+def test_other_errors_propagate_and_are_not_remembered():
+    rt = Failing(MemoryError("out of memory allocating 1 MiB"))
+    with pytest.raises(MemoryError) as caught:
+        kernels.self_check_failure(rt, "fprop", "v2", np.float32)
+    assert any("self-check of fprop v2" in note for note in caught.value.__notes__)
+    rt.error = None
+    rt.function = lambda source, name: (lambda grid, block, args: None)  # launches: no error
+    with pytest.warns(RuntimeWarning, match="failed its self-check"):  # checked anew: it ran
+        assert kernels.self_check_failure(rt, "fprop", "v2", np.float32).startswith("max error")
+
+
+def test_during_graph_capture_it_refuses_to_run(monkeypatch):
+    monkeypatch.setattr(kernels, "_capturing", lambda rt: True)
+    with pytest.raises(RuntimeError, match="CUDA graph is captured.*GPUCONV_SELF_CHECK=0"):
+        kernels.self_check_failure(get_runtime("emulator"), "fprop", "v2", np.float32)
+    monkeypatch.setenv(kernels.ENV_SELF_CHECK, "0")
+    assert kernels.self_check_failure(get_runtime("emulator"), "fprop", "v2", np.float32) is None
 
 
 def test_an_explicit_request_for_a_failing_version_raises():
@@ -105,7 +161,7 @@ def test_each_check_runs_once_and_can_be_turned_off(monkeypatch):
     monkeypatch.setenv(kernels.ENV_SELF_CHECK, "0")
     assert kernels.self_check_failure(rt, "pool_bwd", "v2", np.float32) is None
     assert len(runs) == 2
-    # the check's own launches are not checked again (no recursion), other runtimes never
+    # other runtimes: never checked
     monkeypatch.delenv(kernels.ENV_SELF_CHECK)
     monkeypatch.setattr(kernels, "SELF_CHECK_RUNTIMES", ("cuda",))
     assert kernels.self_check_failure(rt, "pool_bwd", "v2", np.float32) is None
@@ -131,3 +187,23 @@ def test_autotune_never_times_a_failing_version(monkeypatch):
     assert rt.launches[-1] == "conv2d_fprop_v2_implicit_gemm"
     assert any("fprop v1 (float32) failed its self-check" in str(w.message) for w in caught)
     kernels.clear_autotune_memory()
+
+
+def test_when_every_fallback_fails_the_call_raises(monkeypatch):
+    monkeypatch.setattr(kernels, "run_self_check", lambda *a: "max error 1e9 on check_x")
+    with pytest.warns(RuntimeWarning):
+        with pytest.raises(RuntimeError, match="every fprop version gpuconv would fall back to "
+                                               "failed its self-check"):
+            kernels.select_version("fprop", RESNET_3X3, np.float32, get_runtime("emulator"))
+
+
+def test_a_max_pool_with_wrong_indices_fails(monkeypatch):
+    real = kernels.maxpool2d_fwd
+
+    def off_by_one(rt, g, x, y, idx, version=None):
+        real(rt, g, x, y, idx, version)
+        idx[...] += 1
+
+    monkeypatch.setattr(kernels, "maxpool2d_fwd", off_by_one)
+    failure = kernels.run_self_check(get_runtime("emulator"), "pool_fwd", "v2", np.float16)
+    assert failure == "wrong max-pool indices on check_stem"
