@@ -404,3 +404,19 @@ def test_gpu_session_script_runs_its_stages_into_one_archive(tmp_path):
     run = subprocess.run(["bash", "benchmarks/gpu_session.sh", "quick-float32"], cwd=root,
                          env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_all_versions_leaves_out_a_version_that_failed_its_self_check(numpy_cupy, monkeypatch):
+    monkeypatch.setattr(kernels, "SELF_CHECK_RUNTIMES", ("emulator",))
+    monkeypatch.setattr(kernels, "run_self_check",
+                        lambda rt, op, v, dtype: "max error 7" if v == "v2:64x32" else None)
+    kernels.clear_self_checks()
+    try:
+        with pytest.warns(RuntimeWarning, match="fprop v2:64x32"):
+            record = bench.run_case(TINY_LAYER, TINY.N, "fprop", TINY, np.dtype(np.float32),
+                                    get_runtime("emulator"), bench_args(), None)
+    finally:
+        kernels.clear_self_checks()
+    assert record["self_check_failures"] == {"v2:64x32": "max error 7"}
+    assert "v2:64x32" not in record["gpuconv_ms_by_version"] and "v2" in record[
+        "gpuconv_ms_by_version"]
