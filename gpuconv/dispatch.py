@@ -74,13 +74,19 @@ def output_allocator(allocate):
 
 
 def _allocate(rt, shape, dtype):
+    return allocate_result(shape, dtype, "cupy" if rt.name == "cuda" else "numpy")
+
+
+def allocate_result(shape, dtype, lib: str):
+    """An empty result array of library ``lib`` ('numpy' or 'cupy'): from the
+    ``output_allocator`` in force when it gives one of that library, else a new one."""
     allocate = _output_allocator.get()
     if allocate is not None:
         from .validation import library
         out = allocate(shape, dtype)
-        if library(out) == ("cupy" if rt.name == "cuda" else "numpy") and out.flags.c_contiguous:
+        if library(out) == lib and out.flags.c_contiguous:
             return out
-    return rt.xp.empty(shape, dtype)
+    return (_cupy() if lib == "cupy" else np).empty(shape, dtype)
 
 
 def _cupy():

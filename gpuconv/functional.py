@@ -222,8 +222,9 @@ def lp_pool2d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
     with quiet():
         powered = (x.astype(ct) ** p).astype(dtype)
     (avg,) = dispatch.run("avgpool2d_fwd", g, [powered], [(g.y_shape, dtype)], lib)
+    y = dispatch.allocate_result(g.y_shape, dtype, lib)  # the result: gpuconv.torch's memory
     with quiet():
-        y = ((avg.astype(ct) * (g.R * g.S)) ** (1.0 / p)).astype(dtype)
+        y[...] = ((avg.astype(ct) * (g.R * g.S)) ** (1.0 / p)).astype(dtype)
     return y[0] if unbatched else y
 
 

@@ -27,14 +27,16 @@ How tensors reach the kernels, without copies:
 * CPU tensors: ``tensor.detach().numpy()`` shares memory; the op runs on the backend in force
   (``auto``: the NumPy reference; ``emulator``: the CUDA kernels on the CPU runtime) and the
   result comes back with ``torch.from_numpy``.
-* CUDA tensors: ``cupy.from_dlpack(tensor.detach())`` shares memory; the kernels launch on
-  PyTorch's current stream (wrapped by ``cupy.cuda.Stream.from_external``, or
-  ``cupy.cuda.ExternalStream`` on CuPy 13), so they are ordered with the surrounding PyTorch
-  work without any synchronization, and the result comes back with ``torch.from_dlpack``.
-  The kernels' outputs are allocated by PyTorch's caching allocator (``torch.empty`` on the
-  input's device, handed to the kernels through DLPack; ``gpuconv.dispatch.output_allocator``),
-  so ``torch.cuda.memory_allocated`` counts them; temporary copies (a non-contiguous input
-  made contiguous) still come from CuPy's pool.
+* CUDA tensors: ``cupy.from_dlpack(tensor.detach())`` shares memory; on the tensors' device
+  the kernels launch on PyTorch's current stream (wrapped by ``cupy.cuda.Stream.from_external``
+  with CuPy 14 and PyTorch 2.10 or newer, ``cupy.cuda.ExternalStream`` otherwise), so they are
+  ordered with the surrounding PyTorch work without any synchronization, and the result comes
+  back with ``torch.from_dlpack``. The kernels' outputs (and lp_pool2d's) are allocated by
+  PyTorch's caching allocator (``torch.empty`` on the input's device, handed to the kernels
+  through DLPack; ``gpuconv.dispatch.output_allocator``), so ``torch.cuda.memory_allocated``
+  counts them; temporary copies (a non-contiguous input made contiguous) and a few
+  element-wise steps after the kernels (the flip convolutions' weight gradients,
+  conv_transpose2d's bias, empty batches) still come from CuPy's pool.
 
 The backend in force at forward time (``gpuconv.use_backend``) is recorded and reused by the
 backward pass, which PyTorch may run on another thread.
@@ -96,15 +98,23 @@ def _check_tensors(**named):
 
 
 def _stream(t: torch.Tensor):
-    """A context making PyTorch's current stream on t's device CuPy's current stream."""
+    """A context making t's device CuPy's current device, and PyTorch's current stream there
+    CuPy's current stream."""
     if not t.is_cuda:
         return contextlib.nullcontext()
     import cupy
     device = t.device.index if t.device.index is not None else torch.cuda.current_device()
     stream = torch.cuda.current_stream(device)
-    if hasattr(cupy.cuda.Stream, "from_external"):  # CuPy >= 14: the CUDA stream protocol
-        return cupy.cuda.Stream.from_external(stream)
-    return cupy.cuda.ExternalStream(stream.cuda_stream, device)
+    stack = contextlib.ExitStack()
+    # The device first: CuPy tags a wrapped stream with its current device, and element-wise
+    # steps outside the kernels run on the current device.
+    stack.enter_context(cupy.cuda.Device(device))
+    if hasattr(cupy.cuda.Stream, "from_external") and hasattr(stream, "__cuda_stream__"):
+        # CuPy >= 14 and PyTorch >= 2.10: the CUDA stream protocol
+        stack.enter_context(cupy.cuda.Stream.from_external(stream))
+    else:
+        stack.enter_context(cupy.cuda.ExternalStream(stream.cuda_stream, device))
+    return stack
 
 
 _TORCH_DTYPE = {np.dtype(np.float16): torch.float16, bfloat16: torch.bfloat16,

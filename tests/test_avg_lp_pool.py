@@ -390,3 +390,22 @@ X = np.zeros((1, 2, 6, 6), np.float32)
 def test_invalid_arguments_name_the_argument(call, exc, name):
     with pytest.raises(exc, match=name):
         call()
+
+
+def test_lp_pool2d_result_comes_from_the_output_allocator():
+    """gpuconv.torch hands PyTorch's allocator to dispatch.output_allocator: lp_pool2d's result
+    (computed after the average-pool kernel) is written into memory from it too."""
+    from gpuconv import dispatch
+
+    given = []
+
+    def allocate(shape, dtype):
+        given.append(np.zeros(shape, dtype))
+        return given[-1]
+
+    x = np.abs(np.random.default_rng(0).standard_normal((2, 3, 6, 6))).astype(np.float32)
+    with dispatch.output_allocator(allocate):
+        y = gpuconv.lp_pool2d(x, 2, 2)
+    assert any(np.shares_memory(y, a) for a in given)
+    np.testing.assert_allclose(y, np.sqrt((x.reshape(2, 3, 3, 2, 3, 2) ** 2).sum(axis=(3, 5))),
+                               rtol=1e-5)

@@ -158,7 +158,11 @@ def test_tensor_beyond_2_to_the_31_elements():
     if cupy.cuda.Device().mem_info[0] < 12 * 2**30:
         pytest.skip("needs 12 GiB of free GPU memory")
     H, W = 32768, 32770                                   # 2 * H * W > 2^31
-    x = (cupy.arange(2 * H * W, dtype=cupy.int64) % 7).astype(cupy.float16).reshape(2, 1, H, W)
+    flat = cupy.empty(2 * H * W, cupy.float16)  # x = i % 7, filled 2^28 at a time (2 GiB of
+    for start in range(0, flat.size, 2**28):    # int64 indices at once, not 17)
+        stop = min(flat.size, start + 2**28)
+        flat[start:stop] = (cupy.arange(start, stop, dtype=cupy.int64) % 7).astype(cupy.float16)
+    x = flat.reshape(2, 1, H, W)
     assert x.size > 2**31
     w = cupy.full((1, 1, 1, 1), 2, cupy.float16)
     b = cupy.ones(1, cupy.float16)

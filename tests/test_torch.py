@@ -589,10 +589,67 @@ def test_kernel_outputs_come_from_torch_allocator(monkeypatch):
 # CUDA tensors
 
 
+@pytest.fixture(autouse=True)
+def torch_without_tf32():
+    """PyTorch's CUDA convolutions default to TF32 (cudnn.allow_tf32): the CUDA comparisons
+    below are against float32 arithmetic, as gpuconv's float32 kernels do."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 def _need_cuda():
     if not torch.cuda.is_available():
         pytest.skip("torch.cuda.is_available() is False: no CUDA device for PyTorch")
     pytest.importorskip("cupy", reason="CUDA tensors need CuPy (pip install gpuconv[cuda12])")
+
+
+class _FakeCudaTensor:
+    is_cuda = True
+
+    def __init__(self, index):
+        self.device = type("Device", (), {"index": index, "type": "cuda"})()
+
+
+@pytest.mark.parametrize("protocol", [True, False], ids=["stream_protocol", "raw_pointer"])
+def test_kernels_run_on_torchs_stream_on_the_tensors_device(monkeypatch, protocol):
+    """gpuconv.torch._stream (no GPU here: PyTorch's and CuPy's stream objects stand in): the
+    tensor's device becomes CuPy's current device first, then PyTorch's current stream there
+    CuPy's current stream, through the CUDA stream protocol where PyTorch has it (2.10+), else
+    through its raw pointer (cupy.cuda.ExternalStream)."""
+    cupy = pytest.importorskip("cupy")
+    entered = []
+
+    class Context:
+        def __init__(self, *what):
+            self.what = what
+
+        def __enter__(self):
+            entered.append(self.what)
+
+        def __exit__(self, *exc):
+            entered.append(("exit",) + self.what)
+
+    class TorchStream:
+        cuda_stream = 0x1234
+
+    if protocol:
+        TorchStream.__cuda_stream__ = lambda self: (0, 0x1234)
+    seen = []
+    monkeypatch.setattr(torch.cuda, "current_stream",
+                        lambda device: seen.append(device) or TorchStream())
+    monkeypatch.setattr(cupy.cuda, "Device", lambda index: Context("device", index))
+    monkeypatch.setattr(cupy.cuda.Stream, "from_external",
+                        lambda stream: Context("from_external", stream.cuda_stream),
+                        raising=False)
+    monkeypatch.setattr(cupy.cuda, "ExternalStream",
+                        lambda ptr, device: Context("external", ptr, device))
+    with gt._stream(_FakeCudaTensor(1)):
+        pass
+    stream = ("from_external", 0x1234) if protocol else ("external", 0x1234, 1)
+    assert seen == [1]
+    assert entered == [("device", 1), stream, ("exit",) + stream, ("exit", "device", 1)]
 
 
 @pytest.mark.gpu

@@ -30,9 +30,10 @@ def arch_option(compute_capability: str) -> str:
     ``-arch=sm_90a``, whose arch-specific features (wgmma) the v5 kernels use (a binary for
     sm_90a runs on compute capability 9.0 only, which is the device it is built for).
 
-    NVRTC can only target architectures it knows; a device newer than the NVRTC library is
-    compiled for the newest one NVRTC supports (the binary still runs there), as CuPy does,
-    and then never with the 'a' features.
+    NVRTC can only target architectures it knows; for a device newer than the NVRTC library
+    this asks for the newest one NVRTC supports, never with the 'a' features. Whether that
+    binary loads there depends on the step (a cubin does not run on a newer major
+    architecture; PTX is JIT-compiled for it): not verified on such a device.
     """
     from cupy.cuda import nvrtc
 
