@@ -32,6 +32,20 @@ def best_runtime() -> str:
     return "numpy"
 
 
+# CUDA errors after which the context is unusable: every later launch in the process fails
+# with the same error, so the check stops at the case that caused it.
+STICKY_CUDA_ERRORS = ("illegal memory access", "ILLEGAL_ADDRESS", "IllegalAddress",
+                      "misaligned address", "MISALIGNED_ADDRESS", "MisalignedAddress",
+                      "illegal instruction", "ILLEGAL_INSTRUCTION", "IllegalInstruction",
+                      "unspecified launch failure", "LAUNCH_FAILED", "LaunchFailure",
+                      "HARDWARE_STACK_ERROR", "HardwareStackError")
+
+
+def is_sticky_cuda_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is a CUDA error that leaves the context unusable (a kernel fault)."""
+    return any(s in f"{type(exc).__name__}: {exc}" for s in STICKY_CUDA_ERRORS)
+
+
 def _movers(runtime: str):
     """(to_device, to_host) for the arrays a runtime works on."""
     if runtime == "cuda":
@@ -42,7 +56,8 @@ def _movers(runtime: str):
 
 def check(runtime: str | None = None, ops=checking.OPS, dtypes=checking.DTYPES,
           out=sys.stdout) -> int:
-    """Run the matrix; return the number of failed cases."""
+    """Run the matrix; return the number of failed cases (and of cases a kernel fault on the
+    GPU left unrun: the run stops there, since every later launch would fail the same way)."""
     runtime = runtime or best_runtime()
     to_device, to_host = _movers(runtime)
     # On a kernel runtime every version of every kernel runs; the reference has no versions.
@@ -57,9 +72,12 @@ def check(runtime: str | None = None, ops=checking.OPS, dtypes=checking.DTYPES,
              f"{'runtime':<9} {'kernel':<{kernel_width}} {'max error':>10} {'tolerance':>22}  result"
     print(header, file=out)
     failures = []
+    sticky = None
     start = time.perf_counter()
     with backend.use_backend(runtime):
         for i, (op, dtype, problem, version) in enumerate(todo, 1):
+            if sticky is not None:
+                break
             try:
                 result = checking.check_case(op, problem, dtype, to_device, to_host, version)
                 error, ok, report = result.max_error, result.ok, result.report
@@ -67,6 +85,8 @@ def check(runtime: str | None = None, ops=checking.OPS, dtypes=checking.DTYPES,
                                                                       else "")
             except Exception as exc:  # a crash is a failure with its message, not an abort
                 error, ok, report, tol = float("nan"), False, f"{type(exc).__name__}: {exc}", "-"
+                if is_sticky_cuda_error(exc):  # ... unless it leaves the GPU unusable
+                    sticky = (i, op, dtype.name, problem.name, version or "auto")
             print(f"[{i:{len(str(len(todo)))}d}/{len(todo)}] {op:<{op_width}} {dtype.name:<8} "
                   f"{problem.name:<{name_width}} {runtime:<9} {version or 'auto':<{kernel_width}} "
                   f"{error:10.2e} {tol:>22}  {'pass' if ok else 'FAIL'}",
@@ -76,9 +96,17 @@ def check(runtime: str | None = None, ops=checking.OPS, dtypes=checking.DTYPES,
     seconds = time.perf_counter() - start
     for op, dtype, name, report in failures:
         print(f"\nFAIL {op} {dtype} {name}:\n{report}", file=out)
-    print(f"\n{len(todo) - len(failures)} passed, {len(failures)} failed "
-          f"({seconds:.1f} s on runtime '{runtime}')", file=out)
-    return len(failures)
+    not_run = 0
+    if sticky is not None:
+        i, op, dtype_name, name, version = sticky
+        not_run = len(todo) - i
+        print(f"\nSTOPPED after case {i}, {op} [{version}] {dtype_name} {name}: a kernel fault "
+              f"leaves the CUDA context unusable, so the {not_run} cases after it did not run "
+              "(narrow the run with --op / --dtype to go past it)", file=out)
+    print(f"\n{len(todo) - len(failures) - not_run} passed, {len(failures)} failed"
+          + (f", {not_run} not run" if not_run else "")
+          + f" ({seconds:.1f} s on runtime '{runtime}')", file=out)
+    return len(failures) + not_run  # a case not run is not a pass
 
 
 def main(argv=None) -> int:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from . import dispatch
 from .geometry import conv2d_geometry, pool2d_geometry
-from .validation import INDEX_DTYPE, check_arrays, check_shape, is_channels_last
+from .validation import (INDEX_DTYPE, check_arrays, check_shape, is_channels_last,
+                         on_inputs_device)
 
 
+@on_inputs_device
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, flip=False):
     """2-D cross-correlation of ``input`` with ``weight``, plus ``bias``, like ``F.conv2d``.
 
@@ -64,6 +66,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     return y[0] if unbatched else y
 
 
+@on_inputs_device
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
     """2-D max-pooling like ``F.max_pool2d``, optionally with the argmax indices.
@@ -142,6 +145,7 @@ def _norm_type(norm_type) -> float:
     return p
 
 
+@on_inputs_device
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
                count_include_pad=True, divisor_override=None):
     """2-D average pooling, like ``F.avg_pool2d`` (PyTorch's divisor rules exactly).
@@ -182,6 +186,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
     return y[0] if unbatched else y
 
 
+@on_inputs_device
 def lp_pool2d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
     """2-D power-average (Lp) pooling, like ``F.lp_pool2d``: ``(sum over window of x**p)**(1/p)``.
 
@@ -251,6 +256,7 @@ def _separable_passes(x_shape, weight_h, weight_w, stride, padding, dilation, gr
     return g, weight_h[:, :, :, None], pass1, weight_w[:, None, None, :], pass2
 
 
+@on_inputs_device
 def separable_conv2d(input, weight_h, weight_w, bias=None, stride=1, padding=0, dilation=1,
                      groups=1):
     """Conv2d with a separable (rank-1 in space) kernel, as two 1-D passes (seed 002, 9.8).
@@ -305,6 +311,7 @@ def separable_conv2d(input, weight_h, weight_w, bias=None, stride=1, padding=0, 
     return conv2d(t, w2, bias, **pass2)
 
 
+@on_inputs_device
 def separable_factors(weight, rtol=None):
     """Split a rank-1 kernel into the factors :func:`separable_conv2d` takes (by SVD).
 
@@ -423,6 +430,7 @@ def _zero_extended(a, shape):
     return out
 
 
+@on_inputs_device
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, flip=False):
     """1-D cross-correlation of ``input`` with ``weight``, plus ``bias``, like ``F.conv1d``.
 
@@ -465,6 +473,7 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     return y[0] if unbatched else y
 
 
+@on_inputs_device
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
                      dilation=1):
     """2-D transposed convolution ("deconvolution"), like ``F.conv_transpose2d``.
@@ -522,6 +531,7 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
 from .geometry import conv3d_geometry  # noqa: E402
 
 
+@on_inputs_device
 def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """3-D cross-correlation of ``input`` with ``weight``, plus ``bias``, like ``F.conv3d``.
 
@@ -588,6 +598,7 @@ def _tiled_forward(input, weight, bias, make_geometry, bias_name: str):
     return y[0] if unbatched else y
 
 
+@on_inputs_device
 def local_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1):
     """Locally connected ("unshared") 2-D convolution: every output position has its own filters.
 
@@ -624,6 +635,7 @@ def local_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1):
                                                                 padding, dilation), "(K, P, Q)")
 
 
+@on_inputs_device
 def tiled_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1):
     """Tiled 2-D convolution: a TH x TW grid of filter banks, cycled through across space.
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from . import dispatch
 from .geometry import conv2d_geometry, pool2d_geometry
-from .validation import check_arrays, check_indices, check_shape, is_channels_last
+from .validation import (check_arrays, check_indices, check_shape, is_channels_last,
+                         on_inputs_device)
 
 
 def _batched_size(size, name: str, grad_output=None, batched_rank: int = 4):
@@ -49,6 +50,7 @@ def _sequence(size, name: str) -> tuple:
         raise TypeError(f"{name} must be a sequence of ints, got {size!r}") from None
 
 
+@on_inputs_device
 def conv2d_input(input_size, weight, grad_output, stride=1, padding=0, dilation=1, groups=1, *,
                  flip=False):
     """Gradient of conv2d with respect to its input, like ``torch.nn.grad.conv2d_input``.
@@ -94,6 +96,7 @@ def conv2d_input(input_size, weight, grad_output, stride=1, padding=0, dilation=
     return dx[0] if unbatched else dx
 
 
+@on_inputs_device
 def conv2d_weight(input, weight_size, grad_output, stride=1, padding=0, dilation=1, groups=1, *,
                   flip=False):
     """Gradient of conv2d with respect to its weight, like ``torch.nn.grad.conv2d_weight``.
@@ -138,6 +141,7 @@ def conv2d_weight(input, weight_size, grad_output, stride=1, padding=0, dilation
     return dw
 
 
+@on_inputs_device
 def conv2d_bias(grad_output):
     """Gradient of conv2d with respect to its bias: ``db[k] = sum_{n,p,q} dy[n,k,p,q]``.
 
@@ -169,6 +173,7 @@ def conv2d_bias(grad_output):
     return db
 
 
+@on_inputs_device
 def max_pool2d_input(grad_output, indices, input_size, kernel_size, stride=None, padding=0,
                      dilation=1, ceil_mode=False):
     """Gradient of max_pool2d with respect to its input, through the argmax mask.
@@ -210,6 +215,7 @@ def max_pool2d_input(grad_output, indices, input_size, kernel_size, stride=None,
 # avg_pool2d, lp_pool2d and separable_conv2d gradients (functional.py has the forward ops)
 
 
+@on_inputs_device
 def avg_pool2d_input(grad_output, input_size, kernel_size, stride=None, padding=0,
                      ceil_mode=False, count_include_pad=True, divisor_override=None):
     """Gradient of avg_pool2d with respect to its input.
@@ -245,6 +251,7 @@ def avg_pool2d_input(grad_output, input_size, kernel_size, stride=None, padding=
     return dx[0] if unbatched else dx
 
 
+@on_inputs_device
 def lp_pool2d_input(grad_output, input, norm_type, kernel_size, stride=None, ceil_mode=False):
     """Gradient of lp_pool2d with respect to its input (the gradient of PyTorch's formula).
 
@@ -308,6 +315,7 @@ def lp_pool2d_input(grad_output, input, norm_type, kernel_size, stride=None, cei
     return dx[0] if unbatched else dx
 
 
+@on_inputs_device
 def separable_conv2d_input(input_size, weight_h, weight_w, grad_output, stride=1, padding=0,
                            dilation=1, groups=1):
     """Gradient of separable_conv2d with respect to its input, through the two passes.
@@ -352,6 +360,7 @@ def separable_conv2d_input(input_size, weight_h, weight_w, grad_output, stride=1
     return conv2d_input(tuple(input_size), w1, dt, **pass1)
 
 
+@on_inputs_device
 def separable_conv2d_weight(input, weight_h, weight_w, grad_output, stride=1, padding=0,
                             dilation=1, groups=1):
     """Gradients of separable_conv2d with respect to both factors: ``(d weight_h, d weight_w)``.
@@ -443,6 +452,7 @@ def _tiled_bias(grad_output, tile):
     return db
 
 
+@on_inputs_device
 def tiled_conv2d_input(input_size, weight, grad_output, stride=1, padding=0, dilation=1):
     """Gradient of :func:`gpuconv.tiled_conv2d` with respect to its input.
 
@@ -467,6 +477,7 @@ def tiled_conv2d_input(input_size, weight, grad_output, stride=1, padding=0, dil
                         dilation)
 
 
+@on_inputs_device
 def tiled_conv2d_weight(input, weight_size, grad_output, stride=1, padding=0, dilation=1):
     """Gradient of :func:`gpuconv.tiled_conv2d` with respect to its weight.
 
@@ -491,6 +502,7 @@ def tiled_conv2d_weight(input, weight_size, grad_output, stride=1, padding=0, di
                          dilation)
 
 
+@on_inputs_device
 def tiled_conv2d_bias(grad_output, tile_size):
     """Gradient of a tiled conv2d's (K, TH, TW) bias: ``db[k,th,tw]`` = dy summed over n and
     the positions that use bank (th, tw). (A (K,) bias's gradient is :func:`conv2d_bias`.)
@@ -511,6 +523,7 @@ def tiled_conv2d_bias(grad_output, tile_size):
     return _tiled_bias(grad_output, pair(tile_size, "tile_size", minimum=1))
 
 
+@on_inputs_device
 def local_conv2d_input(input_size, weight, grad_output, stride=1, padding=0, dilation=1):
     """Gradient of :func:`gpuconv.local_conv2d` with respect to its input.
 
@@ -537,6 +550,7 @@ def local_conv2d_input(input_size, weight, grad_output, stride=1, padding=0, dil
                         dilation)
 
 
+@on_inputs_device
 def local_conv2d_weight(input, weight_size, grad_output, stride=1, padding=0, dilation=1):
     """Gradient of :func:`gpuconv.local_conv2d` with respect to its weight.
 
@@ -560,6 +574,7 @@ def local_conv2d_weight(input, weight_size, grad_output, stride=1, padding=0, di
                          dilation)
 
 
+@on_inputs_device
 def local_conv2d_bias(grad_output):
     """Gradient of a locally connected layer's (K, P, Q) bias: dy summed over the batch.
     (A (K,) bias's gradient is :func:`conv2d_bias`.)
@@ -586,6 +601,7 @@ def local_conv2d_bias(grad_output):
 from .geometry import conv3d_geometry  # noqa: E402
 
 
+@on_inputs_device
 def conv3d_input(input_size, weight, grad_output, stride=1, padding=0, dilation=1, groups=1):
     """Gradient of conv3d with respect to its input, like ``torch.nn.grad.conv3d_input``.
 
@@ -619,6 +635,7 @@ def conv3d_input(input_size, weight, grad_output, stride=1, padding=0, dilation=
     return dx[0] if unbatched else dx
 
 
+@on_inputs_device
 def conv3d_weight(input, weight_size, grad_output, stride=1, padding=0, dilation=1, groups=1):
     """Gradient of conv3d with respect to its weight, like ``torch.nn.grad.conv3d_weight``.
 
@@ -649,6 +666,7 @@ def conv3d_weight(input, weight_size, grad_output, stride=1, padding=0, dilation
     return dw
 
 
+@on_inputs_device
 def conv3d_bias(grad_output):
     """Gradient of conv3d with respect to its bias: ``db[k] = sum_{n,o,p,q} dy[n,k,o,p,q]``.
 
@@ -688,6 +706,7 @@ from .functional import _flip_flag, _flipped, _zero_extended  # noqa: E402
 from .geometry import conv1d_geometry, conv_transpose2d_geometry  # noqa: E402
 
 
+@on_inputs_device
 def conv1d_input(input_size, weight, grad_output, stride=1, padding=0, dilation=1, groups=1, *,
                  flip=False):
     """Gradient of conv1d with respect to its input, like ``torch.nn.grad.conv1d_input``.
@@ -723,6 +742,7 @@ def conv1d_input(input_size, weight, grad_output, stride=1, padding=0, dilation=
     return dx[0] if unbatched else dx
 
 
+@on_inputs_device
 def conv1d_weight(input, weight_size, grad_output, stride=1, padding=0, dilation=1, groups=1, *,
                   flip=False):
     """Gradient of conv1d with respect to its weight, like ``torch.nn.grad.conv1d_weight``.
@@ -759,6 +779,7 @@ def conv1d_weight(input, weight_size, grad_output, stride=1, padding=0, dilation
     return dw.reshape(g.K, g.C_per_group, g.S)
 
 
+@on_inputs_device
 def conv1d_bias(grad_output):
     """Gradient of conv1d with respect to its bias: ``db[k] = sum_{n,q} dy[n,k,q]``.
 
@@ -781,6 +802,7 @@ def conv1d_bias(grad_output):
     return conv2d_bias(dy[:, :, None, :])
 
 
+@on_inputs_device
 def conv_transpose2d_input(input_size, weight, grad_output, stride=1, padding=0,
                            output_padding=0, groups=1, dilation=1):
     """Gradient of conv_transpose2d with respect to its input.
@@ -821,6 +843,7 @@ def conv_transpose2d_input(input_size, weight, grad_output, stride=1, padding=0,
     return dx[0] if unbatched else dx
 
 
+@on_inputs_device
 def conv_transpose2d_weight(input, weight_size, grad_output, stride=1, padding=0,
                             output_padding=0, groups=1, dilation=1):
     """Gradient of conv_transpose2d with respect to its weight.

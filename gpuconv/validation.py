@@ -7,10 +7,28 @@ the argument.
 
 from __future__ import annotations
 
+import functools
+import itertools
+
 import numpy as np
 
 from .dtypes import FLOAT_DTYPES, NAMES
 INDEX_DTYPE = np.dtype(np.int64)
+
+
+def on_inputs_device(fn):
+    """Decorator of the public functions: run ``fn`` with the device of its first CuPy array
+    argument current. CuPy runs element-wise work and allocates on the current device, so
+    arrays on another GPU would otherwise be read from the wrong one (validation then makes
+    sure every array is on that device)."""
+    @functools.wraps(fn)
+    def on_device(*args, **kwargs):
+        for a in itertools.chain(args, kwargs.values()):
+            if library(a) == "cupy":
+                with a.device:
+                    return fn(*args, **kwargs)
+        return fn(*args, **kwargs)
+    return on_device
 
 
 def library(array) -> str | None:

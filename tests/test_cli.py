@@ -26,6 +26,35 @@ def test_check_reports_a_wrong_result_and_fails(monkeypatch):
     assert failed > 0 and "FAIL" in out.getvalue() and "differ" in out.getvalue()
 
 
+def test_check_stops_at_a_kernel_fault_and_counts_the_rest_as_not_run(monkeypatch):
+    """A kernel fault on a GPU (an illegal address: every later launch fails the same way)
+    stops the run at its case, named, instead of blaming every case after it; an ordinary
+    exception is one failed case and the run goes on."""
+    from gpuconv import checking
+
+    real, calls = checking.check_case, []
+
+    def faulting(op, problem, dtype, *args):
+        calls.append(problem.name)
+        if len(calls) == 2:
+            raise ValueError("some bug")
+        if len(calls) == 3:
+            raise RuntimeError("cudaErrorIllegalAddress: an illegal memory access was "
+                               "encountered")
+        return real(op, problem, dtype, *args)
+
+    monkeypatch.setattr(checking, "check_case", faulting)
+    out = io.StringIO()
+    failed = cli.check("numpy", ops=("conv2d",), dtypes=(np.float32,), out=out)
+    text = out.getvalue()
+    total = len(list(checking.cases(("conv2d",), (np.float32,))))
+    assert len(calls) == 3 and failed == 2 + (total - 3)
+    assert f"STOPPED after case 3, conv2d [auto] float32 {calls[2]}" in text
+    assert f"1 passed, 2 failed, {total - 3} not run" in text
+    assert cli.is_sticky_cuda_error(RuntimeError("CUDA_ERROR_MISALIGNED_ADDRESS"))
+    assert not cli.is_sticky_cuda_error(MemoryError("out of memory"))
+
+
 def test_module_entry_point_exit_status():
     ok = subprocess.run([sys.executable, "-m", "gpuconv", "check", "--runtime", "numpy",
                          "--op", "conv2d_bias", "--dtype", "float64"],

@@ -137,8 +137,16 @@ def test_bad_env_backend_is_named(monkeypatch):
 
 
 class _Device:
+    """Stands in for cupy.cuda.Device: an id, and a context that makes it current."""
+
     def __init__(self, id):
         self.id = id
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
 
 
 def _fake_cupy_array(shape, dtype=np.float32, device=0):
@@ -164,3 +172,38 @@ def test_arrays_on_two_gpus_are_refused(monkeypatch):
     monkeypatch.setattr(gpuconv.dispatch, "run", lambda *a, **k: pytest.fail("launched"))
     with pytest.raises(ValueError, match="one GPU.*input: device 0.*weight: device 1"):
         gpuconv.conv2d(_fake_cupy_array(x.shape), _fake_cupy_array(w.shape, device=1))
+
+
+def test_public_functions_run_on_their_cupy_inputs_device():
+    """Every public function of gpuconv.functional and gpuconv.grad makes its first CuPy
+    array's device current (CuPy's element-wise work and allocations go to the current
+    device: arrays on another GPU would otherwise be read from the wrong one). No GPU here:
+    a stand-in for a CuPy array on device 3 records it."""
+    import inspect
+
+    from gpuconv import functional, grad, validation
+
+    entered = []
+
+    class Device:
+        def __enter__(self):
+            entered.append("enter 3")
+
+        def __exit__(self, *exc):
+            entered.append("exit 3")
+
+    StandIn = type("ndarray", (), {"__module__": "cupy._core.core", "device": Device()})
+    assert validation.library(StandIn()) == "cupy"
+    seen = validation.on_inputs_device(lambda *a, **k: entered.append("run") or "result")
+    assert seen(np.ones(2), None, weight=StandIn()) == "result"
+    assert entered == ["enter 3", "run", "exit 3"]
+    entered.clear()
+    assert seen(np.ones(2), 7) == "result" and entered == ["run"]  # no CuPy array: as it is
+    wrapper = validation.on_inputs_device(len).__code__
+    public = [f for module in (functional, grad) for name, f in vars(module).items()
+              if inspect.isfunction(f) and not name.startswith("_")
+              and f.__module__ in (module.__name__, "gpuconv.validation")
+              and getattr(f, "__wrapped__", f).__module__ == module.__name__]
+    assert len(public) == 33
+    assert all(f.__code__ is wrapper for f in public), [
+        f.__name__ for f in public if f.__code__ is not wrapper]
