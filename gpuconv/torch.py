@@ -31,7 +31,8 @@ How tensors reach the kernels, without copies:
   the kernels launch on PyTorch's current stream (wrapped by ``cupy.cuda.Stream.from_external``
   with CuPy 14 and PyTorch 2.10 or newer, ``cupy.cuda.ExternalStream`` otherwise), so they are
   ordered with the surrounding PyTorch work without any synchronization, and the result comes
-  back with ``torch.from_dlpack``. The kernels' outputs (and lp_pool2d's) are allocated by
+  back as a view of the tensor PyTorch allocated for it (below; so ``record_stream`` works on
+  it), else with ``torch.from_dlpack``. The kernels' outputs (and lp_pool2d's) are allocated by
   PyTorch's caching allocator (``torch.empty`` on the input's device, handed to the kernels
   through DLPack; ``gpuconv.dispatch.output_allocator``), so ``torch.cuda.memory_allocated``
   counts them; temporary copies (a non-contiguous input made contiguous) and a few
@@ -59,6 +60,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
                       "pip install gpuconv[torch]") from error
 
 import contextlib
+import contextvars
 
 import numpy as np
 
@@ -122,14 +124,43 @@ _TORCH_DTYPE = {np.dtype(np.float16): torch.float16, bfloat16: torch.bfloat16,
                 np.dtype(np.int64): torch.int64}
 
 
+# The tensors PyTorch allocated for the outputs of the gpuconv calls of the current
+# _on_device_of block (see _from_allocated).
+_allocated: contextvars.ContextVar[list | None] = contextvars.ContextVar("gpuconv_allocated",
+                                                                         default=None)
+
+
 def _on_device_of(t: torch.Tensor):
     """Run gpuconv ops for tensor t: PyTorch's current stream, outputs from PyTorch's allocator."""
     stack = contextlib.ExitStack()
     stack.enter_context(_stream(t))
-    stack.enter_context(gpuconv.dispatch.output_allocator(
-        lambda shape, dtype: _to_array(torch.empty(shape, dtype=_TORCH_DTYPE[np.dtype(dtype)],
-                                                   device=t.device))))
+    allocated: list = []
+    stack.callback(_allocated.reset, _allocated.set(allocated))
+
+    def allocate(shape, dtype):
+        tensor = torch.empty(shape, dtype=_TORCH_DTYPE[np.dtype(dtype)], device=t.device)
+        allocated.append(tensor)
+        return _to_array(tensor)
+
+    stack.enter_context(gpuconv.dispatch.output_allocator(allocate))
     return stack
+
+
+def _from_allocated(a):
+    """A CuPy result as a view of the tensor PyTorch allocated for it in this block (None if it
+    is not in one): a tensor PyTorch's caching allocator owns, so ``record_stream`` and its
+    stream-ordered reuse see it (a DLPack import would be foreign memory to it)."""
+    item = a.dtype.itemsize
+    if a.size == 0 or any(s % item for s in a.strides):
+        return None
+    ptr = a.data.ptr
+    for tensor in _allocated.get() or ():
+        start = tensor.data_ptr()
+        if (tensor.element_size() == item and tensor.dtype == _TORCH_DTYPE.get(a.dtype)
+                and start <= ptr < start + tensor.numel() * item):
+            return tensor.as_strided(a.shape, [s // item for s in a.strides],
+                                     tensor.storage_offset() + (ptr - start) // item)
+    return None
 
 
 def _to_array(t):
@@ -154,6 +185,8 @@ def _to_array(t):
 
 def _to_tensor(a):
     """A NumPy or CuPy array -> a torch.Tensor sharing its memory."""
+    if not isinstance(a, np.ndarray) and (owned := _from_allocated(a)) is not None:
+        return owned
     bf16 = a.dtype == bfloat16
     if bf16:  # as its 16 bits, viewed back as torch.bfloat16 (see _to_array)
         a = a.view(np.int16)

@@ -733,3 +733,25 @@ def test_cuda_outputs_count_in_torch_memory():
     before = torch.cuda.memory_allocated()
     y = gt.conv2d(x, w, padding=1)
     assert torch.cuda.memory_allocated() - before >= y.numel() * y.element_size()
+
+
+def test_cuda_results_are_views_of_the_tensors_pytorch_allocated():
+    """On CUDA a result comes back as a view of the tensor PyTorch's allocator made for it, not
+    a DLPack import (memory the caching allocator would not own: record_stream would be
+    ignored). No GPU here: a stand-in for a CuPy array over a CPU tensor's memory."""
+    owner = torch.empty((2, 3, 4, 5), dtype=torch.bfloat16)
+
+    class StandIn:  # a CuPy view a[1, :, 1:] of owner, as the kernels' result
+        dtype, shape = gpuconv.dtypes.bfloat16, (3, 3, 5)
+        strides, size = (40, 10, 2), 45
+        data = type("Pointer", (), {"ptr": owner.data_ptr() + 2 * (60 + 5)})()
+
+    token = gt._allocated.set([torch.empty(7), owner])
+    try:
+        view = gt._to_tensor(StandIn())
+    finally:
+        gt._allocated.reset(token)
+    assert view.dtype == torch.bfloat16 and view.shape == (3, 3, 5)
+    assert view.untyped_storage().data_ptr() == owner.untyped_storage().data_ptr()
+    assert view.data_ptr() == owner[1, :, 1:].data_ptr() and view.stride() == (20, 5, 1)
+    assert gt._allocated.get() is None  # outside a call: nothing to map to (DLPack then)
