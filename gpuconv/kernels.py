@@ -285,6 +285,16 @@ def name_expressions(source_name: str) -> tuple[str, ...]:
                  for config in configs.get(kernel, [0]))
 
 
+def module_group(source_name: str, name_expression: str) -> tuple[str, ...]:
+    """The instances the GPU runtime compiles into one module with ``name_expression``: the
+    file's wgmma (v5) instances, or all its others. Apart, an NVRTC that cannot build the
+    sm_90a-only code fails v5 alone, and v1 to v4 of the same file still build (the CPU
+    runtime builds each file as one module: no wgmma there, and one compile is faster)."""
+    wgmma = {TEMPLATES[key][1] for key in WGMMA_VERSIONS if TEMPLATES[key][0] == source_name}
+    mine = name_expression.split("<")[0] in wgmma
+    return tuple(e for e in name_expressions(source_name) if (e.split("<")[0] in wgmma) == mine)
+
+
 def all_instances() -> list[tuple[str, str]]:
     """(source file, name expression) of every instance kernels.py can request."""
     return [(source, expr) for source in KERNELS for expr in name_expressions(source)]

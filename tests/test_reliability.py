@@ -172,3 +172,40 @@ def test_tensor_beyond_2_to_the_31_elements():
         got = cupy.asnumpy(flat_y[start:start + 1000]).astype(np.float64)
         want = 2 * cupy.asnumpy(flat_x[start:start + 1000]).astype(np.float64) + 1
         np.testing.assert_array_equal(got, want)
+
+
+def test_the_gpu_runtime_builds_wgmma_apart_from_the_other_versions():
+    """On the GPU each file's wgmma (v5) instances are a module of their own: an NVRTC that
+    cannot build the sm_90a code fails v5 alone, not v1 to v4 of the same op. The CPU runtime
+    builds each file as one module. (No GPU here: the module builder is a recorder.)"""
+    from gpuconv import kernels
+    from gpuconv.runtime import Runtime
+
+    built = []
+
+    class Module:
+        def __init__(self, names):
+            self.names = names
+
+        def get_function(self, name):
+            assert name in self.names
+            return name
+
+    def build(source_name, code, names):
+        built.append((source_name, set(names)))
+        return Module(names)
+
+    gpu, cpu = (Runtime(name, np, build, grouped=name == "cuda") for name in ("cuda", "emulator"))
+    for source in ("conv2d_fprop.cu", "maxpool2d.cu"):
+        everything = set(kernels.name_expressions(source))
+        v5 = {e for e in everything if e.startswith("conv2d_fprop_v5_nhwc_wgmma<")}
+        built.clear()
+        gpu.function(source, sorted(everything - v5)[0])
+        for e in sorted(v5):
+            gpu.function(source, e)
+        assert built == ([(source, everything - v5)] + ([(source, v5)] * len(v5) if v5 else []))
+        # fprop v5: float16, bfloat16, each in 2 tile configurations; max-pool: no wgmma
+        assert len(v5) == (4 if source == "conv2d_fprop.cu" else 0)
+        built.clear()
+        cpu.function(source, sorted(everything)[0])
+        assert built == [(source, everything)]

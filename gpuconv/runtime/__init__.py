@@ -33,19 +33,25 @@ def cuda_available() -> bool:
 class Runtime:
     """Compile-once, launch-many access to the kernels of ``cuda/*.cu`` on one runtime."""
 
-    def __init__(self, name: str, xp, build_module, cache_key=lambda: None):
+    def __init__(self, name: str, xp, build_module, cache_key=lambda: None,
+                 grouped: bool = False):
         self.name = name
         self.xp = xp
         self._build_module = build_module   # (source_name, code, name_expressions) -> module
         self._cache_key = cache_key         # () -> what else the cache depends on (device id)
+        self._grouped = grouped             # modules per kernels.module_group, not per file
         self._functions: dict = {}
         self._lock = threading.Lock()
 
     def name_expressions(self, source_name: str, name_expression: str | None = None):
-        """Every instance kernels.py declares for a file (plus ``name_expression``)."""
+        """The instances built into one module with ``name_expression``: every instance
+        kernels.py declares for the file, or (``grouped``) those of its kernels.module_group;
+        plus ``name_expression`` itself."""
         from .. import kernels
 
-        expressions = list(kernels.name_expressions(source_name))
+        expressions = list(kernels.module_group(source_name, name_expression)
+                           if self._grouped and name_expression is not None
+                           else kernels.name_expressions(source_name))
         if name_expression is not None and name_expression not in expressions:
             expressions.append(name_expression)  # an instance kernels.py does not list
         return tuple(expressions)
@@ -73,7 +79,8 @@ def _cuda_runtime() -> Runtime:
 
     from . import cupy_rt
 
-    return Runtime("cuda", cupy, cupy_rt.module, cache_key=lambda: cupy.cuda.Device().id)
+    return Runtime("cuda", cupy, cupy_rt.module, cache_key=lambda: cupy.cuda.Device().id,
+                   grouped=True)
 
 
 def _emulator_runtime() -> Runtime:
