@@ -73,10 +73,6 @@ def output_allocator(allocate):
         _output_allocator.reset(token)
 
 
-def _allocate(rt, shape, dtype):
-    return allocate_result(shape, dtype, "cupy" if rt.name == "cuda" else "numpy")
-
-
 def allocate_result(shape, dtype, lib: str):
     """An empty result array of library ``lib`` ('numpy' or 'cupy'): from the
     ``output_allocator`` in force when it gives one of that library, else a new one."""
@@ -117,7 +113,8 @@ def run(op: str, g, inputs: list, outputs: list, lib: str) -> list:
         with device:
             args = [None if a is None else rt.xp.ascontiguousarray(_to_runtime(a, where))
                     for a in inputs]
-            results = [_allocate(rt, shape, dtype) for shape, dtype in outputs]
+            results = [allocate_result(shape, dtype, "cupy" if where == "cuda" else "numpy")
+                       for shape, dtype in outputs]
             getattr(kernels, kernel_name)(rt, g, *args, *results)
     return [_to_library(r, lib) for r in results]
 
